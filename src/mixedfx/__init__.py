@@ -1,0 +1,44 @@
+"""mixedfx: linear and generalized linear mixed-effects models with lme4's formula language.
+
+>>> import mixedfx as mfx
+>>> m = mfx.lmer("Reaction ~ Days + (Days | Subject)", mfx.datasets.load("sleepstudy"))
+>>> print(m.summary())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from . import datasets
+from .errors import (
+    ColumnNotFoundError,
+    ConvergenceWarning,
+    DataError,
+    FormulaError,
+    MissingValuesWarning,
+    MixedFXError,
+    MixedFXWarning,
+    ModelError,
+    RankDeficiencyWarning,
+    SingularFitWarning,
+)
+from .formula import parse_formula
+from .lmm import LinearMixedModel, lmer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ColumnNotFoundError",
+    "ConvergenceWarning",
+    "DataError",
+    "FormulaError",
+    "LinearMixedModel",
+    "MissingValuesWarning",
+    "MixedFXError",
+    "MixedFXWarning",
+    "ModelError",
+    "RankDeficiencyWarning",
+    "SingularFitWarning",
+    "__version__",
+    "datasets",
+    "lmer",
+    "parse_formula",
+]

@@ -1,0 +1,210 @@
+"""Step 4a of the pipeline: θ -> blocked Cholesky factor L of the penalized system.
+
+For covariance parameters θ, with Λ = blockdiag(Λ1, Λr) the relative covariance factor, the
+penalized system (random effects first, then the fixed effects and the response) is
+
+    [ Λ1'A11Λ1 + I    .                 ]        L = [ L11   0  ]
+    [ Λr'A21Λ1        Λr'A22Λr + [I 0]  ]  = L L',   [ L21  L22 ]
+                                   [0 0]
+
+* ``L11`` is block diagonal (one k1 x k1 block per level of the first term): a compiled loop
+  of tiny Cholesky factorizations.
+* ``L21 = Λr' P`` with ``P = A21 Λ1 L11^{-T}``, computed block column by block column.
+* ``L22 = chol(Λr'(A22 - P P')Λr + [I 0; 0 0])``: dense, factored in place by LAPACK.
+
+The last row of L22 belongs to the response: ``L22[-1, -1]² = r²`` is the penalized residual
+sum of squares, the diagonal of L11 and the random-effects part of L22 give log|Lz|, and the
+fixed-effects part gives log|Rx| (ARCHITECTURE.md, "The statistics in one page").
+
+Buffers are allocated once; :meth:`BlockedFactor.update` writes into them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+from scipy.linalg import lapack
+
+from . import _kernels as K
+from .crossprod import CrossProducts
+from .design import RandomEffectsTerm, tril_indices_colmajor
+
+__all__ = ["BlockedFactor", "FactorStats", "lambda_blocks"]
+
+
+@dataclass(frozen=True)
+class FactorStats:
+    """What the criterion needs from the factor."""
+
+    logdet_Lz: float
+    """log|Lz| = Σ log of the diagonal of the random-effects part of L."""
+    logdet_Rx: float
+    """log|Rx| = Σ log of the diagonal of the fixed-effects part of L."""
+    pwrss: float
+    """r², the penalized (weighted) residual sum of squares."""
+    ok: bool = True
+    """False when the trailing block was not positive definite."""
+
+
+def lambda_blocks(theta: np.ndarray, ks: list[int]) -> list[np.ndarray]:
+    """Split θ into the k x k lower-triangular Λ blocks of each term (θ column by column)."""
+    out = []
+    pos = 0
+    for k in ks:
+        nt = k * (k + 1) // 2
+        lam = np.zeros((k, k))
+        rows, cols = tril_indices_colmajor(k)
+        lam[rows, cols] = theta[pos : pos + nt]
+        out.append(lam)
+        pos += nt
+    return out
+
+
+class BlockedFactor:
+    """The blocked Cholesky factor of the penalized least-squares system, updated in place.
+
+    Parameters
+    ----------
+    A : CrossProducts
+    terms : list of RandomEffectsTerm
+        The terms, in the order of the cross-products (first term = largest).
+    """
+
+    def __init__(self, A: CrossProducts, terms: list[RandomEffectsTerm]):
+        self.A = A
+        self.terms = terms
+        self.ks = [t.k for t in terms]
+        self.k1 = self.ks[0]
+        self.n1 = terms[0].nlevels
+        self.L11 = np.zeros_like(A.A11)
+        self.P = np.zeros_like(A.vals)
+        self.G = np.zeros_like(A.A22)  # C-ordered; lower triangle holds L22
+        self.scalar_rest = all(k == 1 for k in self.ks[1:])
+        self._scale = np.ones(A.m)
+        self._rest_slices: list[tuple[int, int, int]] = []
+        pos = 0
+        for t in terms[1:]:
+            self._rest_slices.append((pos, t.nlevels, t.k))
+            pos += t.q
+        self.theta: np.ndarray | None = None
+        self.lams: list[np.ndarray] = []
+        self.stats: FactorStats | None = None
+
+    # ------------------------------------------------------------------ update
+    def update(self, theta: np.ndarray) -> FactorStats:
+        """Factor the system at θ; returns the log-determinants and r²."""
+        A = self.A
+        theta = np.asarray(theta, dtype=float)
+        lams = lambda_blocks(theta, self.ks)
+        self.theta = theta.copy()
+        self.lams = lams
+        logdet1 = K.factor_first_block(A.A11, lams[0], self.L11)
+        K.scale_first_column(A.ptr, A.vals, lams[0], self.L11, self.P)
+        G = self.G
+        np.copyto(G, A.A22)
+        K.schur_update(A.ptr, A.rows, self.P, G)
+        if self.scalar_rest:
+            scale = self._scale
+            for (pos, nl, _), lam in zip(self._rest_slices, lams[1:], strict=True):
+                scale[pos : pos + nl] = lam[0, 0]
+            K.scale_rows_cols(G, scale, A.q_rest)
+        else:
+            self._scale_general(G, lams[1:])
+        # G is C-ordered with the lower triangle filled: its transpose is a Fortran array
+        # whose upper triangle holds the matrix, so LAPACK factors it in place as U = L'.
+        _, info = lapack.dpotrf(G.T, lower=0, overwrite_a=1, clean=0)
+        if info != 0:
+            self.stats = FactorStats(np.inf, np.inf, np.inf, ok=False)
+            return self.stats
+        d = np.diagonal(G)
+        q = A.q_rest
+        p = A.p
+        if np.any(d[: q + p] <= 0):
+            self.stats = FactorStats(np.inf, np.inf, np.inf, ok=False)
+            return self.stats
+        logd = np.log(d[: q + p])
+        self.stats = FactorStats(
+            logdet_Lz=float(logdet1 + logd[:q].sum()),
+            logdet_Rx=float(logd[q:].sum()),
+            pwrss=float(d[-1] ** 2),
+        )
+        return self.stats
+
+    def _scale_general(self, G: np.ndarray, lams: list[np.ndarray]) -> None:
+        """G <- Λr' G Λr + [I 0; 0 0] for terms with vector-valued random effects."""
+        m = G.shape[0]
+        il = np.tril_indices(m, -1)
+        G[il[1], il[0]] = G[il]  # symmetrize from the lower triangle
+        for (pos, nl, k), lam in zip(self._rest_slices, lams, strict=True):
+            sl = slice(pos, pos + nl * k)
+            G[:, sl] = (G[:, sl].reshape(m, nl, k) @ lam).reshape(m, nl * k)
+            G[sl, :] = (lam.T @ G[sl, :].reshape(nl, k, m)).reshape(nl * k, m)
+        q = self.A.q_rest
+        G[np.arange(q), np.arange(q)] += 1.0
+
+    # --------------------------------------------------------------- solutions
+    @property
+    def L22(self) -> np.ndarray:
+        """The dense trailing factor (lower triangular), including the response row."""
+        return np.tril(self.G)
+
+    def Rx(self) -> np.ndarray:
+        """Upper-triangular Rx (p x p) with Rx'Rx = the Schur complement for β."""
+        q, p = self.A.q_rest, self.A.p
+        return np.tril(self.G[q : q + p, q : q + p]).T
+
+    def solve(self) -> tuple[np.ndarray, np.ndarray]:
+        """Conditional modes u (spherical random effects) and fixed effects β at the current θ.
+
+        Back-substitution through the factor: the response row of L holds the forward-solved
+        right-hand side c; then L' [u; β] = c.
+        """
+        A = self.A
+        q, p, m = A.q_rest, A.p, A.m
+        G = self.G
+        L22 = np.tril(G[: m - 1, : m - 1])
+        c2 = G[m - 1, : m - 1]
+        v2 = sla.solve_triangular(L22, c2, lower=True, trans="T", check_finite=False)
+        beta = v2[q:].copy()
+        # c1: the response row of L21; u1 = L11^{-T}(c1 - L21[:-1]' v2)
+        c1, corr = self._first_block_rhs(v2)
+        u1 = self._solve_L11T(c1 - corr)
+        u = np.concatenate([u1.ravel(), v2[:q]])
+        return u, beta
+
+    def _first_block_rhs(self, v2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """c1 (the response row of L21, per level) and L21[:-1]' v2, both (n1, k1).
+
+        L21 = Λr' P, so L21' v = P' Λr v: scale v by Λr first, then gather by column blocks.
+        """
+        A = self.A
+        m = A.m
+        lv = np.zeros(m)
+        lv[: m - 1] = self._apply_lambda_rest(v2)
+        c1 = np.zeros((self.n1, self.k1))
+        corr = np.zeros((self.n1, self.k1))
+        lev = np.repeat(np.arange(self.n1), np.diff(A.ptr))
+        is_y = A.rows == m - 1
+        np.add.at(c1, lev[is_y], self.P[is_y])
+        contrib = self.P * lv[A.rows][:, None]
+        contrib[is_y] = 0.0
+        for j in range(self.k1):
+            corr[:, j] = np.bincount(lev, weights=contrib[:, j], minlength=self.n1)
+        return c1, corr
+
+    def _apply_lambda_rest(self, v: np.ndarray) -> np.ndarray:
+        """Λr v for a vector over the rest rows (random effects of terms 2..K, then β)."""
+        out = np.array(v, dtype=float, copy=True)
+        for (pos, nl, k), lam in zip(self._rest_slices, self.lams[1:], strict=True):
+            sl = slice(pos, pos + nl * k)
+            out[sl] = (out[sl].reshape(nl, k) @ lam.T).ravel()
+        return out
+
+    def _solve_L11T(self, rhs: np.ndarray) -> np.ndarray:
+        """Solve L11' x = rhs block by block (rhs shape (n1, k1))."""
+        if self.k1 == 1:
+            return rhs / self.L11[:, 0, 0][:, None]
+        Lt = np.swapaxes(self.L11, 1, 2)
+        return np.linalg.solve(Lt, rhs[:, :, None])[:, :, 0]
