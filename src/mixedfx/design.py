@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.linalg as sla
 
 from .data import ModelFrame, missing_column_error, model_frame
 from .errors import DataError, FormulaError, ModelError, RankDeficiencyWarning
@@ -354,26 +355,24 @@ def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7) -> n
     """Positions of the columns to keep so that X has full column rank.
 
     Like R's ``qr`` with its limited pivoting (what lme4 uses), a column is dropped when it is
-    a linear combination of the columns before it; earlier columns are kept.
+    a linear combination of the columns before it (relative residual norm below ``tol``);
+    earlier columns are kept. One Householder QR of X (n x p) gives R0 with X = Q R0; the
+    QR of any subset of X's columns is then the QR of the same columns of R0 (p x p), so the
+    repeated factorizations after each drop never touch the n rows again.
     """
     p = X.shape[1]
     if p == 0:
         return np.arange(0)
-    norms = np.sqrt((X * X).sum(axis=0))
-    scale = np.where(norms > 0, norms, 1.0)
-    Xs = X / scale
-    keep: list[int] = []
-    q = np.zeros((X.shape[0], 0))
-    for j in range(p):
-        v = Xs[:, j]
-        if norms[j] == 0:
-            continue
-        r = v - q @ (q.T @ v) if q.shape[1] else v.copy()
-        r = r - q @ (q.T @ r) if q.shape[1] else r
-        nr = np.linalg.norm(r)
-        if nr > tol:
-            keep.append(j)
-            q = np.column_stack([q, r / nr])
+    R0 = sla.qr(X, mode="r", check_finite=False)[0][:p]
+    norms = np.sqrt((R0 * R0).sum(axis=0))
+    keep = [j for j in range(p) if norms[j] > 0]
+    while keep:
+        R = sla.qr(R0[:, keep], mode="r", check_finite=False)[0]
+        diag = np.abs(np.diag(R)[: len(keep)])
+        bad = np.flatnonzero(diag <= tol * norms[keep])
+        if bad.size == 0:
+            break
+        del keep[int(bad[0])]
     return np.asarray(keep, dtype=np.intp)
 
 

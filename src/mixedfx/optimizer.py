@@ -127,7 +127,8 @@ def _scalar(fun, x0, lower, upper, xtol):
     res = minimize_scalar(g, bounds=(lo, hi), method="bounded", options={"xatol": xtol * 1e-2, "maxiter": 500})
     x, fx = float(res.x), float(res.fun)
     f_lo = g(lo)
-    if f_lo <= fx:
+    # the bound wins when it is as good to rounding (a singular fit is then exactly singular)
+    if f_lo <= fx + 1e-12 * max(1.0, abs(fx)):
         x, fx = lo, f_lo
     return OptimizerResult(x=np.array([x]), fun=fx, nfev=count[0], status="success")
 

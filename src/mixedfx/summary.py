@@ -150,8 +150,7 @@ def _fixef_corr_text(model: Any) -> str:
     abbr = [abbreviate(n) for n in names]
     rows = []
     for i in range(1, len(names)):
-        rows.append([f"{C[i, j]:.3f}".replace("0.", ".", 1) if C[i, j] >= 0 else
-                     f"{C[i, j]:.3f}".replace("-0.", "-.", 1) for j in range(i)])
+        rows.append([f"{C[i, j]:.3f}" for j in range(i)])
     w0 = max(len(n) for n in names[1:])
     widths = [max(len(abbr[j]), *(len(r[j]) for r in rows if j < len(r))) for j in range(len(names) - 1)]
     lines = [" " * w0 + "".join(" " + abbr[j].ljust(widths[j]) for j in range(len(names) - 1))]
@@ -175,7 +174,7 @@ class LmerSummary:
     def __str__(self) -> str:
         m = self.model
         method = "REML" if m.REML else "maximum likelihood"
-        extra = " and Satterthwaite's method [lmerModLmerTest]" if "df" in self.coefficients else " ['lmerMod']"
+        extra = ". t-tests use Satterthwaite's method [lmerModLmerTest]" if "df" in self.coefficients else "  ['lmerMod']"
         lines = [f"Linear mixed model fit by {method}{extra}", f"Formula: {m.formula}"]
         if m.data_name:
             lines.append(f"   Data: {m.data_name}")
@@ -199,7 +198,7 @@ class LmerSummary:
         q = self.scaled_residuals
         heads = ["Min", "1Q", "Median", "3Q", "Max"]
         strs = [f"{v:.4f}" for v in q]
-        w = [max(len(h), len(s)) + 1 for h, s in zip(heads, strs, strict=True)]
+        w = [max(*map(len, heads), *map(len, strs)) + 1] * 5
         lines.append("".join(h.rjust(wi) for h, wi in zip(heads, w, strict=True)))
         lines.append("".join(s.rjust(wi) for s, wi in zip(strs, w, strict=True)))
         lines += ["", "Random effects:", varcorr_text(m)]
