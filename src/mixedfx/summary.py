@@ -191,7 +191,7 @@ class LmerSummary:
             vals = [m.aic, m.bic, m.loglik, m.deviance, m.df_resid]
             heads = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
             strs = [f"{v:.1f}" for v in vals[:4]] + [str(int(vals[4]))]
-            w = [max(len(h), len(s)) + 1 for h, s in zip(heads, strs, strict=True)]
+            w = [max(*map(len, heads), *map(len, strs)) + 1] * 5
             lines.append("".join(h.rjust(wi) for h, wi in zip(heads, w, strict=True)))
             lines.append("".join(s.rjust(wi) for s, wi in zip(strs, w, strict=True)))
         lines += ["", "Scaled residuals: "]
