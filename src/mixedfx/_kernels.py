@@ -75,40 +75,98 @@ def scale_first_column(ptr, vals, lam, L11, P):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def schur_update(ptr, rows, P, G):  # pragma: no cover - compiled
-    """G -= P P' over the lower triangle, P stored by column blocks (rows increasing)."""
+def schur_update(ptr, rows, P, nx, q, scale, G, W):  # pragma: no cover - compiled
+    """G -= S P P' S over the lower triangle, S = diag(scale).
+
+    P is stored by column blocks (one per level of the first term) with increasing rows; the
+    last ``nx`` rows of every block are the fixed-effects/response rows q .. q+nx-1, present in
+    every block. The products with those rows are accumulated in the contiguous workspace
+    ``W`` (q x nx) and added to G once at the end, so the inner loops over them are contiguous;
+    only the random-effects pairs scatter into G.
+    """
     n1 = ptr.shape[0] - 1
     k = P.shape[1]
+    W[:, :] = 0.0
     for lev in range(n1):
-        s, e = ptr[lev], ptr[lev + 1]
-        for a in range(s, e):
+        s = ptr[lev]
+        e = ptr[lev + 1]
+        xs = e - nx
+        for a in range(s, xs):
             ra = rows[a]
+            sa = scale[ra]
             for b in range(s, a + 1):
                 acc = 0.0
                 for c in range(k):
                     acc += P[a, c] * P[b, c]
-                G[ra, rows[b]] -= acc
+                G[ra, rows[b]] -= sa * scale[rows[b]] * acc
+            for j in range(nx):
+                acc = 0.0
+                for c in range(k):
+                    acc += P[a, c] * P[xs + j, c]
+                W[ra, j] += acc
+        for i in range(nx):
+            for j in range(i + 1):
+                acc = 0.0
+                for c in range(k):
+                    acc += P[xs + i, c] * P[xs + j, c]
+                G[q + i, q + j] -= acc
+    for ra in range(q):
+        sa = scale[ra]
+        for j in range(nx):
+            G[q + j, ra] -= sa * W[ra, j]
 
 
 @njit(cache=True)
-def fill_scaled(A22, scale, q_rest, G):  # pragma: no cover - compiled
-    """Lower triangle of G = S A22 S + [I 0; 0 0] for a diagonal scaling S (scalar terms)."""
+def schur_update_scalar(ptr, rows, p, nx, q, scale, G, W):  # pragma: no cover - compiled
+    """:func:`schur_update` for a scalar first term (k1 = 1, ``p`` one-dimensional): the
+    inner loops become contiguous multiply-adds that the compiler vectorizes."""
+    n1 = ptr.shape[0] - 1
+    W[:, :] = 0.0
+    for lev in range(n1):
+        s = ptr[lev]
+        e = ptr[lev + 1]
+        xs = e - nx
+        for a in range(s, xs):
+            ra = rows[a]
+            pa = p[a] * scale[ra]
+            Gr = G[ra]
+            for b in range(s, a + 1):
+                rb = rows[b]
+                Gr[rb] -= pa * scale[rb] * p[b]
+            Wr = W[ra]
+            pa = p[a]
+            for j in range(nx):
+                Wr[j] += pa * p[xs + j]
+        for i in range(nx):
+            pi = p[xs + i]
+            Gr = G[q + i]
+            for j in range(i + 1):
+                Gr[q + j] -= pi * p[xs + j]
+    for ra in range(q):
+        sa = scale[ra]
+        for j in range(nx):
+            G[q + j, ra] -= sa * W[ra, j]
+
+
+@njit(cache=True)
+def fill_scaled(A22, scale, n_identity, G):  # pragma: no cover - compiled
+    """Lower triangle of G = S A22 S + diag(1 for the first ``n_identity`` rows, else 0)."""
     m = A22.shape[0]
     for i in range(m):
         si = scale[i]
         for j in range(i + 1):
             G[i, j] = si * scale[j] * A22[i, j]
-        if i < q_rest:
+        if i < n_identity:
             G[i, i] += 1.0
 
 
 @njit(cache=True)
-def scale_rows_cols(G, scale, q_rest):  # pragma: no cover - compiled
-    """Lower triangle of G <- S G S + [I 0; 0 0] for a diagonal scaling S."""
-    m = G.shape[0]
-    for i in range(m):
-        si = scale[i]
-        for j in range(i + 1):
-            G[i, j] *= si * scale[j]
-        if i < q_rest:
-            G[i, i] += 1.0
+def diag_logdets(G, q, p):  # pragma: no cover - compiled
+    """(Σ log diag L22[:q], Σ log diag L22[q:q+p], L22[-1, -1]) from the factored block."""
+    ld_z = 0.0
+    for i in range(q):
+        ld_z += np.log(G[i, i])
+    ld_x = 0.0
+    for i in range(q, q + p):
+        ld_x += np.log(G[i, i])
+    return ld_z, ld_x, G[G.shape[0] - 1, G.shape[0] - 1]

@@ -21,7 +21,10 @@ Buffers are allocated once; :meth:`BlockedFactor.update` writes into them.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import numpy as np
 import scipy.linalg as sla
@@ -48,6 +51,11 @@ class FactorStats:
     """False when the trailing block was not positive definite."""
 
 
+@cache
+def _tril(k: int) -> tuple[np.ndarray, np.ndarray]:
+    return tril_indices_colmajor(k)
+
+
 def lambda_blocks(theta: np.ndarray, ks: list[int]) -> list[np.ndarray]:
     """Split θ into the k x k lower-triangular Λ blocks of each term (θ column by column)."""
     out = []
@@ -55,8 +63,11 @@ def lambda_blocks(theta: np.ndarray, ks: list[int]) -> list[np.ndarray]:
     for k in ks:
         nt = k * (k + 1) // 2
         lam = np.zeros((k, k))
-        rows, cols = tril_indices_colmajor(k)
-        lam[rows, cols] = theta[pos : pos + nt]
+        if k == 1:
+            lam[0, 0] = theta[pos]
+        else:
+            rows, cols = _tril(k)
+            lam[rows, cols] = theta[pos : pos + nt]
         out.append(lam)
         pos += nt
     return out
@@ -88,6 +99,17 @@ class BlockedFactor:
         for t in terms[1:]:
             self._rest_slices.append((pos, t.nlevels, t.k))
             pos += t.q
+        self.nx = A.p + 1
+        # The Schur-update kernel relies on the fixed-effects/response rows closing every
+        # column block of A21 (crossproducts stores them so): check it once here.
+        ends = A.ptr[1:]
+        if np.any(np.diff(A.ptr) < self.nx) or np.any(
+            A.rows[(ends[:, None] - self.nx + np.arange(self.nx)[None, :]).ravel()]
+            != np.tile(np.arange(A.q_rest, A.m), self.n1)
+        ):
+            raise ValueError("cross-products: every column block of A21 must end with the XY rows")
+        self.W = np.zeros((A.q_rest, self.nx))
+        self._ones = np.ones(A.m)
         self.theta: np.ndarray | None = None
         self.lams: list[np.ndarray] = []
         self.stats: FactorStats | None = None
@@ -103,14 +125,20 @@ class BlockedFactor:
         logdet1 = K.factor_first_block(A.A11, lams[0], self.L11)
         K.scale_first_column(A.ptr, A.vals, lams[0], self.L11, self.P)
         G = self.G
-        np.copyto(G, A.A22)
-        K.schur_update(A.ptr, A.rows, self.P, G)
+        q = A.q_rest
         if self.scalar_rest:
+            # G = Λr'(A22 - P P')Λr + [I 0; 0 0] with Λr diagonal: one fused pass each
             scale = self._scale
             for (pos, nl, _), lam in zip(self._rest_slices, lams[1:], strict=True):
                 scale[pos : pos + nl] = lam[0, 0]
-            K.scale_rows_cols(G, scale, A.q_rest)
+            K.fill_scaled(A.A22, scale, q, G)
+            if self.k1 == 1:
+                K.schur_update_scalar(A.ptr, A.rows, self.P[:, 0], self.nx, q, scale, G, self.W)
+            else:
+                K.schur_update(A.ptr, A.rows, self.P, self.nx, q, scale, G, self.W)
         else:
+            K.fill_scaled(A.A22, self._ones, 0, G)
+            K.schur_update(A.ptr, A.rows, self.P, self.nx, q, self._ones, G, self.W)
             self._scale_general(G, lams[1:])
         # G is C-ordered with the lower triangle filled: its transpose is a Fortran array
         # whose upper triangle holds the matrix, so LAPACK factors it in place as U = L'.
@@ -118,18 +146,8 @@ class BlockedFactor:
         if info != 0:
             self.stats = FactorStats(np.inf, np.inf, np.inf, ok=False)
             return self.stats
-        d = np.diagonal(G)
-        q = A.q_rest
-        p = A.p
-        if np.any(d[: q + p] <= 0):
-            self.stats = FactorStats(np.inf, np.inf, np.inf, ok=False)
-            return self.stats
-        logd = np.log(d[: q + p])
-        self.stats = FactorStats(
-            logdet_Lz=float(logdet1 + logd[:q].sum()),
-            logdet_Rx=float(logd[q:].sum()),
-            pwrss=float(d[-1] ** 2),
-        )
+        ld_z, ld_x, r = K.diag_logdets(G, q, A.p)
+        self.stats = FactorStats(logdet_Lz=logdet1 + ld_z, logdet_Rx=ld_x, pwrss=r * r)
         return self.stats
 
     def _scale_general(self, G: np.ndarray, lams: list[np.ndarray]) -> None:
@@ -143,6 +161,20 @@ class BlockedFactor:
             G[sl, :] = (lam.T @ G[sl, :].reshape(nl, k, m)).reshape(nl * k, m)
         q = self.A.q_rest
         G[np.arange(q), np.arange(q)] += 1.0
+
+    def blas_threads(self) -> Any:
+        """A context in which to run many :meth:`update` calls.
+
+        Multithreaded BLAS pays off only for a large dense trailing block; for small and medium
+        ones its threads' wake-ups cost more than they save, and on a busy machine they can
+        cost far more (spinning threads competing with the compiled kernels). Below
+        ``m = 1000`` LAPACK is therefore held to one thread while optimizing.
+        """
+        if self.A.m >= 1000 or self.A.m < 64:
+            return contextlib.nullcontext()
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=1, user_api="blas")
 
     # --------------------------------------------------------------- solutions
     @property

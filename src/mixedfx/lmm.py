@@ -110,11 +110,12 @@ class LinearMixedModel:
         if x0.shape != lower.shape:
             raise DataError(f"start must have {lower.size} values (θ in lme4's order), got {x0.size}")
         x0 = np.maximum(x0, lower)
-        res = bobyqa(self.objective_at, x0, lower)
-        self.optinfo = res
-        self.convergence_messages = (
-            check_convergence(self.objective_at, res.x, lower) if check_conv else []
-        )
+        with self.factor.blas_threads():
+            res = bobyqa(self.objective_at, x0, lower)
+            self.optinfo = res
+            self.convergence_messages = (
+                check_convergence(self.objective_at, res.x, lower) if check_conv else []
+            )
         self._install(res.x)
         if self.is_singular:
             warnings.warn(
