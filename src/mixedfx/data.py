@@ -43,7 +43,7 @@ def to_pandas(data: object) -> pd.DataFrame:
         except ValueError as exc:
             raise DataError(f"cannot make a data frame from the mapping given: {exc}") from None
     try:
-        import narwhals as nw
+        import narwhals.stable.v2 as nw
 
         frame = nw.from_native(data, eager_only=True)
     except TypeError:
