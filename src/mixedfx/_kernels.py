@@ -170,3 +170,32 @@ def diag_logdets(G, q, p):  # pragma: no cover - compiled
     for i in range(q, q + p):
         ld_x += np.log(G[i, i])
     return ld_z, ld_x, G[G.shape[0] - 1, G.shape[0] - 1]
+
+
+@njit(cache=True)
+def grouped_outer(ptr, rows, vals, group, S):  # pragma: no cover - compiled
+    """S[group[l]] += a_l a_l' (lower triangle, packed row by row) for every column block l
+    of a scalar first term: the precomputation of the balanced-design Schur update."""
+    n1 = ptr.shape[0] - 1
+    for lev in range(n1):
+        Sg = S[group[lev]]
+        for a in range(ptr[lev], ptr[lev + 1]):
+            ra = rows[a]
+            base = ra * (ra + 1) // 2
+            va = vals[a]
+            for b in range(ptr[lev], a + 1):
+                Sg[base + rows[b]] += va * vals[b]
+
+
+@njit(cache=True)
+def unpack_scaled(Mp, scale, n_identity, G):  # pragma: no cover - compiled
+    """Lower triangle of G = S M S + [I 0; 0 0] from M packed row by row."""
+    m = G.shape[0]
+    pos = 0
+    for i in range(m):
+        si = scale[i]
+        for j in range(i + 1):
+            G[i, j] = si * scale[j] * Mp[pos]
+            pos += 1
+        if i < n_identity:
+            G[i, i] += 1.0
