@@ -101,8 +101,11 @@ def test_pls_criterion_equals_dense_likelihood(case, reml):
     df, formula, use_weights, use_offset, seed = case
     try:
         model = mfx.LinearMixedModel(
-            formula, df, REML=reml,
-            weights="w" if use_weights else None, offset="o" if use_offset else None,
+            formula,
+            df,
+            REML=reml,
+            weights="w" if use_weights else None,
+            offset="o" if use_offset else None,
         )
     except mfx.ModelError:
         return  # more random effects than observations for this draw: lme4 refuses too

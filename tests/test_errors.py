@@ -68,8 +68,14 @@ def test_as_many_levels_as_observations(sleep):
 
 
 def test_more_random_effects_than_observations():
-    df = pd.DataFrame({"y": np.arange(12.0), "x": np.tile([0.0, 1.0, 2.0], 4), "z": np.arange(12.0) ** 2,
-                       "g": np.repeat(["a", "b", "c", "d", "e", "f"], 2)})
+    df = pd.DataFrame(
+        {
+            "y": np.arange(12.0),
+            "x": np.tile([0.0, 1.0, 2.0], 4),
+            "z": np.arange(12.0) ** 2,
+            "g": np.repeat(["a", "b", "c", "d", "e", "f"], 2),
+        }
+    )
     with pytest.raises(mfx.ModelError, match="number of observations"):
         mfx.lmer("y ~ 1 + (x + z | g)", df)
 

@@ -31,7 +31,11 @@ def test_double_bar_splits_into_one_term_per_column():
 
 def test_nesting_and_interaction_grouping():
     assert exprs("y ~ 1 + (1 | a/b)") == [("1", ("a",)), ("1", ("b", "a"))]
-    assert exprs("y ~ 1 + (1 | a/b/c)") == [("1", ("a",)), ("1", ("b", "a")), ("1", ("c", "b", "a"))]
+    assert exprs("y ~ 1 + (1 | a/b/c)") == [
+        ("1", ("a",)),
+        ("1", ("b", "a")),
+        ("1", ("c", "b", "a")),
+    ]
     assert exprs("y ~ 1 + (1 | a:b)") == [("1", ("a", "b"))]
 
 
@@ -108,13 +112,15 @@ def test_category_order_and_grouping_types_are_respected():
     rng = np.random.default_rng(3)
     n = 120
     g = rng.integers(0, 8, n)
-    df = pd.DataFrame({
-        "y": rng.standard_normal(n) + g * 0.3,
-        "f": pd.Categorical(rng.choice(["lo", "mid", "hi"], n), categories=["mid", "lo", "hi"]),
-        "g_int": g,
-        "g_str": [f"s{v}" for v in g],
-        "g_cat": pd.Categorical([f"s{v}" for v in g]),
-    })
+    df = pd.DataFrame(
+        {
+            "y": rng.standard_normal(n) + g * 0.3,
+            "f": pd.Categorical(rng.choice(["lo", "mid", "hi"], n), categories=["mid", "lo", "hi"]),
+            "g_int": g,
+            "g_str": [f"s{v}" for v in g],
+            "g_cat": pd.Categorical([f"s{v}" for v in g]),
+        }
+    )
     fits = [mfx.lmer(f"y ~ f + (1 | {col})", df) for col in ("g_int", "g_str", "g_cat")]
     assert list(fits[0].fixef.index) == ["(Intercept)", "flo", "fhi"]
     for m in fits[1:]:

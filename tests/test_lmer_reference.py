@@ -82,8 +82,11 @@ def test_variance_components(c):
             k = len(g["names"])
             for i in range(k):
                 for j in range(i + 1, k):
-                    row = vc[(vc["group"] == g["group"]) & (vc["var1"] == g["names"][i])
-                             & (vc["var2"] == g["names"][j])]
+                    row = vc[
+                        (vc["group"] == g["group"])
+                        & (vc["var1"] == g["names"][i])
+                        & (vc["var2"] == g["names"][j])
+                    ]
                     assert row["sdcor"].iloc[0] == pytest.approx(g["corr"][i][j], abs=2e-3)
     resid = vc[vc["group"] == "Residual"]
     assert resid["vcov"].iloc[0] == pytest.approx(m.sigma**2)
@@ -109,8 +112,11 @@ def test_conditional_modes(c):
     assert np.allclose(m.residuals, m.y - m.fitted)
 
 
-@pytest.mark.parametrize("c", [c for c in LINEAR if not c["singular"]],
-                         ids=[c["id"] for c in LINEAR if not c["singular"]])
+@pytest.mark.parametrize(
+    "c",
+    [c for c in LINEAR if not c["singular"]],
+    ids=[c["id"] for c in LINEAR if not c["singular"]],
+)
 def test_optimum_is_stationary(c):
     """At θ̂ the criterion cannot be improved: its finite-difference gradient is ~0."""
     m = fit(c)

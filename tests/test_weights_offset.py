@@ -39,8 +39,13 @@ def test_weights_and_offset_match_lme4(frame, ref):
 
 def test_weights_and_offset_as_arrays(frame):
     ref = next(r for r in REF if r["id"] == "weights_offset_ml")
-    m = mfx.lmer(ref["formula"], frame, REML=False, weights=frame["w"].to_numpy(),
-                 offset=frame["o"].to_numpy())
+    m = mfx.lmer(
+        ref["formula"],
+        frame,
+        REML=False,
+        weights=frame["w"].to_numpy(),
+        offset=frame["o"].to_numpy(),
+    )
     assert m.objective == pytest.approx(ref["objective"], rel=1e-6)
 
 

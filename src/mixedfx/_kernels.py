@@ -9,7 +9,7 @@ stays with LAPACK.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True)
@@ -199,3 +199,37 @@ def unpack_scaled(Mp, scale, n_identity, G):  # pragma: no cover - compiled
             pos += 1
         if i < n_identity:
             G[i, i] += 1.0
+
+
+@njit(cache=True, parallel=True)
+def schur_re_scalar_parallel(ptr, rows, p, nx, scale, G, W, bounds):  # pragma: no cover
+    """The random-effects part of :func:`schur_update_scalar`, in parallel.
+
+    Thread t owns the rows ``bounds[t] <= r < bounds[t+1]`` of G and W, so no two threads
+    write the same memory and no private copies are needed; within each column block the
+    rows are sorted, so a thread's rows are one contiguous run found by bisection. W (the
+    products with the fixed-effects/response rows) is zeroed and filled here; the
+    fixed-effects x fixed-effects part is left to BLAS.
+    """
+    n1 = ptr.shape[0] - 1
+    nparts = bounds.shape[0] - 1
+    for t in prange(nparts):
+        lo = bounds[t]
+        hi = bounds[t + 1]
+        W[lo:hi, :] = 0.0
+        for lev in range(n1):
+            s = ptr[lev]
+            xs = ptr[lev + 1] - nx
+            a0 = s + np.searchsorted(rows[s:xs], lo)
+            a1 = s + np.searchsorted(rows[s:xs], hi)
+            for a in range(a0, a1):
+                ra = rows[a]
+                pa = p[a] * scale[ra]
+                Gr = G[ra]
+                for b in range(s, a + 1):
+                    rb = rows[b]
+                    Gr[rb] -= pa * scale[rb] * p[b]
+                Wr = W[ra]
+                pa = p[a]
+                for j in range(nx):
+                    Wr[j] += pa * p[xs + j]

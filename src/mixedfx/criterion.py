@@ -21,7 +21,9 @@ __all__ = ["profiled_deviance", "sigma_hat"]
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def profiled_deviance(stats: FactorStats, n: int, p: int, reml: bool, sum_log_w: float = 0.0) -> float:
+def profiled_deviance(
+    stats: FactorStats, n: int, p: int, reml: bool, sum_log_w: float = 0.0
+) -> float:
     """The profiled ML deviance or REML criterion at the θ the factor was computed for."""
     if not stats.ok or not stats.pwrss > 0.0:
         return math.inf

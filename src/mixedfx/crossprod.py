@@ -150,7 +150,7 @@ def crossproducts(
         val_parts.append(blocks.reshape(npairs * ki, k1))
     # A21, XY rows: dense, present for every level of the first term
     Z1 = term_matrix(t1, Z1t)
-    AX1 = np.asarray((Z1.T @ XY)).reshape(n1, k1, p + 1).transpose(0, 2, 1)  # (n1, p+1, k1)
+    AX1 = np.asarray(Z1.T @ XY).reshape(n1, k1, p + 1).transpose(0, 2, 1)  # (n1, p+1, k1)
     lvl_parts.append(np.repeat(np.arange(n1), p + 1))
     row_parts.append(np.tile(np.arange(q_rest, m), n1))
     val_parts.append(AX1.reshape(n1 * (p + 1), k1))

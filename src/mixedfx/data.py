@@ -38,8 +38,9 @@ def to_pandas(data: object) -> pd.DataFrame:
         return data
     if isinstance(data, Mapping):
         try:
-            return pd.DataFrame({k: np.asarray(v) if not isinstance(v, pd.Series) else v
-                                 for k, v in data.items()})
+            return pd.DataFrame(
+                {k: np.asarray(v) if not isinstance(v, pd.Series) else v for k, v in data.items()}
+            )
         except ValueError as exc:
             raise DataError(f"cannot make a data frame from the mapping given: {exc}") from None
     try:
@@ -80,7 +81,7 @@ def column_names_in(texts: Iterable[str], columns: Iterable[str]) -> list[str]:
         for m in _TOKEN.finditer(text):
             name = m.group(1) or m.group(2)
             if m.group(2) is not None:
-                rest = text[m.end():].lstrip()
+                rest = text[m.end() :].lstrip()
                 if rest.startswith("(") and name not in colset:
                     continue
                 if m.start() > 0 and text[m.start() - 1] == ".":
@@ -103,7 +104,7 @@ def unknown_names(texts: Iterable[str], columns: Iterable[str]) -> list[str]:
                 if name not in colset:
                     out.setdefault(name, None)
                 continue
-            rest = stripped[m.end():].lstrip()
+            rest = stripped[m.end() :].lstrip()
             if rest.startswith("(") or rest.startswith("="):
                 continue
             if m.start() > 0 and stripped[m.start() - 1] == ".":
@@ -115,7 +116,9 @@ def unknown_names(texts: Iterable[str], columns: Iterable[str]) -> list[str]:
     return list(out)
 
 
-def missing_column_error(name: str, columns: Iterable[str], what: str = "column") -> ColumnNotFoundError:
+def missing_column_error(
+    name: str, columns: Iterable[str], what: str = "column"
+) -> ColumnNotFoundError:
     """A :class:`ColumnNotFoundError` naming ``name`` and the closest column names."""
     cols = list(columns)
     close = difflib.get_close_matches(name, cols, n=3)
@@ -144,6 +147,34 @@ class ModelFrame:
     rows: np.ndarray
     n_dropped: int
     n_original: int
+
+
+def _missing(col: object) -> np.ndarray | None:
+    """Boolean mask of missing values of a column, or None when it cannot have any."""
+    if isinstance(col, pd.Series):
+        dtype = col.dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            return np.asarray(col.array.codes) < 0
+        if dtype.kind in "iub":
+            return None
+        if dtype.kind in "fc":
+            return np.isnan(col.to_numpy())
+        return col.isna().to_numpy()
+    arr = np.asarray(col)
+    return np.isnan(arr) if arr.dtype.kind in "fc" else pd.isna(arr)
+
+
+def _values(col: object) -> object:
+    """The values of a column without its index (numpy for numbers, pandas arrays else)."""
+    if isinstance(col, pd.Series):
+        return col.to_numpy() if col.dtype.kind in "fiub" else col.array
+    return col
+
+
+def _take(col: object, rows: np.ndarray) -> object:
+    if isinstance(col, pd.Series):
+        return col.iloc[rows].reset_index(drop=True)
+    return np.asarray(col)[rows]
 
 
 def _vector_column(value: object, name: str, n: int, data: pd.DataFrame) -> pd.Series:
@@ -176,24 +207,28 @@ def model_frame(
     """
     df = to_pandas(data)
     texts = list(texts)
-    if not isinstance(df.columns, pd.RangeIndex):
-        df.columns = [str(c) for c in df.columns]
+    if not all(isinstance(c, str) for c in df.columns):
+        df = df.rename(columns=str)  # a renamed copy: the caller's frame is left alone
     unknown = unknown_names(texts, df.columns)
     if unknown:
         raise missing_column_error(unknown[0], df.columns, what="variable")
     used = column_names_in(texts, df.columns)
     n = len(df)
-    sub = df[used].copy() if used else pd.DataFrame(index=df.index)
-    for key, value in (extra or {}).items():
-        if value is None:
-            continue
-        sub[f"({key})"] = _vector_column(value, key, n, df).to_numpy()
     if n == 0:
         raise DataError("the data have no rows")
-    na = sub.isna().to_numpy().any(axis=1) if sub.shape[1] else np.zeros(n, dtype=bool)
+    cols: dict[str, object] = {c: df[c] for c in used}
+    for key, value in (extra or {}).items():
+        if value is not None:
+            cols[f"({key})"] = _vector_column(value, key, n, df)
+    na = np.zeros(n, dtype=bool)
+    bad_cols = []
+    for name, col in cols.items():
+        miss = _missing(col)
+        if miss is not None and miss.any():
+            na |= miss
+            bad_cols.append(name)
     n_dropped = int(na.sum())
     if n_dropped:
-        bad_cols = [c for c in sub.columns if sub[c].isna().any()]
         if n_dropped == n:
             raise DataError(
                 f"no rows left after dropping rows with missing values "
@@ -207,9 +242,9 @@ def model_frame(
                 stacklevel=3,
             )
         keep = ~na
-        sub = sub.loc[keep]
         rows = np.flatnonzero(keep)
+        cols = {k: _take(v, rows) for k, v in cols.items()}
     else:
         rows = np.arange(n)
-    sub = sub.reset_index(drop=True)
+    sub = pd.DataFrame({k: _values(v) for k, v in cols.items()}, index=pd.RangeIndex(len(rows)))
     return ModelFrame(frame=sub, rows=rows, n_dropped=n_dropped, n_original=n)

@@ -224,7 +224,11 @@ def tril_indices_colmajor(k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _level_names(values: np.ndarray) -> list[str]:
-    if values.dtype.kind == "f" and np.all(np.isfinite(values)) and np.all(values == np.round(values)):
+    if (
+        values.dtype.kind == "f"
+        and np.all(np.isfinite(values))
+        and np.all(values == np.round(values))
+    ):
         values = values.astype(np.int64)
     return [str(v) for v in values.tolist()]
 
@@ -236,8 +240,9 @@ def factor_codes(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
     strings lexically), as R's ``factor()`` does.
     """
     if isinstance(series.dtype, pd.CategoricalDtype):
-        codes = series.cat.codes.to_numpy()
-        cats = series.cat.categories
+        cat = series.array  # the Categorical itself: .codes without building a Series
+        codes = np.asarray(cat.codes)
+        cats = cat.categories
         used = np.bincount(codes, minlength=len(cats)) > 0
         if not used.all():
             remap = np.cumsum(used) - 1
@@ -249,7 +254,9 @@ def factor_codes(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
         try:
             uniq, codes = np.unique(values.astype(str), return_inverse=True)
         except TypeError:
-            raise DataError(f"grouping variable {name!r} has values that cannot be compared") from None
+            raise DataError(
+                f"grouping variable {name!r} has values that cannot be compared"
+            ) from None
         return codes.astype(np.intp), [str(u) for u in uniq]
     if values.dtype.kind in "fiub" or values.dtype.kind in "US":
         uniq, codes = np.unique(values, return_inverse=True)
@@ -336,7 +343,7 @@ def _response(frame: pd.DataFrame, response: str) -> np.ndarray:
                 "convert it to numbers first"
             )
         return col.to_numpy(dtype=float)
-    maker, values = ColumnMaker.build("0 + " + response, frame, "response")
+    _, values = ColumnMaker.build("0 + " + response, frame, "response")
     if values.shape[1] != 1:
         raise FormulaError(f"response {response!r} must be a single numeric column")
     return values[:, 0]
@@ -444,7 +451,11 @@ def build_design(
             if f not in frame.columns:
                 raise missing_column_error(f, frame.columns, what="grouping factor")
 
-    y = response_maker(frame, parsed.response) if response_maker else _response(frame, parsed.response)
+    y = (
+        response_maker(frame, parsed.response)
+        if response_maker
+        else _response(frame, parsed.response)
+    )
     _check_finite(y, f"response {parsed.response!r}")
 
     fmaker, X = ColumnMaker.build(parsed.fixed, frame, "fixed-effects")
@@ -454,10 +465,10 @@ def build_design(
     dropped: list[str] = []
     if len(keep) < X.shape[1]:
         dropped = [fnames[j] for j in range(X.shape[1]) if j not in set(keep.tolist())]
+        plural = "s" if len(dropped) > 1 else ""
         warnings.warn(
             f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
-            f"column{'s' if len(dropped) > 1 else ''} / coefficient{'s' if len(dropped) > 1 else ''}"
-            f": {', '.join(dropped)}",
+            f"column{plural} / coefficient{plural}: {', '.join(dropped)}",
             RankDeficiencyWarning,
             stacklevel=3,
         )

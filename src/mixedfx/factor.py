@@ -112,6 +112,7 @@ class BlockedFactor:
         self.W = np.zeros((A.q_rest, self.nx))
         self._ones = np.ones(A.m)
         self._grouped = self._setup_grouped()
+        self._par_bounds = self._setup_parallel() if self._grouped is None else None
         self.theta: np.ndarray | None = None
         self.lams: list[np.ndarray] = []
         self.stats: FactorStats | None = None
@@ -142,8 +143,12 @@ class BlockedFactor:
                 # G = Λr'(A22 - P P')Λr + [I 0; 0 0] with Λr diagonal: one fused pass each
                 scale = self._rest_scale(lams)
                 K.fill_scaled(A.A22, scale, q, G)
-                if self.k1 == 1:
-                    K.schur_update_scalar(A.ptr, A.rows, self._P[:, 0], self.nx, q, scale, G, self.W)
+                if self._par_bounds is not None:
+                    self._schur_parallel(scale)
+                elif self.k1 == 1:
+                    K.schur_update_scalar(
+                        A.ptr, A.rows, self._P[:, 0], self.nx, q, scale, G, self.W
+                    )
                 else:
                     K.schur_update(A.ptr, A.rows, self._P, self.nx, q, scale, G, self.W)
             else:
@@ -198,6 +203,44 @@ class BlockedFactor:
         A22p = A.A22[np.tril_indices(m)]
         return counts, S, A22p
 
+    def _setup_parallel(self, min_pairs: float = 2e5) -> np.ndarray | None:
+        """Row ranges of G for the parallel Schur update (scalar terms, enough work).
+
+        The work of row r is the number of pairs (a, b <= a) it receives over all column
+        blocks: ``position of r in its block + 1`` summed over blocks. The ranges split that
+        work evenly between the threads.
+        """
+        import numba
+
+        A = self.A
+        nthreads = numba.get_num_threads()
+        if self.k1 != 1 or not self.scalar_rest or nthreads < 2 or A.q_rest == 0:
+            return None
+        lengths = np.diff(A.ptr) - self.nx
+        pos = np.arange(A.rows.size) - np.repeat(A.ptr[:-1], np.diff(A.ptr))
+        re = pos < np.repeat(lengths, np.diff(A.ptr))
+        work = np.bincount(A.rows[re], weights=pos[re] + 1.0 + self.nx, minlength=A.q_rest)
+        total = work.sum()
+        if total < min_pairs:
+            return None
+        cum = np.cumsum(work)
+        cuts = [int(np.searchsorted(cum, total * t / nthreads)) for t in range(1, nthreads)]
+        bounds = np.unique(np.asarray([0, *cuts, A.q_rest], dtype=np.int64))
+        # the rows of the XY block closing each column block, for the BLAS product
+        self._xy_index = (A.ptr[1:, None] - self.nx + np.arange(self.nx)[None, :]).astype(np.int64)
+        return bounds
+
+    def _schur_parallel(self, scale: np.ndarray) -> None:
+        """G -= S P P' S: random-effects rows by the parallel kernel, XY rows by BLAS."""
+        A = self.A
+        q, G, W = A.q_rest, self.G, self.W
+        p = self._P[:, 0]
+        K.schur_re_scalar_parallel(A.ptr, A.rows, p, self.nx, scale, G, W, self._par_bounds)
+        PX = p[self._xy_index]  # (n1, nx)
+        GX = G[q:, q:]
+        GX -= np.tril(PX.T @ PX)
+        G[q:, :q] -= (W * scale[:q, None]).T
+
     @property
     def P(self) -> np.ndarray:
         """P = A21 Λ1 L11^{-T} at the current θ (column-block storage, like A21's values)."""
@@ -250,7 +293,7 @@ class BlockedFactor:
         right-hand side c; then L' [u; β] = c.
         """
         A = self.A
-        q, p, m = A.q_rest, A.p, A.m
+        q, m = A.q_rest, A.m
         G = self.G
         L22 = np.tril(G[: m - 1, : m - 1])
         c2 = G[m - 1, : m - 1]

@@ -277,7 +277,9 @@ def parse_formula(formula: str) -> ParsedFormula:
                 for e in exprs:
                     random_terms.append(
                         RandomTerm(
-                            expr=_translate_r(e), factors=factors, text=f"({e} | {':'.join(factors)})"
+                            expr=_translate_r(e),
+                            factors=factors,
+                            text=f"({e} | {':'.join(factors)})",
                         )
                     )
             continue

@@ -130,7 +130,9 @@ def _scalar(fun, x0, lower, upper, xtol):
                 break
             hi, fhi = hi * 4.0, fnext
         hi *= 4.0
-    res = minimize_scalar(g, bounds=(lo, hi), method="bounded", options={"xatol": xtol * 1e-2, "maxiter": 500})
+    res = minimize_scalar(
+        g, bounds=(lo, hi), method="bounded", options={"xatol": xtol * 1e-2, "maxiter": 500}
+    )
     x, fx = float(res.x), float(res.fun)
     f_lo = g(lo)
     # the bound wins when it is as good to rounding (a singular fit is then exactly singular)

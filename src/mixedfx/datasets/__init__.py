@@ -41,9 +41,7 @@ def _resolve(name: str) -> str:
     lowered = {n.lower(): n for n in names}
     if name.lower() in lowered:
         return lowered[name.lower()]
-    raise DatasetNotFoundError(
-        f"no bundled data set named {name!r}; available: {', '.join(names)}"
-    )
+    raise DatasetNotFoundError(f"no bundled data set named {name!r}; available: {', '.join(names)}")
 
 
 @cache
