@@ -141,3 +141,11 @@ def test_convergence_warning_on_a_bad_start(sleep):
         msgs = check_convergence(m.objective_at, np.array([2.0, 0.5, 1.0]), m.design.theta_lower())
     assert msgs and "failed to converge" in msgs[0]
     assert any(issubclass(r.category, mfx.ConvergenceWarning) for r in rec)
+
+
+def test_too_many_levels_for_the_dense_block(monkeypatch):
+    import mixedfx.design as design
+
+    monkeypatch.setattr(design, "MAX_DENSE_BYTES", 1e4)
+    with pytest.raises(mfx.ModelError, match="too many to factor densely"):
+        mfx.lmer("diameter ~ 1 + (1 | plate) + (1 | sample)", mfx.datasets.load("Penicillin"))

@@ -391,6 +391,24 @@ def _lme4_term_order(nlevels: list[int]) -> list[int]:
     return list(range(len(nl)))
 
 
+MAX_DENSE_BYTES = 8e9
+
+
+def _check_dense_size(terms: list[RandomEffectsTerm], p: int) -> None:
+    """The trailing block (all terms but the first, the fixed effects and the response) is
+    held dense: refuse, with the reason, a model whose block would not fit in memory."""
+    m = sum(t.q for t in terms[1:]) + p + 1
+    need = 3.0 * m * m * 8
+    if need > MAX_DENSE_BYTES:
+        sizes = ", ".join(f"{t.group}: {t.q}" for t in terms[1:])
+        raise ModelError(
+            f"the random effects after the first term are too many to factor densely "
+            f"({m} rows, about {need / 1e9:.0f} GB; {sizes}). mixedfx puts the term with the most "
+            "levels first and holds the others in a dense block: models with two or more "
+            "grouping factors of tens of thousands of levels each are not supported yet"
+        )
+
+
 def _make_unique(names: list[str]) -> list[str]:
     """R's make.unique: repeated names get .1, .2, ..."""
     seen: dict[str, int] = {}
@@ -519,6 +537,7 @@ def build_design(
         )
     order = _lme4_term_order([t.nlevels for t in terms])
     terms = [terms[i] for i in order]
+    _check_dense_size(terms, fixed.p)
     for t, name in zip(terms, _make_unique([t.group for t in terms]), strict=True):
         t.vc_name = name
     w = None
