@@ -146,6 +146,6 @@ def test_convergence_warning_on_a_bad_start(sleep):
 def test_too_many_levels_for_the_dense_block(monkeypatch):
     import mixedfx.design as design
 
-    monkeypatch.setattr(design, "MAX_DENSE_BYTES", 1e4)
+    monkeypatch.setattr(design, "MAX_DENSE_BYTES", 1e3)
     with pytest.raises(mfx.ModelError, match="too many to factor densely"):
         mfx.lmer("diameter ~ 1 + (1 | plate) + (1 | sample)", mfx.datasets.load("Penicillin"))
