@@ -22,6 +22,7 @@ Buffers are allocated once; :meth:`BlockedFactor.update` writes into them.
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -35,6 +36,8 @@ from .crossprod import CrossProducts
 from .design import RandomEffectsTerm, tril_indices_colmajor
 
 __all__ = ["BlockedFactor", "FactorStats", "lambda_blocks"]
+
+_MAIN = threading.main_thread()
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,9 @@ class BlockedFactor:
                 # G = Λr'(A22 - P P')Λr + [I 0; 0 0] with Λr diagonal: one fused pass each
                 scale = self._rest_scale(lams)
                 K.fill_scaled(A.A22, scale, q, G)
-                if self._par_bounds is not None:
+                if self._par_bounds is not None and threading.current_thread() is _MAIN:
+                    # numba's default thread pool must not be entered from two threads at
+                    # once: worker threads (a threaded bootstrap) use the serial kernel
                     self._schur_parallel(scale)
                 elif self.k1 == 1:
                     K.schur_update_scalar(
