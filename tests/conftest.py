@@ -6,7 +6,9 @@ import json
 import pathlib
 import warnings
 
+import numba
 import pytest
+from threadpoolctl import threadpool_limits
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -18,6 +20,15 @@ def load_cases() -> list[dict]:
 
 
 CASES = load_cases()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread_per_worker():
+    """The suite runs in parallel processes (pytest -n 2): keep each single-threaded so that
+    BLAS and numba threads do not oversubscribe the cores."""
+    numba.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
 
 
 def case(case_id: str) -> dict:
