@@ -9,7 +9,7 @@ stays with LAPACK.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 @njit(cache=True)
@@ -118,34 +118,31 @@ def schur_update(ptr, rows, P, nx, q, scale, G, W):  # pragma: no cover - compil
 
 @njit(cache=True)
 def schur_update_scalar(ptr, rows, p, nx, q, scale, G, W):  # pragma: no cover - compiled
-    """:func:`schur_update` for a scalar first term (k1 = 1, ``p`` one-dimensional): the
-    inner loops become contiguous multiply-adds that the compiler vectorizes."""
+    """The random-effects part of :func:`schur_update` for a scalar first term (k1 = 1,
+    ``p`` one-dimensional): G -= S P P' S over the random-effects rows, and W = the products
+    of the random-effects rows with the XY rows. The XY x XY block is left to the caller
+    (one BLAS product). Each block's scaled values are gathered once into a small buffer so
+    the inner loop is a plain multiply-add."""
     n1 = ptr.shape[0] - 1
     W[:, :] = 0.0
+    longest = 0
+    for lev in range(n1):
+        longest = max(longest, ptr[lev + 1] - ptr[lev] - nx)
+    sp = np.empty(max(longest, 1))
     for lev in range(n1):
         s = ptr[lev]
-        e = ptr[lev + 1]
-        xs = e - nx
+        xs = ptr[lev + 1] - nx
         for a in range(s, xs):
-            ra = rows[a]
-            pa = p[a] * scale[ra]
-            Gr = G[ra]
+            sp[a - s] = p[a] * scale[rows[a]]
+        for a in range(s, xs):
+            Gr = G[rows[a]]
+            spa = sp[a - s]
             for b in range(s, a + 1):
-                rb = rows[b]
-                Gr[rb] -= pa * scale[rb] * p[b]
-            Wr = W[ra]
+                Gr[rows[b]] -= spa * sp[b - s]
+            Wr = W[rows[a]]
             pa = p[a]
             for j in range(nx):
                 Wr[j] += pa * p[xs + j]
-        for i in range(nx):
-            pi = p[xs + i]
-            Gr = G[q + i]
-            for j in range(i + 1):
-                Gr[q + j] -= pi * p[xs + j]
-    for ra in range(q):
-        sa = scale[ra]
-        for j in range(nx):
-            G[q + j, ra] -= sa * W[ra, j]
 
 
 @njit(cache=True)
@@ -199,37 +196,3 @@ def unpack_scaled(Mp, scale, n_identity, G):  # pragma: no cover - compiled
             pos += 1
         if i < n_identity:
             G[i, i] += 1.0
-
-
-@njit(cache=True, parallel=True)
-def schur_re_scalar_parallel(ptr, rows, p, nx, scale, G, W, bounds):  # pragma: no cover
-    """The random-effects part of :func:`schur_update_scalar`, in parallel.
-
-    Thread t owns the rows ``bounds[t] <= r < bounds[t+1]`` of G and W, so no two threads
-    write the same memory and no private copies are needed; within each column block the
-    rows are sorted, so a thread's rows are one contiguous run found by bisection. W (the
-    products with the fixed-effects/response rows) is zeroed and filled here; the
-    fixed-effects x fixed-effects part is left to BLAS.
-    """
-    n1 = ptr.shape[0] - 1
-    nparts = bounds.shape[0] - 1
-    for t in prange(nparts):
-        lo = bounds[t]
-        hi = bounds[t + 1]
-        W[lo:hi, :] = 0.0
-        for lev in range(n1):
-            s = ptr[lev]
-            xs = ptr[lev + 1] - nx
-            a0 = s + np.searchsorted(rows[s:xs], lo)
-            a1 = s + np.searchsorted(rows[s:xs], hi)
-            for a in range(a0, a1):
-                ra = rows[a]
-                pa = p[a] * scale[ra]
-                Gr = G[ra]
-                for b in range(s, a + 1):
-                    rb = rows[b]
-                    Gr[rb] -= pa * scale[rb] * p[b]
-                Wr = W[ra]
-                pa = p[a]
-                for j in range(nx):
-                    Wr[j] += pa * p[xs + j]

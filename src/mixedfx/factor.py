@@ -22,7 +22,6 @@ Buffers are allocated once; :meth:`BlockedFactor.update` writes into them.
 from __future__ import annotations
 
 import contextlib
-import threading
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -36,8 +35,6 @@ from .crossprod import CrossProducts
 from .design import RandomEffectsTerm, tril_indices_colmajor
 
 __all__ = ["BlockedFactor", "FactorStats", "lambda_blocks"]
-
-_MAIN = threading.main_thread()
 
 
 @dataclass(frozen=True)
@@ -113,9 +110,9 @@ class BlockedFactor:
         ):
             raise ValueError("cross-products: every column block of A21 must end with the XY rows")
         self.W = np.zeros((A.q_rest, self.nx))
+        self._xy_index = (A.ptr[1:, None] - self.nx + np.arange(self.nx)[None, :]).astype(np.int64)
         self._ones = np.ones(A.m)
         self._grouped = self._setup_grouped()
-        self._par_bounds = self._setup_parallel() if self._grouped is None else None
         self.theta: np.ndarray | None = None
         self.lams: list[np.ndarray] = []
         self.stats: FactorStats | None = None
@@ -146,14 +143,8 @@ class BlockedFactor:
                 # G = Λr'(A22 - P P')Λr + [I 0; 0 0] with Λr diagonal: one fused pass each
                 scale = self._rest_scale(lams)
                 K.fill_scaled(A.A22, scale, q, G)
-                if self._par_bounds is not None and threading.current_thread() is _MAIN:
-                    # numba's default thread pool must not be entered from two threads at
-                    # once: worker threads (a threaded bootstrap) use the serial kernel
-                    self._schur_parallel(scale)
-                elif self.k1 == 1:
-                    K.schur_update_scalar(
-                        A.ptr, A.rows, self._P[:, 0], self.nx, q, scale, G, self.W
-                    )
+                if self.k1 == 1:
+                    self._schur_scalar(scale)
                 else:
                     K.schur_update(A.ptr, A.rows, self._P, self.nx, q, scale, G, self.W)
             else:
@@ -208,42 +199,15 @@ class BlockedFactor:
         A22p = A.A22[np.tril_indices(m)]
         return counts, S, A22p
 
-    def _setup_parallel(self, min_pairs: float = 2e5) -> np.ndarray | None:
-        """Row ranges of G for the parallel Schur update (scalar terms, enough work).
-
-        The work of row r is the number of pairs (a, b <= a) it receives over all column
-        blocks: ``position of r in its block + 1`` summed over blocks. The ranges split that
-        work evenly between the threads.
-        """
-        import numba
-
-        A = self.A
-        nthreads = numba.get_num_threads()
-        if self.k1 != 1 or not self.scalar_rest or nthreads < 2 or A.q_rest == 0:
-            return None
-        lengths = np.diff(A.ptr) - self.nx
-        pos = np.arange(A.rows.size) - np.repeat(A.ptr[:-1], np.diff(A.ptr))
-        re = pos < np.repeat(lengths, np.diff(A.ptr))
-        work = np.bincount(A.rows[re], weights=pos[re] + 1.0 + self.nx, minlength=A.q_rest)
-        total = work.sum()
-        if total < min_pairs:
-            return None
-        cum = np.cumsum(work)
-        cuts = [int(np.searchsorted(cum, total * t / nthreads)) for t in range(1, nthreads)]
-        bounds = np.unique(np.asarray([0, *cuts, A.q_rest], dtype=np.int64))
-        # the rows of the XY block closing each column block, for the BLAS product
-        self._xy_index = (A.ptr[1:, None] - self.nx + np.arange(self.nx)[None, :]).astype(np.int64)
-        return bounds
-
-    def _schur_parallel(self, scale: np.ndarray) -> None:
-        """G -= S P P' S: random-effects rows by the parallel kernel, XY rows by BLAS."""
+    def _schur_scalar(self, scale: np.ndarray) -> None:
+        """G -= S P P' S for a scalar first term: random-effects rows by the compiled kernel,
+        the XY x XY block as one BLAS product of the gathered XY rows."""
         A = self.A
         q, G, W = A.q_rest, self.G, self.W
         p = self._P[:, 0]
-        K.schur_re_scalar_parallel(A.ptr, A.rows, p, self.nx, scale, G, W, self._par_bounds)
-        PX = p[self._xy_index]  # (n1, nx)
-        GX = G[q:, q:]
-        GX -= np.tril(PX.T @ PX)
+        K.schur_update_scalar(A.ptr, A.rows, p, self.nx, q, scale, G, W)
+        PX = p[self._xy_index]  # (n1, nx): the XY rows closing each column block
+        G[q:, q:] -= PX.T @ PX  # only the lower triangle is read later
         G[q:, :q] -= (W * scale[:q, None]).T
 
     @property
