@@ -101,16 +101,14 @@ class BlockedFactor:
             self._rest_slices.append((pos, t.nlevels, t.k))
             pos += t.q
         self.nx = A.p + 1
-        # The Schur-update kernel relies on the fixed-effects/response rows closing every
+        # The Schur-update kernels rely on the fixed-effects/response (XY) rows closing every
         # column block of A21 (crossproducts stores them so): check it once here.
-        ends = A.ptr[1:]
-        if np.any(np.diff(A.ptr) < self.nx) or np.any(
-            A.rows[(ends[:, None] - self.nx + np.arange(self.nx)[None, :]).ravel()]
-            != np.tile(np.arange(A.q_rest, A.m), self.n1)
-        ):
+        if np.any(np.diff(A.ptr) < self.nx):
+            raise ValueError("cross-products: every column block of A21 must hold the XY rows")
+        self._xy_index = A.ptr[1:, None] - self.nx + np.arange(self.nx)[None, :]
+        if np.any(A.rows[self._xy_index] != np.arange(A.q_rest, A.m)[None, :]):
             raise ValueError("cross-products: every column block of A21 must end with the XY rows")
         self.W = np.zeros((A.q_rest, self.nx))
-        self._xy_index = (A.ptr[1:, None] - self.nx + np.arange(self.nx)[None, :]).astype(np.int64)
         self._ones = np.ones(A.m)
         self._grouped = self._setup_grouped()
         self.theta: np.ndarray | None = None
@@ -283,13 +281,11 @@ class BlockedFactor:
         m = A.m
         lv = np.zeros(m)
         lv[: m - 1] = self._apply_lambda_rest(v2)
-        c1 = np.zeros((self.n1, self.k1))
+        P = self.P
+        c1 = P[self._xy_index[:, -1]]  # the response row closes every column block
         corr = np.zeros((self.n1, self.k1))
         lev = np.repeat(np.arange(self.n1), np.diff(A.ptr))
-        is_y = A.rows == m - 1
-        np.add.at(c1, lev[is_y], self.P[is_y])
-        contrib = self.P * lv[A.rows][:, None]
-        contrib[is_y] = 0.0
+        contrib = P * lv[A.rows][:, None]  # lv is 0 on the response row
         for j in range(self.k1):
             corr[:, j] = np.bincount(lev, weights=contrib[:, j], minlength=self.n1)
         return c1, corr
