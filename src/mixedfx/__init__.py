@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from . import datasets
+from .compare import ControlComparison, compare_controls
 from .errors import (
     ColumnNotFoundError,
     ConvergenceWarning,
@@ -22,11 +23,14 @@ from .errors import (
 )
 from .formula import parse_formula
 from .lmm import LinearMixedModel, lmer
+from .ols import OLSModel, ols
+from .power import PowerResult, power
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ColumnNotFoundError",
+    "ControlComparison",
     "ConvergenceWarning",
     "DataError",
     "FormulaError",
@@ -35,10 +39,15 @@ __all__ = [
     "MixedFXError",
     "MixedFXWarning",
     "ModelError",
+    "OLSModel",
+    "PowerResult",
     "RankDeficiencyWarning",
     "SingularFitWarning",
     "__version__",
+    "compare_controls",
     "datasets",
     "lmer",
+    "ols",
     "parse_formula",
+    "power",
 ]
