@@ -53,14 +53,18 @@ def _fmt_num(x: float, digits: int) -> str:
 
 
 def _decimals_for(values: np.ndarray, sig: int = 4) -> int:
-    """Decimals so that the smallest non-zero |value| shows ``sig`` significant digits
-    (R's print of a numeric column), at most 7."""
+    """Decimals R prints for a numeric column with ``digits = sig``: the most decimals any
+    element needs to show ``sig`` significant digits (trailing zeros dropped), at most 15."""
     v = np.abs(np.asarray(values, dtype=float))
-    v = v[np.isfinite(v) & (v > 0)]
-    if v.size == 0:
-        return 0
-    mag = math.floor(math.log10(v.min()))
-    return int(min(max(sig - 1 - mag, 0), 7))
+    dec = 0
+    for x in v[np.isfinite(v) & (v > 0)].tolist():
+        text = f"{x:.{sig}g}"
+        if "e" in text:
+            mant, exp = text.split("e")
+            dec = max(dec, -int(exp) + (len(mant.split(".")[1]) if "." in mant else 0))
+        elif "." in text:
+            dec = max(dec, len(text.split(".")[1]))
+    return min(dec, 15)
 
 
 def format_table(df: pd.DataFrame, columns: list[tuple[str, list[str]]], index_name: str = "") -> str:
@@ -90,7 +94,7 @@ def format_coef_table(coef: pd.DataFrame, stat_name: str = "t value") -> str:
     if "df" in coef.columns:
         df_ = coef["df"].to_numpy()
         cols.append(("df", [_fmt_num(x, max(_decimals_for(df_, 4), 0)) for x in df_]))
-    cols.append((stat_name, [_fmt_num(x, 3) for x in stat]))
+    cols.append((stat_name, [_fmt_num(x, _decimals_for(stat, 4)) for x in stat]))
     pcol = "p_value" if "p_value" in coef.columns else None
     if pcol:
         pv = coef[pcol].to_numpy()
@@ -128,11 +132,17 @@ def varcorr_text(model: Any) -> str:
     rows = [r + [""] * (ncol - len(r)) for r in rows]
     header = header + [""] * (ncol - len(header))
     widths = [max(len(header[c]), *(len(r[c]) for r in rows)) for c in range(ncol)]
-    def line(r: list[str]) -> str:
+    # as R: numbers right-aligned among themselves, the column left-aligned under its header
+    numw = [max((len(r[c]) for r in rows), default=0) for c in range(ncol)]
+
+    def line(r: list[str], is_header: bool = False) -> str:
         parts = [r[0].ljust(widths[0]), r[1].ljust(widths[1])]
-        parts += [r[c].rjust(widths[c]) for c in range(2, ncol)]
+        for c in range(2, ncol):
+            cell = r[c] if is_header else r[c].rjust(numw[c])
+            parts.append(cell.ljust(widths[c]))
         return (" " + " ".join(parts)).rstrip()
-    return "\n".join([line(header), *(line(r) for r in rows)])
+
+    return "\n".join([line(header, True), *(line(r) for r in rows)])
 
 
 def _fixef_corr_text(model: Any) -> str:
@@ -174,7 +184,10 @@ class LmerSummary:
     def __str__(self) -> str:
         m = self.model
         method = "REML" if m.REML else "maximum likelihood"
-        extra = ". t-tests use Satterthwaite's method [lmerModLmerTest]" if "df" in self.coefficients else "  ['lmerMod']"
+        if "df" in self.coefficients:
+            extra = ". t-tests use Satterthwaite's method [lmerModLmerTest]"
+        else:
+            extra = " ['lmerMod']" if m.REML else "  ['lmerMod']"
         lines = [f"Linear mixed model fit by {method}{extra}", f"Formula: {m.formula}"]
         if m.data_name:
             lines.append(f"   Data: {m.data_name}")
@@ -197,7 +210,8 @@ class LmerSummary:
         lines += ["", "Scaled residuals: "]
         q = self.scaled_residuals
         heads = ["Min", "1Q", "Median", "3Q", "Max"]
-        strs = [f"{v:.4f}" for v in q]
+        dq = _decimals_for(q, 4)
+        strs = [f"{v:.{dq}f}" for v in q]
         w = [max(*map(len, heads), *map(len, strs)) + 1] * 5
         lines.append("".join(h.rjust(wi) for h, wi in zip(heads, w, strict=True)))
         lines.append("".join(s.rjust(wi) for s, wi in zip(strs, w, strict=True)))
