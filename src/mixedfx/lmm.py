@@ -419,6 +419,20 @@ class LinearMixedModel:
         self._require_fit()
         return LmerSummary(self)
 
+    def plot_ranef(self, level: float = 0.95, ax: Any = None) -> Any:
+        """Caterpillar plot of the conditional modes (lme4's ``dotplot(ranef(m, condVar=TRUE))``);
+        returns the matplotlib Figure. See :func:`mixedfx.plots.plot_ranef`."""
+        from .plots import plot_ranef
+
+        return plot_ranef(self, level=level, ax=ax)
+
+    def plot_residuals(self, ax: Any = None) -> Any:
+        """Residuals vs fitted and normal QQ plots of residuals and conditional modes;
+        returns the matplotlib Figure. See :func:`mixedfx.plots.plot_residuals`."""
+        from .plots import plot_residuals
+
+        return plot_residuals(self, ax=ax)
+
     def __repr__(self) -> str:
         if not self._fitted:
             return f"<LinearMixedModel {self.formula!r} (not fitted)>"
