@@ -154,13 +154,14 @@ def between_within_df(design: Design) -> np.ndarray | None:
     """Denominator df of each fixed effect by the "between-within" (containment) rule, or
     None when the model has more than one grouping factor.
 
-    With one grouping factor of G levels: a column that is constant within every group, or
-    that has a random effect on the group (the intercept under ``(1 | g)``, x under
-    ``(x | g)``), is tested against the group level, ``df = G − p_between``, where p_between
-    counts those columns; every other column against the residual level,
-    ``df = n − G − p_within``. For balanced designs this is the exact df of the F test
-    (what Satterthwaite's approximation also gives); it is used only when Satterthwaite df
-    are not available.
+    With one grouping factor of G levels, a column is tested at the group level when it is
+    constant within every group (a between-group predictor) or has a random effect on the
+    group (the intercept under ``(1 | g)``, x under ``(x | g)``), with
+    ``df = G − 1 − p_b``, p_b the number of between-group columns other than the intercept;
+    every other column is tested at the residual level, ``df = n − G − p_w``, p_w the number of
+    such columns. For balanced designs these are the exact df of the t tests (and what
+    Satterthwaite's approximation gives); the rule is used only when Satterthwaite df are not
+    available.
     """
     batches = _batches(design)
     if len(batches) != 1:
@@ -169,15 +170,13 @@ def between_within_df(design: Design) -> np.ndarray | None:
     G = len(levels)
     re_cols = {c for t in design.terms for c in t.columns}
     X = design.X
-    between = np.array(
-        [
-            nm in re_cols or _constant_within(X[:, j], refs, G)
-            for j, nm in enumerate(design.fixed.names)
-        ]
-    )
-    pb = int(between.sum())
-    pw = int((~between).sum())
-    return np.where(between, max(G - pb, 1), max(design.n - G - pw, 1)).astype(float)
+    names = design.fixed.names
+    constant = np.array([_constant_within(X[:, j], refs, G) for j in range(len(names))])
+    is_int = np.array([nm == "(Intercept)" for nm in names])
+    group_level = constant | np.array([nm in re_cols for nm in names])
+    pb = int((constant & ~is_int).sum())
+    pw = int((~group_level).sum())
+    return np.where(group_level, max(G - 1 - pb, 1), max(design.n - G - pw, 1)).astype(float)
 
 
 def mixed_inference(model: LinearMixedModel, ddf: str | None = None) -> tuple[pd.DataFrame, str]:
