@@ -378,7 +378,10 @@ class OLSSummary:
                 f"{m.design.frame.n_original}"
             )
         heads = ["Min", "1Q", "Median", "3Q", "Max"]
-        strs = [f"{v:.4g}" for v in self.residual_quantiles]
+        from .summary import _decimals_for
+
+        dq = _decimals_for(self.residual_quantiles, 4)
+        strs = [f"{v:.{dq}f}" for v in self.residual_quantiles]
         w = [max(*map(len, heads), *map(len, strs)) + 1] * 5
         lines += ["", "Residuals:"]
         lines.append("".join(h.rjust(wi) for h, wi in zip(heads, w, strict=True)))

@@ -219,7 +219,7 @@ def plot_power(sim: Any, ax: Any = None) -> Any:
             else:
                 a.text(
                     i,
-                    0.02,
+                    0.09,
                     "not\nestimable",
                     ha="center",
                     va="bottom",
