@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 import mixedfx as mfx
 
@@ -95,11 +96,16 @@ def main() -> None:
             sigma=10.0, nsim=500, seed=2, methods=("mixed",), n_jobs=2,
         )
         r = sim.table.iloc[0]
-        rows.append((rooms, pupils, rooms * pupils, r["rejection_rate"], r["mc_low"], r["mc_high"]))
+        # exact: the t test on classroom means, df G - 2, noncentrality 5 / sqrt(4 (16 + 100/m) / G)
+        df_, ncp = rooms - 2, 5.0 / np.sqrt(4 * (16 + 100 / pupils) / rooms)
+        q = stats.t.ppf(0.975, df_)
+        exact = stats.nct.sf(q, df_, ncp) + stats.nct.cdf(-q, df_, ncp)
+        rows.append((rooms, pupils, rooms * pupils, r["rejection_rate"], r["mc_low"], r["mc_high"],
+                     exact))
         if (rooms, pupils) == (20, 25):
             save(sim.plot(), "classroom_power.png")
     table = pd.DataFrame(rows, columns=["classrooms", "pupils each", "pupils", "power",
-                                        "MC low", "MC high"])
+                                        "MC low", "MC high", "exact"])
     show("power of the mixed model for a 5-point poster effect", table.to_string(index=False))
 
     (DOCS / "classroom_output.txt").write_text(out.getvalue())
