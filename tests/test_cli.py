@@ -247,3 +247,15 @@ def test_csv_with_unknown_column_via_file(tmp_path):
     p = tmp_path / "d.csv"
     pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0], "g": list("aabb")}).to_csv(p, index=False)
     assert_one_line_error(run("fit", str(p), "y ~ x + (1 | g)"), "'x'")
+
+
+def test_plots_from_the_command_line(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "cat.png"
+    assert (
+        main(["fit", "sleepstudy", "Reaction ~ Days + (Days | Subject)", "--plot", str(png)]) == 0
+    )
+    assert png.stat().st_size > 10_000
+    capsys.readouterr()
+    code = main(["fit", "sleepstudy", "Reaction ~ Days", "--plot", str(tmp_path / "x.png")])
+    assert code == 2 and "conditional modes" in capsys.readouterr().err

@@ -213,3 +213,34 @@ def test_design_missing_a_predictor_names_it():
         mfx.power(
             FORMULA, {"classroom": 20, "per_classroom": 25}, fixef={}, varcorr=VC, sigma=1.0, nsim=2
         )
+
+
+def test_progress_bar_when_asked(capsys):
+    mfx.power(
+        FORMULA,
+        DESIGN,
+        fixef={"(Intercept)": 70, "posters": 0.0},
+        varcorr=VC,
+        sigma=10.0,
+        nsim=5,
+        seed=1,
+        methods=("mixed",),
+        progress=True,
+    )
+    assert "5/5" in capsys.readouterr().err
+
+
+def test_uncorrelated_terms_by_name_and_ml():
+    """(Days || Subject) has two terms, named Subject and Subject.1 as in VarCorr."""
+    sim = mfx.power(
+        "Reaction ~ Days + (Days || Subject)",
+        mfx.datasets.load("sleepstudy"),
+        fixef={"(Intercept)": 250, "Days": 0.0},
+        varcorr={"Subject": 600.0, "Subject.1": 35.0},
+        sigma=25.0,
+        nsim=10,
+        seed=1,
+        REML=False,
+        methods=("mixed",),
+    )
+    assert rate(sim, "mixed", "Days")["n_valid"] == 10
