@@ -111,3 +111,12 @@ def test_bad_input_is_a_mixedfx_error():
         mfx.compare_controls("score ~ postrs + (1 | classroom)", DATA)
     with pytest.raises(mfx.FormulaError, match="random-effects"):
         mfx.compare_controls("score ~ posters", DATA)
+
+
+def test_fits_predict_like_their_formulas():
+    fits = CMP["balanced"].fits
+    new = DATA.head(4)
+    direct = mfx.ols("score ~ posters + quiet", DATA)
+    np.testing.assert_allclose(fits["ols"].predict(new), direct.predict(new), rtol=1e-12)
+    with pytest.raises(mfx.ModelError, match=r"mixedfx\.ols"):
+        fits["nuisance"].predict(new)

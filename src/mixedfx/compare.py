@@ -133,8 +133,13 @@ def nuisance_columns(design: Design) -> tuple[np.ndarray, list[str], dict[str, s
     return X[:, keep], [names[j] for j in keep], absorbed
 
 
-def _ols_from(design: Design, X: np.ndarray, names: list[str], formula: str) -> OLSModel:
-    fixed = FixedEffects(X=np.ascontiguousarray(X), names=names, maker=design.fixed.maker)
+def _ols_from(
+    design: Design, X: np.ndarray, names: list[str], formula: str, same_columns: bool = True
+) -> OLSModel:
+    """An OLS fit on the mixed model's rows; ``same_columns``: X is the mixed model's X (so new
+    data can be coded by its column maker for ``predict``)."""
+    maker = design.fixed.maker if same_columns else None
+    fixed = FixedEffects(X=np.ascontiguousarray(X), names=names, maker=maker)  # type: ignore[arg-type]
     d = dataclasses.replace(design, fixed=fixed, terms=[])
     return OLSModel(formula, d)
 
@@ -354,7 +359,7 @@ def compare_controls(
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RankDeficiencyWarning)
-        nuis_fit = _ols_from(design, Xn, names_n, nuis_text)
+        nuis_fit = _ols_from(design, Xn, names_n, nuis_text, same_columns=False)
     mixed_coef, method = mixed_inference(mixed, ddf)
 
     rows = []

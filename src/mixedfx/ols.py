@@ -250,6 +250,11 @@ class OLSModel:
         array when fitting is not (supply it yourself)."""
         if newdata is None:
             return self.fitted
+        if self.design.fixed.maker is None:
+            raise ModelError(
+                f"this fit ({self.formula!r}) was made from a model matrix built by mixedfx; "
+                "to predict for new data fit it with mixedfx.ols and a formula"
+            )
         frame = to_pandas(newdata)
         needed = [
             c
