@@ -252,11 +252,12 @@ class _Job:
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     try:
                         fit = base.refit(Y[:, r])
+                        coef, df_method = mixed_inference(fit, self.ddf)
                     except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+                        # counted as a failed fit (n_valid < nsim, noted in the table)
                         if tick is not None:
                             tick()
                         continue
-                coef, df_method = mixed_inference(fit, self.ddf)
                 c = coef.iloc[rows]
                 res[0, r], res[1, r], res[2, r] = c["estimate"], c["std_error"], c["p_value"]
                 singular[r] = fit.is_singular
