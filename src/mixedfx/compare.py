@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from ._lazy import stats
 from .design import Design, FixedEffects, drop_rank_deficient
 from .errors import RankDeficiencyWarning
 from .lmm import LinearMixedModel

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.linalg as sla
-from scipy import stats
 
+from ._lazy import stats
 from .data import missing_column_error, to_pandas
 from .design import Design, build_design
 from .errors import DataError, FormulaError, ModelError

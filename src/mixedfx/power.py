@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from ._lazy import stats
 from .compare import mixed_inference, nuisance_columns
 from .data import to_pandas
 from .design import Design
