@@ -20,7 +20,6 @@ __all__ = [
     "plot_residuals",
 ]
 
-Z975 = float(stats.norm.ppf(0.975))
 
 
 def _plt() -> Any:
