@@ -21,7 +21,6 @@ __all__ = [
 ]
 
 
-
 def _plt() -> Any:
     try:
         import matplotlib.pyplot as plt
