@@ -196,3 +196,22 @@ def unpack_scaled(Mp, scale, n_identity, G):  # pragma: no cover - compiled
             pos += 1
         if i < n_identity:
             G[i, i] += 1.0
+
+
+@njit(cache=True)
+def grouped_cross(refs, Za, w, B, out):  # pragma: no cover - compiled
+    """out[g, a, c] = Σ_{i: refs[i] = g} w[i] Za[i, a] B[i, c] (out zeroed first).
+
+    The weighted cross-products of one random-effects term's columns with another block of
+    columns, summed within the groups given by ``refs``; one pass over the observations.
+    """
+    out[:] = 0.0
+    n, ka = Za.shape
+    kb = B.shape[1]
+    for i in range(n):
+        g = refs[i]
+        wi = w[i]
+        for a in range(ka):
+            za = wi * Za[i, a]
+            for c in range(kb):
+                out[g, a, c] += za * B[i, c]

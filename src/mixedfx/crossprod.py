@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from . import _kernels as K
 from .design import Design, RandomEffectsTerm
 
-__all__ = ["CrossProducts", "crossproducts", "term_matrix"]
+__all__ = ["CrossProductPlan", "CrossProducts", "crossproducts", "term_matrix"]
 
 
 @dataclass
@@ -78,6 +79,145 @@ def _pairs(a: np.ndarray, na: int, b: np.ndarray, nb: int) -> tuple[np.ndarray, 
     return uniq, inv
 
 
+class CrossProductPlan:
+    """The sparsity pattern of a design's blocked cross-products, worked out once.
+
+    :meth:`compute` then fills in the values for any weights and response with one compiled
+    pass per block (:func:`mixedfx._kernels.grouped_cross`) and no sorting: lmer calls it once,
+    PIRLS (glmer) once per iteration with new working weights and working response.
+
+    Parameters
+    ----------
+    design : Design
+    X : ndarray (n, p), optional
+        Fixed-effects columns to carry in the XY rows. Default: the design's X. PIRLS for the
+        random effects alone (β held fixed) passes an (n, 0) array.
+    """
+
+    def __init__(self, design: Design, X: np.ndarray | None = None):
+        terms = design.terms
+        self.design = design
+        self.n = design.n
+        self.X = design.X if X is None else np.ascontiguousarray(X, dtype=float)
+        self.p = self.X.shape[1]
+        t1 = terms[0]
+        self.n1, self.k1 = t1.nlevels, t1.k
+        self.rest = terms[1:]
+        offsets = np.cumsum([0] + [t.q for t in self.rest])
+        self.offsets = offsets
+        self.q_rest = int(offsets[-1])
+        self.m = self.q_rest + self.p + 1
+        p, m, n1 = self.p, self.m, self.n1
+        # A21, random-effects rows: the (level1, level_i) pairs that occur, per later term
+        self._a21_pairs: list[tuple[np.ndarray, int]] = []
+        lvl_parts: list[np.ndarray] = []
+        row_parts: list[np.ndarray] = []
+        for ti, t in enumerate(self.rest):
+            uniq, inv = _pairs(t1.refs, n1, t.refs, t.nlevels)
+            lev1, levi = uniq // t.nlevels, uniq % t.nlevels
+            rows = offsets[ti] + levi[:, None] * t.k + np.arange(t.k)[None, :]
+            self._a21_pairs.append((inv.astype(np.intp), uniq.shape[0]))
+            lvl_parts.append(np.repeat(lev1, t.k))
+            row_parts.append(rows.ravel())
+        # A21, XY rows: present for every level of the first term
+        lvl_parts.append(np.repeat(np.arange(n1), p + 1))
+        row_parts.append(np.tile(np.arange(self.q_rest, m), n1))
+        lvl = np.concatenate(lvl_parts)
+        rows_all = np.concatenate(row_parts)
+        self._order = np.lexsort((rows_all, lvl))
+        self.rows = np.ascontiguousarray(rows_all[self._order], dtype=np.int64)
+        self.ptr = np.zeros(n1 + 1, dtype=np.int64)
+        np.cumsum(np.bincount(lvl, minlength=n1), out=self.ptr[1:])
+        # A22, random-effects block: per pair of later terms (i >= j), the level pairs
+        self._a22_pairs: list[tuple[int, int, np.ndarray, int, np.ndarray, np.ndarray]] = []
+        for i, ti in enumerate(self.rest):
+            for j in range(i + 1):
+                tj = self.rest[j]
+                if i == j:
+                    inv, npairs = ti.refs.astype(np.intp), ti.nlevels
+                    li = lj = np.arange(ti.nlevels)
+                else:
+                    uniq, inv = _pairs(ti.refs, ti.nlevels, tj.refs, tj.nlevels)
+                    npairs = uniq.shape[0]
+                    li, lj = uniq // tj.nlevels, uniq % tj.nlevels
+                    inv = inv.astype(np.intp)
+                r = offsets[i] + li[:, None, None] * ti.k + np.arange(ti.k)[None, :, None]
+                c = offsets[j] + lj[:, None, None] * tj.k + np.arange(tj.k)[None, None, :]
+                r, c = np.broadcast_arrays(r, c)
+                self._a22_pairs.append((i, j, inv, npairs, r.ravel(), c.ravel()))
+
+    def empty(self) -> CrossProducts:
+        """A CrossProducts with this plan's pattern and zero values, for :meth:`compute`."""
+        return CrossProducts(
+            A11=np.zeros((self.n1, self.k1, self.k1)),
+            ptr=self.ptr,
+            rows=self.rows,
+            vals=np.zeros((self.rows.shape[0], self.k1)),
+            A22=np.zeros((self.m, self.m)),
+            q_rest=self.q_rest,
+            p=self.p,
+            n=self.n,
+            sum_log_w=0.0,
+        )
+
+    def compute(
+        self,
+        sqrtw: np.ndarray | None,
+        y: np.ndarray,
+        out: CrossProducts | None = None,
+    ) -> CrossProducts:
+        """The cross-products of ``[Z | X | y]`` with row weights ``sqrtw²``.
+
+        Parameters
+        ----------
+        sqrtw : ndarray (n,) or None
+            Square roots of the weights (None: unweighted).
+        y : ndarray (n,)
+            The response column (offset already taken off).
+        out : CrossProducts, optional
+            Overwrite the values of this object (made by :meth:`empty`) instead of allocating:
+            a factor holding it then sees the new values.
+        """
+        A = self.empty() if out is None else out
+        n, p, q = self.n, self.p, self.q_rest
+        terms = self.design.terms
+        w = np.ones(n) if sqrtw is None else sqrtw * sqrtw
+        A.sum_log_w = float(2.0 * np.log(sqrtw).sum()) if sqrtw is not None else 0.0
+        XY = np.empty((n, p + 1))
+        XY[:, :p] = self.X
+        XY[:, p] = y
+        t1 = terms[0]
+        Z1 = t1.Zt
+        K.grouped_cross(t1.refs, Z1, w, Z1, A.A11)
+        parts: list[np.ndarray] = []
+        for t, (inv, npairs) in zip(self.rest, self._a21_pairs, strict=True):
+            blk = np.empty((npairs, t.k, self.k1))
+            K.grouped_cross(inv, t.Zt, w, Z1, blk)
+            parts.append(blk.reshape(npairs * t.k, self.k1))
+        bx = np.empty((self.n1, self.k1, p + 1))
+        K.grouped_cross(t1.refs, Z1, w, XY, bx)
+        parts.append(bx.transpose(0, 2, 1).reshape(self.n1 * (p + 1), self.k1))
+        A.vals[:] = np.concatenate(parts)[self._order]
+        A22 = A.A22
+        for i, j, inv, npairs, r, c in self._a22_pairs:
+            ti, tj = self.rest[i], self.rest[j]
+            blk = np.empty((npairs, ti.k, tj.k))
+            K.grouped_cross(inv, ti.Zt, w, tj.Zt, blk)
+            v = blk.ravel()
+            A22[r, c] = v
+            A22[c, r] = v
+        for ti, t in enumerate(self.rest):
+            blk = np.empty((t.nlevels, t.k, p + 1))
+            K.grouped_cross(t.refs, t.Zt, w, XY, blk)
+            zxy = blk.reshape(t.q, p + 1)
+            sl = slice(int(self.offsets[ti]), int(self.offsets[ti + 1]))
+            A22[q:, sl] = zxy.T
+            A22[sl, q:] = zxy
+        XYw = XY * np.sqrt(w)[:, None] if sqrtw is not None else XY
+        A22[q:, q:] = XYw.T @ XYw
+        return A
+
+
 def crossproducts(
     design: Design,
     sqrtw: np.ndarray | None = None,
@@ -94,95 +234,8 @@ def crossproducts(
     y : ndarray (n,), optional
         The response to use instead of ``design.y - offset`` (GLMM working response, refit).
     """
-    terms = design.terms
-    n = design.n
-    X = design.X
     if y is None:
         y = design.y - design.offset if design.offset is not None else design.y
     if sqrtw is None and design.weights is not None:
         sqrtw = np.sqrt(design.weights)
-    sum_log_w = float(2.0 * np.log(sqrtw).sum()) if sqrtw is not None else 0.0
-
-    XY = np.empty((n, X.shape[1] + 1))
-    XY[:, :-1] = X
-    XY[:, -1] = y
-    Zts = [t.Zt for t in terms]
-    if sqrtw is not None:
-        XY *= sqrtw[:, None]
-        Zts = [Zt * sqrtw[:, None] for Zt in Zts]
-
-    t1, Z1t = terms[0], Zts[0]
-    n1, k1 = t1.nlevels, t1.k
-    r1 = t1.refs
-
-    # A11: per level, sum of z z' (vectorized with one bincount per (a, b) pair)
-    A11 = np.empty((n1, k1, k1))
-    for a in range(k1):
-        for b in range(a + 1):
-            v = np.bincount(r1, weights=Z1t[:, a] * Z1t[:, b], minlength=n1)
-            A11[:, a, b] = v
-            A11[:, b, a] = v
-
-    # Offsets of terms 2..K in the "rest" index space
-    rest_terms = terms[1:]
-    offsets = np.cumsum([0] + [t.q for t in rest_terms])
-    q_rest = int(offsets[-1])
-    p = X.shape[1]
-    m = q_rest + p + 1
-
-    # A21, random-effects rows: for each later term, the (level1, level_i) pairs that occur
-    lvl_parts: list[np.ndarray] = []
-    row_parts: list[np.ndarray] = []
-    val_parts: list[np.ndarray] = []
-    for ti, (t, Zit) in enumerate(zip(rest_terms, Zts[1:], strict=True)):
-        ki = t.k
-        uniq, inv = _pairs(r1, n1, t.refs, t.nlevels)
-        npairs = uniq.shape[0]
-        lev1 = uniq // t.nlevels
-        levi = uniq % t.nlevels
-        blocks = np.empty((npairs, ki, k1))
-        for a in range(ki):
-            for b in range(k1):
-                blocks[:, a, b] = np.bincount(inv, weights=Zit[:, a] * Z1t[:, b], minlength=npairs)
-        rows = offsets[ti] + levi[:, None] * ki + np.arange(ki)[None, :]
-        lvl_parts.append(np.repeat(lev1, ki))
-        row_parts.append(rows.ravel())
-        val_parts.append(blocks.reshape(npairs * ki, k1))
-    # A21, XY rows: dense, present for every level of the first term
-    Z1 = term_matrix(t1, Z1t)
-    AX1 = np.asarray(Z1.T @ XY).reshape(n1, k1, p + 1).transpose(0, 2, 1)  # (n1, p+1, k1)
-    lvl_parts.append(np.repeat(np.arange(n1), p + 1))
-    row_parts.append(np.tile(np.arange(q_rest, m), n1))
-    val_parts.append(AX1.reshape(n1 * (p + 1), k1))
-
-    lvl = np.concatenate(lvl_parts)
-    rows_all = np.concatenate(row_parts)
-    vals_all = np.concatenate(val_parts)
-    order = np.lexsort((rows_all, lvl))
-    rows_all = np.ascontiguousarray(rows_all[order], dtype=np.int64)
-    vals_all = np.ascontiguousarray(vals_all[order])
-    ptr = np.zeros(n1 + 1, dtype=np.int64)
-    np.cumsum(np.bincount(lvl, minlength=n1), out=ptr[1:])
-
-    # A22: dense cross-products of the rest
-    A22 = np.zeros((m, m))
-    if rest_terms:
-        Zr = sp.hstack(
-            [term_matrix(t, Zit) for t, Zit in zip(rest_terms, Zts[1:], strict=True)], format="csr"
-        )
-        A22[:q_rest, :q_rest] = (Zr.T @ Zr).toarray()
-        ZXY = np.asarray(Zr.T @ XY)
-        A22[q_rest:, :q_rest] = ZXY.T
-        A22[:q_rest, q_rest:] = ZXY
-    A22[q_rest:, q_rest:] = XY.T @ XY
-    return CrossProducts(
-        A11=A11,
-        ptr=ptr,
-        rows=rows_all,
-        vals=vals_all,
-        A22=np.ascontiguousarray(A22),
-        q_rest=q_rest,
-        p=p,
-        n=n,
-        sum_log_w=sum_log_w,
-    )
+    return CrossProductPlan(design).compute(sqrtw, np.asarray(y, dtype=float))
