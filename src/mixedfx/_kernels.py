@@ -8,6 +8,8 @@ stays with LAPACK.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -215,3 +217,130 @@ def grouped_cross(refs, Za, w, B, out):  # pragma: no cover - compiled
             za = wi * Za[i, a]
             for c in range(kb):
                 out[g, a, c] += za * B[i, c]
+
+
+@njit(cache=True)
+def scalar_crossprods(r1, z1, rrows, rz, pos21, w, XY, ptr, A11, vals, A22):  # pragma: no cover
+    """All blocked cross-products in one pass over the observations, for designs whose
+    random-effects terms are all scalar (k = 1): the common random-intercepts GLMM, whose
+    cross-products PIRLS refills every iteration.
+
+    ``r1``/``z1``: first term's level and value per observation; ``rrows``/``rz`` (K-1, n):
+    the row of A22 (term offset + level) and value of each later term; ``pos21`` (K-1, n):
+    the position in ``vals`` of the (first-term level, later-term level) pair; ``XY`` the
+    unweighted [X | y]; ``w`` the weights. A22 is filled in the lower triangle, then mirrored,
+    except its XY x XY block, left to the caller (one BLAS product).
+    """
+    A11[:] = 0.0
+    vals[:] = 0.0
+    A22[:] = 0.0
+    n = r1.shape[0]
+    K = rrows.shape[0]
+    nx = XY.shape[1]
+    m = A22.shape[0]
+    q = m - nx
+    for i in range(n):
+        wi = w[i]
+        lev = r1[i]
+        a = wi * z1[i]
+        A11[lev, 0, 0] += a * z1[i]
+        xs = ptr[lev + 1] - nx
+        for c in range(nx):
+            vals[xs + c, 0] += a * XY[i, c]
+        for t in range(K):
+            zt = rz[t, i]
+            bt = wi * zt
+            rt = rrows[t, i]
+            vals[pos21[t, i], 0] += a * zt
+            for s in range(t + 1):
+                A22[rt, rrows[s, i]] += bt * rz[s, i]
+            for c in range(nx):
+                A22[q + c, rt] += bt * XY[i, c]
+    for r in range(m):
+        for c in range(r):
+            A22[c, r] = A22[r, c]
+
+
+# family and link codes for glm_working (see mixedfx.families)
+_EPS = 2.220446049250313e-16
+_SQRT2 = 1.4142135623730951
+_INV_SQRT_2PI = 0.3989422804014327
+_PROBIT_THRESH = 8.125890664701908
+
+
+@njit(cache=True)
+def glm_working(fam, link, eta, y, wt, mu, sqrtw, wres, want_weights):  # pragma: no cover
+    """One pass of a GLM's per-observation quantities at η; returns Σ deviance residuals.
+
+    Fills μ = g⁻¹(η) and, when ``want_weights``, the square roots of the working weights
+    w = wt (dμ/dη)² / V(μ) and the working residuals (y − μ)/(dμ/dη). The formulas and the
+    clamping of μ and dμ/dη are R's (``make.link``, ``binomial()``, ``poisson()``, ``Gamma()``,
+    ``inverse.gaussian()``), as in :mod:`mixedfx.families`.
+
+    fam: 0 binomial, 1 poisson, 2 Gamma, 3 inverse Gaussian.
+    link: 0 logit, 1 probit, 2 cloglog, 3 log, 4 identity, 5 inverse, 6 1/mu^2, 7 sqrt.
+    """
+    n = eta.shape[0]
+    total = 0.0
+    for i in range(n):
+        e = eta[i]
+        if link == 0:
+            if e < -30.0:
+                t = _EPS
+                d = _EPS
+            elif e > 30.0:
+                t = 1.0 / _EPS
+                d = _EPS
+            else:
+                t = np.exp(e)
+                d = t / ((1.0 + t) * (1.0 + t))
+            m = t / (1.0 + t)
+        elif link == 1:
+            ec = min(max(e, -_PROBIT_THRESH), _PROBIT_THRESH)
+            m = 0.5 * math.erfc(-ec / _SQRT2)
+            d = max(_INV_SQRT_2PI * np.exp(-0.5 * e * e), _EPS)
+        elif link == 2:
+            ee = np.exp(min(e, 700.0))
+            m = min(max(-np.expm1(-ee), _EPS), 1.0 - _EPS)
+            d = max(ee * np.exp(-ee), _EPS)
+        elif link == 3:
+            m = max(np.exp(e), _EPS)
+            d = m
+        elif link == 4:
+            m = e
+            d = 1.0
+        elif link == 5:
+            m = 1.0 / e
+            d = -1.0 / (e * e)
+        elif link == 6:
+            m = 1.0 / np.sqrt(e)
+            d = -1.0 / (2.0 * e ** 1.5)
+        else:
+            m = e * e
+            d = 2.0 * e
+        yi = y[i]
+        wi = wt[i]
+        if fam == 0:
+            v = m * (1.0 - m)
+            dev = 0.0
+            if yi > 0.0:
+                dev += yi * np.log(yi / m)
+            if yi < 1.0:
+                dev += (1.0 - yi) * np.log((1.0 - yi) / (1.0 - m))
+            dev *= 2.0 * wi
+        elif fam == 1:
+            v = m
+            dev = 2.0 * wi * ((yi * np.log(yi / m) if yi > 0.0 else 0.0) - (yi - m))
+        elif fam == 2:
+            v = m * m
+            r = 1.0 if yi == 0.0 else yi / m
+            dev = -2.0 * wi * (np.log(r) - (yi - m) / m)
+        else:
+            v = m * m * m
+            dev = wi * (yi - m) * (yi - m) / (yi * m * m)
+        mu[i] = m
+        total += dev
+        if want_weights:
+            sqrtw[i] = np.sqrt(wi * d * d / v)
+            wres[i] = (yi - m) / d
+    return total

@@ -128,6 +128,25 @@ class CrossProductPlan:
         self.rows = np.ascontiguousarray(rows_all[self._order], dtype=np.int64)
         self.ptr = np.zeros(n1 + 1, dtype=np.int64)
         np.cumsum(np.bincount(lvl, minlength=n1), out=self.ptr[1:])
+        # all terms scalar: one fused pass (K.scalar_crossprods) needs, per observation, the
+        # A22 row of each later term and the position in vals of its pair with the first term
+        self._scalar = all(t.k == 1 for t in terms)
+        if self._scalar:
+            invorder = np.empty_like(self._order)
+            invorder[self._order] = np.arange(self._order.size)
+            start = 0
+            rrows, rz, pos21 = [], [], []
+            for ti, (t, (inv, npairs)) in enumerate(zip(self.rest, self._a21_pairs, strict=True)):
+                pos21.append(invorder[start + inv])
+                rrows.append(offsets[ti] + t.refs)
+                rz.append(t.Zt[:, 0])
+                start += npairs
+            K = len(self.rest)
+            self._rrows = np.asarray(rrows, dtype=np.int64).reshape(K, self.n)
+            self._rz = np.ascontiguousarray(np.asarray(rz, dtype=float).reshape(K, self.n))
+            self._pos21 = np.asarray(pos21, dtype=np.int64).reshape(K, self.n)
+            self._r1 = t1.refs.astype(np.int64)
+            self._z1 = np.ascontiguousarray(t1.Zt[:, 0])
         # A22, random-effects block: per pair of later terms (i >= j), the level pairs
         self._a22_pairs: list[tuple[int, int, np.ndarray, int, np.ndarray, np.ndarray]] = []
         for i, ti in enumerate(self.rest):
@@ -165,6 +184,7 @@ class CrossProductPlan:
         sqrtw: np.ndarray | None,
         y: np.ndarray,
         out: CrossProducts | None = None,
+        sum_log_w: bool = True,
     ) -> CrossProducts:
         """The cross-products of ``[Z | X | y]`` with row weights ``sqrtw²``.
 
@@ -177,15 +197,26 @@ class CrossProductPlan:
         out : CrossProducts, optional
             Overwrite the values of this object (made by :meth:`empty`) instead of allocating:
             a factor holding it then sees the new values.
+        sum_log_w : bool
+            Also compute Σ log w (lmer's criterion needs it; PIRLS does not).
         """
         A = self.empty() if out is None else out
         n, p, q = self.n, self.p, self.q_rest
         terms = self.design.terms
         w = np.ones(n) if sqrtw is None else sqrtw * sqrtw
-        A.sum_log_w = float(2.0 * np.log(sqrtw).sum()) if sqrtw is not None else 0.0
+        if sum_log_w:
+            A.sum_log_w = float(2.0 * np.log(sqrtw).sum()) if sqrtw is not None else 0.0
         XY = np.empty((n, p + 1))
         XY[:, :p] = self.X
         XY[:, p] = y
+        if self._scalar:
+            K.scalar_crossprods(
+                self._r1, self._z1, self._rrows, self._rz, self._pos21, w, XY, self.ptr,
+                A.A11, A.vals, A.A22,
+            )
+            XYw = XY * sqrtw[:, None] if sqrtw is not None else XY
+            A.A22[q:, q:] = XYw.T @ XYw
+            return A
         t1 = terms[0]
         Z1 = t1.Zt
         K.grouped_cross(t1.refs, Z1, w, Z1, A.A11)

@@ -509,7 +509,7 @@ def build_design(
                 f"grouping factor {t.group!r} has only {len(levels)} level in the data used: "
                 "a random effect needs at least 2 levels (drop the term or use a fixed effect)"
             )
-        if len(levels) >= n:
+        if check_nobs_vs_nre and len(levels) >= n:
             raise ModelError(
                 f"grouping factor {t.group!r} has {len(levels)} levels for {n} observations: "
                 "the number of levels of each grouping factor must be less than the number of "

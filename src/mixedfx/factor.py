@@ -81,9 +81,15 @@ class BlockedFactor:
     A : CrossProducts
     terms : list of RandomEffectsTerm
         The terms, in the order of the cross-products (first term = largest).
+    grouped : bool, default True
+        Allow the precomputed Schur update of a balanced scalar first term. It is worked out
+        from the values of ``A`` at construction: pass False when the values of ``A`` will be
+        overwritten later (PIRLS refills them with new working weights every iteration).
     """
 
-    def __init__(self, A: CrossProducts, terms: list[RandomEffectsTerm]):
+    def __init__(
+        self, A: CrossProducts, terms: list[RandomEffectsTerm], grouped: bool = True
+    ):
         self.A = A
         self.terms = terms
         self.ks = [t.k for t in terms]
@@ -110,7 +116,7 @@ class BlockedFactor:
             raise ValueError("cross-products: every column block of A21 must end with the XY rows")
         self.W = np.zeros((A.q_rest, self.nx))
         self._ones = np.ones(A.m)
-        self._grouped = self._setup_grouped()
+        self._grouped = self._setup_grouped() if grouped else None
         self.theta: np.ndarray | None = None
         self.lams: list[np.ndarray] = []
         self.stats: FactorStats | None = None
