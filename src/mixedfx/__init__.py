@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from . import datasets
+from . import datasets, families
 from .compare import ControlComparison, compare_controls
 from .errors import (
     ColumnNotFoundError,
@@ -22,6 +22,7 @@ from .errors import (
     SingularFitWarning,
 )
 from .formula import parse_formula
+from .glmm import GeneralizedLinearMixedModel, glmer
 from .lmm import LinearMixedModel, lmer
 from .ols import OLSModel, ols
 from .power import PowerResult, power
@@ -33,6 +34,7 @@ __all__ = [
     "ControlComparison",
     "ConvergenceWarning",
     "DataError",
+    "GeneralizedLinearMixedModel",
     "FormulaError",
     "LinearMixedModel",
     "MissingValuesWarning",
@@ -46,6 +48,8 @@ __all__ = [
     "__version__",
     "compare_controls",
     "datasets",
+    "families",
+    "glmer",
     "lmer",
     "ols",
     "parse_formula",

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["LmerSummary", "abbreviate", "format_coef_table", "format_pvalue"]
+__all__ = ["GlmerSummary", "LmerSummary", "abbreviate", "format_coef_table", "format_pvalue"]
 
 
 def abbreviate(name: str, minlength: int = 6) -> str:
@@ -36,7 +36,7 @@ def format_pvalue(p: float) -> str:
     if p < 2.2e-16:
         return "< 2e-16"
     if p < 1e-4:
-        return f"{p:.2e}".replace("e-0", "e-")
+        return f"{p:.2e}"  # R: 1.47e-09 (two-digit exponent)
     return f"{p:.3g}" if p >= 1e-3 else f"{p:.6f}".rstrip("0")
 
 
@@ -107,13 +107,15 @@ def format_coef_table(coef: pd.DataFrame, stat_name: str = "t value") -> str:
     return text
 
 
-def varcorr_text(model: Any) -> str:
-    """The random-effects table: Groups, Name, Variance, Std.Dev., Corr."""
+def varcorr_text(model: Any, residual: bool = True) -> str:
+    """The random-effects table: Groups, Name, Variance, Std.Dev., Corr (and the Residual
+    row unless ``residual`` is False, as for GLMMs without a dispersion parameter)."""
     rows: list[list[str]] = []
     all_var = []
     for t, S in zip(model.design.terms, model.covariance_matrices(), strict=True):
         all_var.extend(np.diag(S).tolist())
-    all_var.append(model.sigma**2)
+    if residual:
+        all_var.append(model.sigma**2)
     dv = _decimals_for(np.asarray(all_var), 4)
     dsd = _decimals_for(np.sqrt(np.asarray(all_var)), 4)
     max_k = 1
@@ -126,7 +128,8 @@ def varcorr_text(model: Any) -> str:
                 c = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else float("nan")
                 corr.append("NaN" if math.isnan(c) else f"{c:.2f}")
             rows.append([t.vc_name if i == 0 else "", name, _fmt_num(S[i, i], dv), _fmt_num(sd[i], dsd), *corr])
-    rows.append(["Residual", "", _fmt_num(model.sigma**2, dv), _fmt_num(model.sigma, dsd)])
+    if residual:
+        rows.append(["Residual", "", _fmt_num(model.sigma**2, dv), _fmt_num(model.sigma, dsd)])
     header = ["Groups", "Name", "Variance", "Std.Dev.", *(["Corr"] if max_k > 1 else [])]
     ncol = max(len(header), *(len(r) for r in rows))
     rows = [r + [""] * (ncol - len(r)) for r in rows]
@@ -229,6 +232,71 @@ class LmerSummary:
             )
         if m.is_singular:
             lines.append("optimizer (bobyqa) convergence code: 0 (OK)\nboundary (singular) fit: see help('isSingular')")
+        for msg in m.convergence_messages:
+            lines.append(f"convergence warning: {msg}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.__str__()
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+
+class GlmerSummary:
+    """lme4's ``summary(glmer(...))``, printable; tables as attributes."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.coefficients: pd.DataFrame = model.coefficients
+        self.varcorr: pd.DataFrame = model.varcorr
+        r = model.resid("pearson") / model.sigma
+        self.scaled_residuals = np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0])
+
+    def __str__(self) -> str:
+        m = self.model
+        fam = m.family
+        if m.nAGQ > 1:
+            how = f"Adaptive Gauss-Hermite Quadrature, nAGQ = {m.nAGQ}"
+        elif m.nAGQ == 1:
+            how = "Laplace Approximation"
+        else:
+            how = "nAGQ = 0 (PIRLS for the fixed effects)"
+        lines = [
+            f"Generalized linear mixed model fit by maximum likelihood ({how}) ['glmerMod']",
+            f" Family: {fam.name}  ( {fam.link.name} )",
+            f"Formula: {m.formula}",
+        ]
+        if m.design.weights is not None:
+            lines.append("Weights: (prior weights)")
+        if m.design.frame.n_dropped:
+            fr = m.design.frame
+            lines.append(f"Rows dropped for missing values: {fr.n_dropped} of {fr.n_original}")
+        lines.append("")
+        vals = [m.aic, m.bic, m.loglik, m.deviance]
+        heads = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+        strs = [f"{v:.1f}" for v in vals] + [str(int(m.df_resid))]
+        w = [max(*map(len, heads), *map(len, strs)) + 1] * 5
+        lines.append("".join(h.rjust(wi) for h, wi in zip(heads, w, strict=True)))
+        lines.append("".join(s.rjust(wi) for s, wi in zip(strs, w, strict=True)))
+        lines += ["", "Scaled residuals: "]
+        q = self.scaled_residuals
+        qh = ["Min", "1Q", "Median", "3Q", "Max"]
+        dq = _decimals_for(q, 4)
+        qs = [f"{v:.{dq}f}" for v in q]
+        w = [max(*map(len, qh), *map(len, qs)) + 1] * 5
+        lines.append("".join(h.rjust(wi) for h, wi in zip(qh, w, strict=True)))
+        lines.append("".join(s.rjust(wi) for s, wi in zip(qs, w, strict=True)))
+        lines += ["", "Random effects:", varcorr_text(m, residual=fam.has_dispersion)]
+        groups = "; ".join(f"{g}, {n}" for g, n in m.ngroups.items())
+        lines.append(f"Number of obs: {m.nobs}, groups:  {groups}")
+        stat = "t value" if fam.has_dispersion else "z value"
+        lines += ["", "Fixed effects:", format_coef_table(self.coefficients, stat)]
+        corr = _fixef_corr_text(m)
+        if corr:
+            lines.append(corr)
+        if m.is_singular:
+            lines.append("boundary (singular) fit: see help('isSingular')")
         for msg in m.convergence_messages:
             lines.append(f"convergence warning: {msg}")
         return "\n".join(lines)
