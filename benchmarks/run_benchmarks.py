@@ -104,7 +104,6 @@ FITS: dict[str, dict] = {
         family="binomial",
         formula="cbind(incidence, size - incidence) ~ period + (1 | herd)",
         formulas={
-            "mixedfx": "prop ~ period + (1 | herd)",  # with weights="size"
             "mixedlm": "incidence / size ~ period + (1 | herd)",  # mixedlm's successes/trials
             "glmm": "cbind(incidence, notinc) ~ period + (1 | herd)",  # cbind of two columns only
         },
@@ -331,8 +330,7 @@ def _fitter(tool: str, spec: dict):
         if kind == "lmm":
             return version, lambda df: lambda: mfx_obj(mfx.lmer(formula, df, REML=reml))
         if kind == "glmm":
-            kw = {"weights": "size"} if spec["data"] == "cbpp" else {}
-            return version, lambda df: lambda: mfx_obj(mfx.glmer(formula, df, family=family, **kw))
+            return version, lambda df: lambda: mfx_obj(mfx.glmer(formula, df, family=family))
         if kind == "boot":
 
             def make(df, nsim=spec["nsim"]):
