@@ -259,3 +259,31 @@ def test_plots_from_the_command_line(tmp_path, capsys):
     capsys.readouterr()
     code = main(["fit", "sleepstudy", "Reaction ~ Days", "--plot", str(tmp_path / "x.png")])
     assert code == 2 and "conditional modes" in capsys.readouterr().err
+
+
+def test_fit_glmm_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "g.json"
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    code = main(["fit", "cbpp", formula, "--family", "binomial", "--nagq", "9", "--json", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "Adaptive Gauss-Hermite Quadrature, nAGQ = 9" in text
+    got = json.loads(out.read_text())
+    g = mfx.glmer(formula, mfx.datasets.load("cbpp"), nAGQ=9)
+    assert got["family"] == "binomial" and got["link"] == "logit" and got["nAGQ"] == 9
+    assert got["objective"] == pytest.approx(g.objective, rel=1e-10)
+    assert main(["fit", "cbpp", formula, "--family", "binomial", "--link", "probit"]) == 0
+    assert "binomial  ( probit )" in capsys.readouterr().out
+
+
+def test_fit_glmm_bad_link_is_one_line():
+    res = run(
+        "fit",
+        "cbpp",
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+        "--family",
+        "binomial",
+        "--link",
+        "identity",
+    )
+    assert_one_line_error(res, "link 'identity' is not available for the binomial family")

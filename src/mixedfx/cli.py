@@ -165,9 +165,13 @@ def model_results(m: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "formula": m.formula,
         "model": type(m).__name__,
-        "family": getattr(m, "family", "gaussian"),
         "nobs": m.nobs,
     }
+    fam = getattr(m, "family", "gaussian")
+    out["family"] = fam if isinstance(fam, str) else fam.name
+    if not isinstance(fam, str):
+        out["link"] = fam.link.name
+        out["nAGQ"] = m.nAGQ
     for name in (
         "REML",
         "objective",
@@ -243,7 +247,14 @@ def _fit(args: argparse.Namespace) -> int:
             )
         if not parsed.random:
             raise CLIError("--family needs a formula with a random-effects term, e.g. (1 | g)")
-        m = glmer(args.formula, data, family=family, weights=args.weights, offset=args.offset)
+        m = glmer(
+            args.formula,
+            data,
+            family=mfx.families.get_family(family, args.link),
+            weights=args.weights,
+            offset=args.offset,
+            nAGQ=args.nagq,
+        )
     elif not parsed.random:
         m = mfx.ols(args.formula, data, weights=args.weights, offset=args.offset)
     else:
@@ -408,6 +419,16 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(s)
     s.add_argument(
         "--family", metavar="NAME", help="GLMM family: binomial, poisson, ... (default gaussian)"
+    )
+    s.add_argument(
+        "--link", metavar="NAME", help="link function (default: the family's canonical link)"
+    )
+    s.add_argument(
+        "--nagq",
+        type=int,
+        default=1,
+        metavar="K",
+        help="GLMM: 1 = Laplace (default); K > 1 = adaptive Gauss-Hermite quadrature",
     )
     s.set_defaults(func=_fit)
 
