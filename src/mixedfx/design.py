@@ -306,6 +306,9 @@ class Design:
     offset: np.ndarray | None
     frame: ModelFrame
     response_name: str
+    offset_name: str | None = None
+    """The column the offset came from, when it was given by name (``predict`` on new data
+    evaluates it there)."""
 
     @property
     def n(self) -> int:
@@ -567,4 +570,5 @@ def build_design(
         offset=off,
         frame=mf,
         response_name=parsed.response,
+        offset_name=offset if isinstance(offset, str) else None,
     )

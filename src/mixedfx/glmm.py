@@ -532,6 +532,26 @@ class GeneralizedLinearMixedModel(LinearMixedModel):
             eta = eta + self.pirls.zlam_u(self.lambdas(), self._u)
         return eta
 
+    def predict(  # type: ignore[override]
+        self,
+        newdata: Any = None,
+        type: str = "link",
+        re_form: Any = "all",
+        allow_new_levels: bool = False,
+    ) -> np.ndarray:
+        """Predictions as lme4's ``predict``: on the link scale (``type="link"``, lme4's
+        default) or the response scale (``type="response"``: μ = g⁻¹(η)).
+
+        ``newdata``, ``re_form`` and ``allow_new_levels`` are as for
+        :meth:`LinearMixedModel.predict`.
+        """
+        from .predict import linear_predictor
+
+        if type not in ("link", "response"):
+            raise ModelError(f"type must be 'link' or 'response', got {type!r}")
+        eta = linear_predictor(self, newdata, re_form, allow_new_levels)
+        return self.family.linkinv(eta) if type == "response" else eta
+
     @property
     def linear_predictor(self) -> np.ndarray:
         """η̂ = o + Xβ̂ + ZΛû."""

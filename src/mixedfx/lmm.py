@@ -403,6 +403,29 @@ class LinearMixedModel:
         """Response residuals y − fitted."""
         return self._y - self.fitted
 
+    def predict(
+        self, newdata: Any = None, re_form: Any = "all", allow_new_levels: bool = False
+    ) -> np.ndarray:
+        """Predictions as lme4's ``predict``: Xβ̂ + Zb̂ (+ offset) for the fitted rows or for
+        ``newdata``.
+
+        Parameters
+        ----------
+        newdata : data frame or dict of arrays, optional
+        re_form : "all" (default), None, or a formula naming random-effects terms
+            ``None`` predicts at the population level (fixed effects only, R's
+            ``re.form = NA``); ``"~ (1 | g)"`` includes only that term.
+        allow_new_levels : bool, default False
+            Grouping levels not seen in the fit get random effects 0 (True), or raise.
+
+        Returns
+        -------
+        ndarray, one value per row (NaN where a needed variable is missing).
+        """
+        from .predict import linear_predictor
+
+        return linear_predictor(self, newdata, re_form, allow_new_levels)
+
     @property
     def ngroups(self) -> dict[str, int]:
         out: dict[str, int] = {}
