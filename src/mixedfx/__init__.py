@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from . import datasets, families
+from .anova import AnovaResult, anova
 from .compare import ControlComparison, compare_controls
 from .errors import (
     ColumnNotFoundError,
@@ -30,12 +31,13 @@ from .power import PowerResult, power
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnovaResult",
     "ColumnNotFoundError",
     "ControlComparison",
     "ConvergenceWarning",
     "DataError",
-    "GeneralizedLinearMixedModel",
     "FormulaError",
+    "GeneralizedLinearMixedModel",
     "LinearMixedModel",
     "MissingValuesWarning",
     "MixedFXError",
@@ -46,6 +48,7 @@ __all__ = [
     "RankDeficiencyWarning",
     "SingularFitWarning",
     "__version__",
+    "anova",
     "compare_controls",
     "datasets",
     "families",
