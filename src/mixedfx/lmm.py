@@ -19,7 +19,7 @@ import scipy.linalg as sla
 from .criterion import profiled_deviance, sigma_hat
 from .crossprod import CrossProducts, crossproducts
 from .design import Design, build_design
-from .errors import DataError, SingularFitWarning
+from .errors import DataError, ModelError, SingularFitWarning
 from .factor import BlockedFactor, lambda_blocks
 from .optimizer import OptimizerResult, bobyqa, check_convergence
 
@@ -108,7 +108,9 @@ class LinearMixedModel:
         lower = d.theta_lower()
         x0 = d.theta_start() if start is None else np.asarray(start, dtype=float)
         if x0.shape != lower.shape:
-            raise DataError(f"start must have {lower.size} values (θ in lme4's order), got {x0.size}")
+            raise DataError(
+                f"start must have {lower.size} values (θ in lme4's order), got {x0.size}"
+            )
         x0 = np.maximum(x0, lower)
         with self.factor.blas_threads():
             res = bobyqa(self.objective_at, x0, lower)
@@ -128,7 +130,7 @@ class LinearMixedModel:
 
     def _install(self, theta: np.ndarray) -> None:
         """Set the model's state (factor, β, u, σ) to the values at θ."""
-        for attr in ("_cond_var", "_vcov_unscaled"):
+        for attr in ("_cond_var", "_vcov_unscaled", "_satterthwaite"):
             self.__dict__.pop(attr, None)
         self.__dict__.pop("ranef_table", None)
         stats = self.factor.update(theta)
@@ -147,7 +149,11 @@ class LinearMixedModel:
         """
         new = object.__new__(type(self))
         new.__dict__.update(
-            {k: v for k, v in self.__dict__.items() if k in ("formula", "REML", "design", "data_name")}
+            {
+                k: v
+                for k, v in self.__dict__.items()
+                if k in ("formula", "REML", "design", "data_name")
+            }
         )
         yy = self.design.y if y is None else np.asarray(y, dtype=float).reshape(-1)
         if yy.shape[0] != self.n:
@@ -253,13 +259,32 @@ class LinearMixedModel:
         names = self.design.fixed.names
         return pd.DataFrame(self._sigma**2 * self._vcov_unscaled, index=names, columns=names)
 
+    @cached_property
+    def _satterthwaite(self) -> Any:
+        from .satterthwaite import satterthwaite_info
+
+        return satterthwaite_info(self)
+
     @property
     def coefficients(self) -> pd.DataFrame:
-        """Table of fixed effects: estimate, std_error, statistic (t value)."""
+        """Table of fixed effects as lmerTest's summary: estimate, std_error, df
+        (Satterthwaite), statistic (t value), p_value (two-sided)."""
+        from scipy import stats
+
         self._require_fit()
         se = np.sqrt(np.diag(self._sigma**2 * self._vcov_unscaled))
+        t = self._beta / se
+        from .satterthwaite import contrast_df
+
+        df = contrast_df(self._satterthwaite, np.eye(self.p))
         return pd.DataFrame(
-            {"estimate": self._beta, "std_error": se, "statistic": self._beta / se},
+            {
+                "estimate": self._beta,
+                "std_error": se,
+                "df": df,
+                "statistic": t,
+                "p_value": 2.0 * stats.t.sf(np.abs(t), df),
+            },
             index=pd.Index(self.design.fixed.names, name="term"),
         )
 
@@ -434,13 +459,20 @@ class LinearMixedModel:
         return out
 
     # ---------------------------------------------------------- display
-    def summary(self) -> Any:
-        """lme4's summary: criterion, scaled residuals, random effects, fixed effects,
-        correlations. Print it, or read its tables as attributes."""
+    def summary(self, ddf: str = "satterthwaite") -> Any:
+        """lme4's summary with lmerTest's t tests: criterion, scaled residuals, random effects,
+        fixed effects, correlations. Print it, or read its tables as attributes.
+
+        Parameters
+        ----------
+        ddf : {"satterthwaite", "kenward-roger", "lme4"}
+            Denominator df of the t tests (lmerTest's ``ddf``); ``"lme4"`` prints lme4's own
+            table (no df, no p-values).
+        """
         from .summary import LmerSummary
 
         self._require_fit()
-        return LmerSummary(self)
+        return LmerSummary(self, ddf=_ddf_name(ddf))
 
     def plot_ranef(self, level: float = 0.95, ax: Any = None) -> Any:
         """Caterpillar plot of the conditional modes (lme4's ``dotplot(ranef(m, condVar=TRUE))``);
@@ -461,6 +493,22 @@ class LinearMixedModel:
             return f"<LinearMixedModel {self.formula!r} (not fitted)>"
         crit = "REML criterion" if self.REML else "deviance"
         return f"<LinearMixedModel {self.formula!r}: {crit} {self.objective:.4f}, n = {self.n}>"
+
+
+def _ddf_name(ddf: str) -> str:
+    """Normalize a ddf name: Satterthwaite, Kenward-Roger (any case, - or _) or lme4."""
+    key = str(ddf).strip().lower().replace("_", "-").replace(" ", "-")
+    names = {
+        "satterthwaite": "satterthwaite",
+        "kenward-roger": "kenward-roger",
+        "kr": "kenward-roger",
+        "lme4": "lme4",
+    }
+    if key not in names:
+        raise ModelError(
+            f"unknown ddf {ddf!r}: use 'satterthwaite', 'kenward-roger' or 'lme4'"
+        )
+    return names[key]
 
 
 def lmer(

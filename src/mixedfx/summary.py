@@ -175,9 +175,16 @@ def _fixef_corr_text(model: Any) -> str:
 class LmerSummary:
     """lme4's ``summary(lmer(...))``, printable; tables as attributes."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, ddf: str = "satterthwaite"):
         self.model = model
-        self.coefficients: pd.DataFrame = model.coefficients
+        self.ddf = ddf
+        if ddf == "satterthwaite":
+            coef = model.coefficients
+        elif ddf == "kenward-roger":
+            coef = model.coefficients_kr
+        else:  # lme4: no df, no p-values
+            coef = model.coefficients[["estimate", "std_error", "statistic"]]
+        self.coefficients: pd.DataFrame = coef
         self.varcorr: pd.DataFrame = model.varcorr
         r = model.residuals
         if model.design.weights is not None:
@@ -188,7 +195,8 @@ class LmerSummary:
         m = self.model
         method = "REML" if m.REML else "maximum likelihood"
         if "df" in self.coefficients:
-            extra = ". t-tests use Satterthwaite's method [lmerModLmerTest]"
+            how = "Kenward-Roger's" if self.ddf == "kenward-roger" else "Satterthwaite's"
+            extra = f". t-tests use {how} method [lmerModLmerTest]"
         else:
             extra = " ['lmerMod']" if m.REML else "  ['lmerMod']"
         lines = [f"Linear mixed model fit by {method}{extra}", f"Formula: {m.formula}"]
