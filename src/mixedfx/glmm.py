@@ -614,6 +614,13 @@ class GeneralizedLinearMixedModel(LinearMixedModel):
             out[:, s] = self.family.simulate(mu, self._wt, rng, self._sigma)
         return out
 
+    def profile(self, *args: Any, **kwargs: Any) -> pd.DataFrame:  # type: ignore[override]
+        """Not available for GLMMs yet: raises a ModelError saying what to use instead."""
+        raise ModelError(
+            "profile likelihoods are implemented for linear mixed models (lmer) only; for a "
+            "glmer fit use confint(method='wald') or confint(method='boot')"
+        )
+
     def summary(self) -> Any:  # type: ignore[override]
         """lme4's ``summary(glmer(...))``: family and link, AIC/BIC/logLik/deviance, scaled
         (Pearson) residuals, random effects, fixed effects with Wald z tests, correlations."""

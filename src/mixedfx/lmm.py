@@ -451,6 +451,55 @@ class LinearMixedModel:
 
         return linear_predictor(self, newdata, re_form, allow_new_levels)
 
+    def simulate(self, nsim: int = 1, seed: Any = None, use_u: bool = False) -> np.ndarray:
+        """Responses simulated from the fitted model, as lme4's ``simulate``: an (n, nsim)
+        array, reproducible from ``seed``. See :func:`mixedfx.simulate.simulate_lmm`."""
+        from .simulate import simulate_lmm
+
+        return simulate_lmm(self, nsim, seed, use_u)
+
+    def bootstrap(
+        self,
+        nsim: int = 1000,
+        seed: Any = None,
+        n_jobs: int = 1,
+        progress: bool | None = None,
+    ) -> Any:
+        """Parametric bootstrap, as lme4's ``bootMer``: simulate, refit, collect. Returns a
+        :class:`mixedfx.bootstrap.BootstrapResult` (``.table``: one row per replicate).
+        See :func:`mixedfx.bootstrap.bootstrap`."""
+        from .bootstrap import bootstrap
+
+        return bootstrap(self, nsim=nsim, seed=seed, n_jobs=n_jobs, progress=progress)
+
+    def profile(self, which: list[str] | None = None, level_max: float = 0.99) -> pd.DataFrame:
+        """The profile likelihood (lme4's ``profile``): a table of parameter, value and ζ,
+        ζ from −z to +z for ``level_max``. See :mod:`mixedfx.profile`."""
+        from .profile import Profiler
+
+        return Profiler(self).table(which=which, level_max=level_max)
+
+    def confint(
+        self,
+        parm: list[str] | None = None,
+        level: float = 0.95,
+        method: str = "profile",
+        nsim: int = 1000,
+        seed: Any = None,
+        n_jobs: int = 1,
+        progress: bool | None = None,
+    ) -> pd.DataFrame:
+        """Confidence intervals as lme4's ``confint``: ``method`` "profile" (default),
+        "wald" or "boot" (parametric bootstrap percentile intervals). Rows ``.sig01``...,
+        ``.sigma`` and the fixed effects; columns as R labels them (``2.5 %``, ``97.5 %``).
+        See :func:`mixedfx.confint.confint`."""
+        from .confint import confint
+
+        return confint(
+            self, parm=parm, level=level, method=method, nsim=nsim, seed=seed,
+            n_jobs=n_jobs, progress=progress,
+        )
+
     @property
     def ngroups(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -16,6 +16,7 @@ from scipy import stats
 __all__ = [
     "plot_comparison",
     "plot_power",
+    "plot_profile",
     "plot_ranef",
     "plot_residuals",
 ]
@@ -133,6 +134,25 @@ def plot_residuals(model: Any, ax: Any = None) -> Any:
     a.set_ylabel("conditional modes / their SD")
     a.set_title("Normal QQ: conditional modes", fontsize=10)
     a.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_profile(profile: Any, level: float = 0.95, ax: Any = None) -> Any:
+    """The profile ζ of each parameter against its value, as lme4's ``xyplot(profile(m))``:
+    one panel per parameter, with the ±z lines of a ``level`` interval (where they cross the
+    profile are the interval's ends). ``profile`` is the table of ``model.profile()``."""
+    params = list(dict.fromkeys(profile["parameter"]))
+    fig, axs = _axes(ax, len(params), size=(3.4, 3.0))
+    z = stats.norm.ppf(0.5 + level / 2)
+    for a, name in zip(axs, params, strict=True):
+        sub = profile[profile["parameter"] == name].sort_values("value")
+        a.plot(sub["value"], sub["zeta"], color="C0", lw=1.2, marker="o", ms=2.5)
+        for zz in (-z, z):
+            a.axhline(zz, color="0.5", lw=0.8, ls="--")
+        a.axhline(0.0, color="0.8", lw=0.6)
+        a.set_title(name, fontsize=10)
+        a.set_ylabel("ζ")
     fig.tight_layout()
     return fig
 
