@@ -145,6 +145,8 @@ class GeneralizedLinearMixedModel(LinearMixedModel):
             )
         self.design = design
         self.data_name = None
+        self.data = data  # kept for update()
+        self._call = {"family": fam, "weights": weights, "offset": offset, "nAGQ": nAGQ}
         n = design.n
         prior = design.weights if design.weights is not None else np.ones(n)
         yraw = design.y

@@ -62,6 +62,8 @@ class LinearMixedModel:
         self.REML = bool(REML)
         self.design = design if design is not None else build_design(formula, data, weights, offset)
         self.data_name = getattr(data, "name", None) if not isinstance(data, pd.DataFrame) else None
+        self.data = data  # kept for update()
+        self._call = {"REML": self.REML, "weights": weights, "offset": offset}
         self._y = self.design.y
         self.A: CrossProducts = crossproducts(self.design)
         self.factor = BlockedFactor(self.A, self.design.terms)
@@ -450,6 +452,19 @@ class LinearMixedModel:
         from .predict import linear_predictor
 
         return linear_predictor(self, newdata, re_form, allow_new_levels)
+
+    def update(self, formula: str | None = None, data: Any = None, **kwargs: Any) -> Any:
+        """A new model fitted with a changed formula, data or arguments (R's ``update``).
+
+        ``formula`` uses R's ``update.formula`` shorthand: ``". ~ . + x2"``, ``"~ . - Days"``,
+        ``". ~ . - (1 | g) + (1 | h)"``; a formula without ``~`` changes the right-hand side
+        (``"... + x2"`` or ``"+ x2"``). Other arguments (``REML``, ``weights``, ``offset``, and
+        for glmer ``family``, ``nAGQ``) default to the original call's. See
+        :func:`mixedfx.update.update`.
+        """
+        from .update import update
+
+        return update(self, formula, data, **kwargs)
 
     def simulate(self, nsim: int = 1, seed: Any = None, use_u: bool = False) -> np.ndarray:
         """Responses simulated from the fitted model, as lme4's ``simulate``: an (n, nsim)
