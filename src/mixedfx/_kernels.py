@@ -314,7 +314,7 @@ def glm_working(fam, link, eta, y, wt, mu, sqrtw, wres, want_weights):  # pragma
             d = -1.0 / (e * e)
         elif link == 6:
             m = 1.0 / np.sqrt(e)
-            d = -1.0 / (2.0 * e ** 1.5)
+            d = -1.0 / (2.0 * e**1.5)
         else:
             m = e * e
             d = 2.0 * e

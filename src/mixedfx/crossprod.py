@@ -211,8 +211,17 @@ class CrossProductPlan:
         XY[:, p] = y
         if self._scalar:
             K.scalar_crossprods(
-                self._r1, self._z1, self._rrows, self._rz, self._pos21, w, XY, self.ptr,
-                A.A11, A.vals, A.A22,
+                self._r1,
+                self._z1,
+                self._rrows,
+                self._rz,
+                self._pos21,
+                w,
+                XY,
+                self.ptr,
+                A.A11,
+                A.vals,
+                A.A22,
             )
             XYw = XY * sqrtw[:, None] if sqrtw is not None else XY
             A.A22[q:, q:] = XYw.T @ XYw

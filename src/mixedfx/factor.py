@@ -87,9 +87,7 @@ class BlockedFactor:
         overwritten later (PIRLS refills them with new working weights every iteration).
     """
 
-    def __init__(
-        self, A: CrossProducts, terms: list[RandomEffectsTerm], grouped: bool = True
-    ):
+    def __init__(self, A: CrossProducts, terms: list[RandomEffectsTerm], grouped: bool = True):
         self.A = A
         self.terms = terms
         self.ks = [t.k for t in terms]

@@ -616,6 +616,19 @@ class GeneralizedLinearMixedModel(LinearMixedModel):
             out[:, s] = self.family.simulate(mu, self._wt, rng, self._sigma)
         return out
 
+    def anova(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """F tests with Satterthwaite/Kenward-Roger df are for linear mixed models: raises a
+        ModelError pointing to likelihood-ratio tests (mixedfx.anova) or Wald z tests."""
+        raise ModelError(
+            "F tests of a glmer fit's terms are not defined here: compare nested models with "
+            "mixedfx.anova(g0, g) (likelihood-ratio test) or read the Wald z tests in "
+            "g.coefficients"
+        )
+
+    @property
+    def coefficients_kr(self) -> pd.DataFrame:  # type: ignore[override]
+        raise ModelError("Kenward-Roger's method is for linear mixed models (REML fits)")
+
     def profile(self, *args: Any, **kwargs: Any) -> pd.DataFrame:  # type: ignore[override]
         """Not available for GLMMs yet: raises a ModelError saying what to use instead."""
         raise ModelError(

@@ -132,7 +132,7 @@ class LinearMixedModel:
 
     def _install(self, theta: np.ndarray) -> None:
         """Set the model's state (factor, β, u, σ) to the values at θ."""
-        for attr in ("_cond_var", "_vcov_unscaled", "_satterthwaite"):
+        for attr in ("_cond_var", "_vcov_unscaled", "_satterthwaite", "_kenward_roger"):
             self.__dict__.pop(attr, None)
         self.__dict__.pop("ranef_table", None)
         stats = self.factor.update(theta)
@@ -290,6 +290,55 @@ class LinearMixedModel:
             index=pd.Index(self.design.fixed.names, name="term"),
         )
 
+    @cached_property
+    def _kenward_roger(self) -> Any:
+        from .kenward_roger import kr_info
+
+        return kr_info(self)
+
+    @property
+    def vcov_kr(self) -> pd.DataFrame:
+        """Kenward-Roger adjusted covariance of β̂ (pbkrtest's ``vcovAdj``); REML fits only."""
+        self._require_fit()
+        names = self.design.fixed.names
+        return pd.DataFrame(self._kenward_roger.PhiA, index=names, columns=names)
+
+    @property
+    def coefficients_kr(self) -> pd.DataFrame:
+        """Fixed effects with Kenward-Roger t tests, as lmerTest's
+        ``summary(m, ddf = "Kenward-Roger")``: standard errors from the adjusted covariance,
+        df from pbkrtest's ``Lb_ddf``."""
+        from scipy import stats
+
+        from .kenward_roger import kr_ddf
+
+        self._require_fit()
+        kr = self._kenward_roger
+        se = np.sqrt(np.diag(kr.PhiA))
+        df = np.array([kr_ddf(kr, np.eye(self.p)[[j]]) for j in range(self.p)])
+        t = self._beta / se
+        return pd.DataFrame(
+            {
+                "estimate": self._beta,
+                "std_error": se,
+                "df": df,
+                "statistic": t,
+                "p_value": 2.0 * stats.t.sf(np.abs(t), df),
+            },
+            index=pd.Index(self.design.fixed.names, name="term"),
+        )
+
+    def anova(self, ddf: str = "satterthwaite") -> Any:
+        """Type III F tests of the fixed-effect terms, as lmerTest's ``anova(m)``:
+        Satterthwaite's (default) or Kenward-Roger's denominator df. For likelihood-ratio
+        tests between models use :func:`mixedfx.anova`."""
+        from .ftests import type3_anova
+
+        key = _ddf_name(ddf)
+        if key == "lme4":
+            raise ModelError("anova(ddf=...) takes 'satterthwaite' or 'kenward-roger'")
+        return type3_anova(self, key)
+
     def lambdas(self) -> list[np.ndarray]:
         """The k x k lower-triangular Λ block of each term."""
         return lambda_blocks(self.theta, [t.k for t in self.design.terms])
@@ -371,7 +420,7 @@ class LinearMixedModel:
             V1 = V1 + np.einsum("rli,rlj->lij", W, W)
             Minv = sla.solve_triangular(L22, np.eye(q), lower=True, check_finite=False)
         blocks.append(V1)
-        for (pos, nl, k) in f._rest_slices:
+        for pos, nl, k in f._rest_slices:
             Mb = Minv[:, pos : pos + nl * k].reshape(q, nl, k)
             blocks.append(np.einsum("rli,rlj->lij", Mb, Mb))
         s2 = self.sigma**2
@@ -511,8 +560,14 @@ class LinearMixedModel:
         from .confint import confint
 
         return confint(
-            self, parm=parm, level=level, method=method, nsim=nsim, seed=seed,
-            n_jobs=n_jobs, progress=progress,
+            self,
+            parm=parm,
+            level=level,
+            method=method,
+            nsim=nsim,
+            seed=seed,
+            n_jobs=n_jobs,
+            progress=progress,
         )
 
     @property
@@ -569,9 +624,7 @@ def _ddf_name(ddf: str) -> str:
         "lme4": "lme4",
     }
     if key not in names:
-        raise ModelError(
-            f"unknown ddf {ddf!r}: use 'satterthwaite', 'kenward-roger' or 'lme4'"
-        )
+        raise ModelError(f"unknown ddf {ddf!r}: use 'satterthwaite', 'kenward-roger' or 'lme4'")
     return names[key]
 
 

@@ -43,7 +43,9 @@ def format_pvalue(p: float) -> str:
 def _signif_stars(p: float) -> str:
     if p is None or math.isnan(p):
         return ""
-    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else " "
+    return (
+        "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else " "
+    )
 
 
 def _fmt_num(x: float, digits: int) -> str:
@@ -67,12 +69,17 @@ def _decimals_for(values: np.ndarray, sig: int = 4) -> int:
     return min(dec, 15)
 
 
-def format_table(df: pd.DataFrame, columns: list[tuple[str, list[str]]], index_name: str = "") -> str:
+def format_table(
+    df: pd.DataFrame, columns: list[tuple[str, list[str]]], index_name: str = ""
+) -> str:
     """Right-aligned text table: ``columns`` = [(header, formatted strings)]."""
     idx = [str(i) for i in df.index]
     w0 = max([len(index_name), *map(len, idx)]) if idx else len(index_name)
     widths = [max(len(h), *(len(s) for s in vals)) if vals else len(h) for h, vals in columns]
-    lines = [index_name.ljust(w0) + "".join(" " + h.rjust(w) for (h, _), w in zip(columns, widths, strict=True))]
+    lines = [
+        index_name.ljust(w0)
+        + "".join(" " + h.rjust(w) for (h, _), w in zip(columns, widths, strict=True))
+    ]
     for r, name in enumerate(idx):
         lines.append(
             name.ljust(w0)
@@ -94,7 +101,10 @@ def format_coef_table(coef: pd.DataFrame, stat_name: str = "t value") -> str:
     if "df" in coef.columns:
         df_ = coef["df"].to_numpy()
         cols.append(("df", [_fmt_num(x, max(_decimals_for(df_, 4), 0)) for x in df_]))
-    cols.append((stat_name, [_fmt_num(x, _decimals_for(stat, 4)) for x in stat]))
+    # R's printCoefmat: test statistics rounded to digits - 1 = 3 decimals, then formatted
+    stat_r = np.round(stat, 3)
+    d_stat = min(3, _decimals_for(stat_r, 4))
+    cols.append((stat_name, [_fmt_num(x, d_stat) for x in stat_r]))
     pcol = "p_value" if "p_value" in coef.columns else None
     if pcol:
         pv = coef[pcol].to_numpy()
@@ -112,7 +122,7 @@ def varcorr_text(model: Any, residual: bool = True) -> str:
     row unless ``residual`` is False, as for GLMMs without a dispersion parameter)."""
     rows: list[list[str]] = []
     all_var = []
-    for t, S in zip(model.design.terms, model.covariance_matrices(), strict=True):
+    for S in model.covariance_matrices():
         all_var.extend(np.diag(S).tolist())
     if residual:
         all_var.append(model.sigma**2)
@@ -127,7 +137,15 @@ def varcorr_text(model: Any, residual: bool = True) -> str:
             for j in range(i):
                 c = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else float("nan")
                 corr.append("NaN" if math.isnan(c) else f"{c:.2f}")
-            rows.append([t.vc_name if i == 0 else "", name, _fmt_num(S[i, i], dv), _fmt_num(sd[i], dsd), *corr])
+            rows.append(
+                [
+                    t.vc_name if i == 0 else "",
+                    name,
+                    _fmt_num(S[i, i], dv),
+                    _fmt_num(sd[i], dsd),
+                    *corr,
+                ]
+            )
     if residual:
         rows.append(["Residual", "", _fmt_num(model.sigma**2, dv), _fmt_num(model.sigma, dsd)])
     header = ["Groups", "Name", "Variance", "Std.Dev.", *(["Corr"] if max_k > 1 else [])]
@@ -165,10 +183,14 @@ def _fixef_corr_text(model: Any) -> str:
     for i in range(1, len(names)):
         rows.append([f"{C[i, j]:.3f}" for j in range(i)])
     w0 = max(len(n) for n in names[1:])
-    widths = [max(len(abbr[j]), *(len(r[j]) for r in rows if j < len(r))) for j in range(len(names) - 1)]
+    widths = [
+        max(len(abbr[j]), *(len(r[j]) for r in rows if j < len(r))) for j in range(len(names) - 1)
+    ]
     lines = [" " * w0 + "".join(" " + abbr[j].ljust(widths[j]) for j in range(len(names) - 1))]
     for i, r in enumerate(rows, start=1):
-        lines.append(names[i].ljust(w0) + "".join(" " + r[j].rjust(widths[j]) for j in range(len(r))))
+        lines.append(
+            names[i].ljust(w0) + "".join(" " + r[j].rjust(widths[j]) for j in range(len(r)))
+        )
     return "\nCorrelation of Fixed Effects:\n" + "\n".join(line.rstrip() for line in lines)
 
 
@@ -205,9 +227,8 @@ class LmerSummary:
         if m.design.weights is not None:
             lines.append("Weights: (prior weights)")
         if m.design.frame.n_dropped:
-            lines.append(
-                f"Rows dropped for missing values: {m.design.frame.n_dropped} of {m.design.frame.n_original}"
-            )
+            fr = m.design.frame
+            lines.append(f"Rows dropped for missing values: {fr.n_dropped} of {fr.n_original}")
         lines.append("")
         if m.REML:
             lines.append(f"REML criterion at convergence: {m.objective:.1f}")
@@ -239,7 +260,8 @@ class LmerSummary:
                 f"{len(m.design.fixed.dropped)} columns / coefficients"
             )
         if m.is_singular:
-            lines.append("optimizer (bobyqa) convergence code: 0 (OK)\nboundary (singular) fit: see help('isSingular')")
+            lines.append("optimizer (bobyqa) convergence code: 0 (OK)")
+            lines.append("boundary (singular) fit: see help('isSingular')")
         for msg in m.convergence_messages:
             lines.append(f"convergence warning: {msg}")
         return "\n".join(lines)
