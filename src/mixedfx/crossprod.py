@@ -100,6 +100,7 @@ class CrossProductPlan:
         self.n = design.n
         self.X = design.X if X is None else np.ascontiguousarray(X, dtype=float)
         self.p = self.X.shape[1]
+        self._XY: np.ndarray | None = None
         t1 = terms[0]
         self.n1, self.k1 = t1.nlevels, t1.k
         self.rest = terms[1:]
@@ -206,8 +207,10 @@ class CrossProductPlan:
         w = np.ones(n) if sqrtw is None else sqrtw * sqrtw
         if sum_log_w:
             A.sum_log_w = float(2.0 * np.log(sqrtw).sum()) if sqrtw is not None else 0.0
-        XY = np.empty((n, p + 1))
-        XY[:, :p] = self.X
+        if self._XY is None:  # X's columns are copied once; only y changes between calls
+            self._XY = np.empty((n, p + 1))
+            self._XY[:, :p] = self.X
+        XY = self._XY
         XY[:, p] = y
         if self._scalar:
             K.scalar_crossprods(

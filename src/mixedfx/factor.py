@@ -115,6 +115,7 @@ class BlockedFactor:
         self.W = np.zeros((A.q_rest, self.nx))
         self._ones = np.ones(A.m)
         self._grouped = self._setup_grouped() if grouped else None
+        self._dense = self._setup_dense() if self._grouped is None else None
         self.theta: np.ndarray | None = None
         self.lams: list[np.ndarray] = []
         self.stats: FactorStats | None = None
@@ -145,7 +146,9 @@ class BlockedFactor:
                 # G = Λr'(A22 - P P')Λr + [I 0; 0 0] with Λr diagonal: one fused pass each
                 scale = self._rest_scale(lams)
                 K.fill_scaled(A.A22, scale, q, G)
-                if self.k1 == 1:
+                if self._dense is not None:
+                    self._schur_dense(scale)
+                elif self.k1 == 1:
                     self._schur_scalar(scale)
                 else:
                     K.schur_update(A.ptr, A.rows, self._P, self.nx, q, scale, G, self.W)
@@ -200,6 +203,27 @@ class BlockedFactor:
         K.grouped_outer(A.ptr, A.rows, A.vals[:, 0], inv.astype(np.int64), S)
         A22p = A.A22[np.tril_indices(m)]
         return counts, S, A22p
+
+    def _setup_dense(self, min_fill: float = 0.3, max_entries: float = 4e6) -> tuple | None:
+        """For a scalar first term whose block column A21 is mostly filled (crossed factors
+        where most pairs of levels occur, e.g. subjects x items), the Schur update is one
+        dense BLAS product: G -= S P_d P_d' S with P_d the m x n1 dense form of P."""
+        A = self.A
+        if self.k1 != 1 or not self.scalar_rest:
+            return None
+        m, n1 = A.m, self.n1
+        if m * n1 > max_entries or A.rows.size < min_fill * m * n1:
+            return None
+        lev = np.repeat(np.arange(n1), np.diff(A.ptr))
+        return A.rows.astype(np.intp), lev, np.zeros((m, n1))
+
+    def _schur_dense(self, scale: np.ndarray) -> None:
+        """G -= S P P' S by one dense product (see :meth:`_setup_dense`); only the lower
+        triangle of G is read afterwards."""
+        rows, lev, Pd = self._dense
+        Pd[rows, lev] = self._P[:, 0]
+        Sd = Pd * scale[:, None]
+        self.G -= Sd @ Sd.T
 
     def _schur_scalar(self, scale: np.ndarray) -> None:
         """G -= S P P' S for a scalar first term: random-effects rows by the compiled kernel,

@@ -96,7 +96,11 @@ class PIRLS:
         # u and β together (the nAGQ = 0 stage), made when first needed
         self._plan_b: CrossProductPlan | None = None
         self.factor_b: BlockedFactor | None = None
-        self.tol = 1e-10
+        # Convergence: the last step is taken and the factor recomputed there ("polish").
+        # With a canonical link Fisher scoring is Newton's method, which converges
+        # quadratically: after a step of relative size 1e-6 the distance to the mode is
+        # ~1e-12, so that step can be the last. Other links converge linearly: 1e-10.
+        self.tol = 1e-6 if family.canonical else 1e-10
         self.maxit = 60
         self.max_halvings = 30
 
