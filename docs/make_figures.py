@@ -58,6 +58,10 @@ def main() -> None:
     # the README's model: caterpillar plot of sleepstudy's conditional modes
     sleep = mfx.lmer("Reaction ~ Days + (Days | Subject)", mfx.datasets.load("sleepstudy"))
     save(sleep.plot_ranef(), "caterpillar.png")
+    # its profile likelihood: zeta against each parameter, the 95% interval where |zeta| = 1.96
+    from mixedfx.plots import plot_profile
+
+    save(plot_profile(sleep.profile()), "profile.png")
 
     df = classroom_data()
     df.to_csv(DOCS / "classroom.csv", index=False)

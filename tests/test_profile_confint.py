@@ -70,6 +70,10 @@ def test_profile_table_and_zeta():
         g = g.sort_values("value")
         assert np.all(np.diff(g["zeta"]) > 0), name  # increasing through the estimate
         assert g["zeta"].min() < -2.5 and g["zeta"].max() > 2.5
+        assert np.min(np.abs(g["zeta"])) < 1e-3  # 0 at the estimate: each point fully optimized
+    # a fixed effect's profile of a linear mixed model is nearly a straight line
+    dz = np.diff(prof[prof["parameter"] == "Days"].sort_values("value")["zeta"])
+    assert dz.max() / dz.min() < 1.3
     ci = m.confint(parm=["Days"], level=0.9)
     assert list(ci.columns) == ["5 %", "95 %"]
     from mixedfx.profile import Profiler
@@ -113,3 +117,13 @@ def test_confint_errors():
     assert w.loc["period2", "97.5 %"] == pytest.approx(
         g.fixef["period2"] + 1.959964 * se["period2"], rel=1e-6
     )
+
+
+def test_refit_from_a_start_near_zero_reaches_the_optimum():
+    """A start with a θ component near 0 must not trap BOBYQA there (the step from a given
+    start is at least 0.05)."""
+    df = mfx.datasets.load("sleepstudy")
+    fresh = mfx.lmer("Reaction ~ Days + (Days | Subject)", df, REML=False)
+    m = mfx.LinearMixedModel("Reaction ~ Days + (Days | Subject)", df, REML=False)
+    m.fit(start=np.array([0.93, 1e-4, 0.28]))
+    assert m.objective == pytest.approx(fresh.objective, abs=1e-7)

@@ -115,7 +115,10 @@ class LinearMixedModel:
             )
         x0 = np.maximum(x0, lower)
         with self.factor.blas_threads():
-            res = bobyqa(self.objective_at, x0, lower)
+            # From a given start (refits, profiles, the bootstrap) nlopt's default first step
+            # is a fraction of each |θ_i|: a θ_i near 0 would get a step too small to leave it.
+            step = None if start is None else np.maximum(0.1 * np.abs(x0), 0.05)
+            res = bobyqa(self.objective_at, x0, lower, initial_step=step)
             self.optinfo = res
             self.convergence_messages = (
                 check_convergence(self.objective_at, res.x, lower) if check_conv else []
