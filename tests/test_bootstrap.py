@@ -147,3 +147,11 @@ def test_errors(sleep):
         sleep.simulate(nsim=2.5)
     with pytest.raises(mfx.DataError, match="n_jobs must be"):
         sleep.bootstrap(nsim=5, n_jobs=0)
+
+
+def test_progress_bar_when_asked(sleep, capsys):
+    sleep.bootstrap(nsim=5, seed=1, progress=True)
+    err = capsys.readouterr().err
+    assert "bootstrap" in err and "5/5" in err
+    sleep.bootstrap(nsim=5, seed=1)  # not a terminal: no bar
+    assert "bootstrap" not in capsys.readouterr().err
