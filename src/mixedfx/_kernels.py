@@ -344,3 +344,327 @@ def glm_working(fam, link, eta, y, wt, mu, sqrtw, wres, want_weights):  # pragma
             sqrtw[i] = np.sqrt(wi * d * d / v)
             wres[i] = (yi - m) / d
     return total
+
+
+@njit(cache=True)
+def _scalar_eta(fixed, X, beta, r1, z1, rrows, rz, theta1, scale, n1, u, eta):  # pragma: no cover
+    """η = fixed + Xβ + ZΛu for all-scalar terms (u = [first term's levels, later rows])."""
+    n = fixed.shape[0]
+    K = rrows.shape[0]
+    p = X.shape[1]
+    for i in range(n):
+        e = fixed[i] + theta1 * z1[i] * u[r1[i]]
+        for t in range(K):
+            r = rrows[t, i]
+            e += scale[r] * rz[t, i] * u[n1 + r]
+        for j in range(p):
+            e += X[i, j] * beta[j]
+        eta[i] = e
+
+
+@njit(cache=True)
+def _scalar_factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G):  # pragma: no cover
+    """Blocked factor of the penalized system for all-scalar terms, the last ``nx`` rows being
+    the fixed effects and the working response; returns (log|Lz|, ok). The algebra of
+    mixedfx.factor.BlockedFactor, compiled."""
+    n1 = A11.shape[0]
+    m = A22.shape[0]
+    q = m - nx
+    logdet = 0.0
+    for lev in range(n1):
+        d = math.sqrt(theta1 * theta1 * A11[lev, 0, 0] + 1.0)
+        L11[lev] = d
+        logdet += math.log(d)
+        for a in range(ptr[lev], ptr[lev + 1]):
+            P[a] = vals[a, 0] * theta1 / d
+    for i in range(m):
+        si = scale[i]
+        for j in range(i + 1):
+            G[i, j] = si * scale[j] * A22[i, j]
+        if i < q:
+            G[i, i] += 1.0
+    if P.shape[0] * 3 >= n1 * m and n1 * m <= 4_000_000:
+        # a mostly filled block column (crossed factors): one dense BLAS product
+        Sd = np.zeros((m, n1))
+        for lev in range(n1):
+            for a in range(ptr[lev], ptr[lev + 1]):
+                Sd[rows[a], lev] = P[a] * scale[rows[a]]
+        G -= Sd @ Sd.T
+    else:
+        for lev in range(n1):
+            for a in range(ptr[lev], ptr[lev + 1]):
+                ra = rows[a]
+                pa = P[a] * scale[ra]
+                for b in range(ptr[lev], a + 1):
+                    G[ra, rows[b]] -= pa * P[b] * scale[rows[b]]
+    for j in range(m):
+        d = G[j, j]
+        for c in range(j):
+            d -= G[j, c] * G[j, c]
+        if not d > 0.0:
+            return math.inf, False
+        d = math.sqrt(d)
+        G[j, j] = d
+        if j < q:
+            logdet += math.log(d)
+        for i in range(j + 1, m):
+            s = G[i, j]
+            for c in range(j):
+                s -= G[i, c] * G[j, c]
+            G[i, j] = s / d
+    return logdet, True
+
+
+@njit(cache=True)
+def _scalar_solve(G, ptr, rows, P, L11, scale, n1, nx, u, beta):  # pragma: no cover
+    """Conditional modes (and β when nx > 1) by back-substitution through the factor, as
+    BlockedFactor.solve: the response row of L is the forward-solved right-hand side."""
+    m = G.shape[0]
+    mm = m - 1
+    q = m - nx
+    v = np.empty(mm)
+    for i in range(mm - 1, -1, -1):
+        s = G[mm, i]
+        for k in range(i + 1, mm):
+            s -= G[k, i] * v[k]
+        v[i] = s / G[i, i]
+    for r in range(q):
+        u[n1 + r] = v[r]
+    for j in range(nx - 1):
+        beta[j] = v[q + j]
+    for lev in range(n1):
+        s = 0.0
+        last = ptr[lev + 1] - 1  # the response row closes each block
+        for a in range(ptr[lev], last):
+            r = rows[a]
+            s += P[a] * scale[r] * v[r]
+        u[lev] = (P[last] - s) / L11[lev]
+
+
+@njit(cache=True)
+def _scalar_system(  # pragma: no cover - compiled
+    r1,
+    z1,
+    rrows,
+    rz,
+    pos21,
+    ptr,
+    rows,
+    theta1,
+    scale,
+    X,
+    eta,
+    fixed,
+    sw,
+    wr,
+    w,
+    XY,
+    A11,
+    vals,
+    A22,
+    G,
+    L11,
+    P,
+):
+    """Cross-products with the working weights and response at η, then the factor."""
+    n = eta.shape[0]
+    p = X.shape[1]
+    nx = p + 1
+    q = A22.shape[0] - nx
+    for i in range(n):
+        w[i] = sw[i] * sw[i]
+        for j in range(p):
+            XY[i, j] = X[i, j]
+        XY[i, p] = eta[i] - fixed[i] + wr[i]
+    scalar_crossprods(r1, z1, rrows, rz, pos21, w, XY, ptr, A11, vals, A22)
+    for c in range(nx):
+        for d in range(c + 1):
+            s = 0.0
+            for i in range(n):
+                s += w[i] * XY[i, c] * XY[i, d]
+            A22[q + c, q + d] = s
+            A22[q + d, q + c] = s
+    return _scalar_factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G)
+
+
+@njit(cache=True)
+def pirls_scalar(  # pragma: no cover - compiled
+    fam,
+    link,
+    y,
+    wt,
+    fixed,
+    X,
+    beta,
+    r1,
+    z1,
+    rrows,
+    rz,
+    pos21,
+    ptr,
+    rows,
+    theta1,
+    scale,
+    u,
+    tol,
+    maxit,
+    max_halvings,
+    A11,
+    vals,
+    A22,
+    G,
+    L11,
+    P,
+    eta,
+    mu,
+):
+    """PIRLS compiled end to end when every random-effects term is scalar: the iteration of
+    :class:`mixedfx.pirls.PIRLS` (Fisher scoring, step halving on the penalized deviance, the
+    last step taken and refactored). With X of p > 0 columns, β is iterated with u (lme4's
+    nAGQ = 0 stage) and ``fixed`` is the offset; with p = 0, ``fixed`` is o + Xβ. ``u``,
+    ``beta``, ``eta``, ``mu``, ``L11`` are updated in place. Returns (penalized deviance,
+    log|Lz|, iterations, converged)."""
+    n = y.shape[0]
+    n1 = A11.shape[0]
+    p = X.shape[1]
+    nx = p + 1
+    nu = u.shape[0]
+    sw = np.empty(n)
+    wr = np.empty(n)
+    mu_c = np.empty(n)
+    sw_c = np.empty(n)
+    wr_c = np.empty(n)
+    eta_c = np.empty(n)
+    w = np.empty(n)
+    XY = np.empty((n, nx))
+    u_new = np.empty(nu)
+    u_c = np.empty(nu)
+    b_new = np.empty(p)
+    b_c = np.empty(p)
+
+    _scalar_eta(fixed, X, beta, r1, z1, rrows, rz, theta1, scale, n1, u, eta)
+    pd = glm_working(fam, link, eta, y, wt, mu, sw, wr, True) + np.dot(u, u)
+    if not np.isfinite(pd) and p == 0:
+        u[:] = 0.0
+        _scalar_eta(fixed, X, beta, r1, z1, rrows, rz, theta1, scale, n1, u, eta)
+        pd = glm_working(fam, link, eta, y, wt, mu, sw, wr, True)
+    logdet = math.inf
+    converged = False
+    it = 0
+    for it in range(1, maxit + 1):
+        logdet, ok = _scalar_system(
+            r1,
+            z1,
+            rrows,
+            rz,
+            pos21,
+            ptr,
+            rows,
+            theta1,
+            scale,
+            X,
+            eta,
+            fixed,
+            sw,
+            wr,
+            w,
+            XY,
+            A11,
+            vals,
+            A22,
+            G,
+            L11,
+            P,
+        )
+        if not ok:
+            return math.inf, math.inf, it, False
+        _scalar_solve(G, ptr, rows, P, L11, scale, n1, nx, u_new, b_new)
+        size = 0.0
+        big = 0.0
+        for k in range(nu):
+            size = max(size, abs(u_new[k] - u[k]))
+            big = max(big, abs(u[k]))
+        for k in range(p):
+            size = max(size, abs(b_new[k] - beta[k]))
+            big = max(big, abs(beta[k]))
+        if size <= tol * (1.0 + big):
+            converged = True
+            u[:] = u_new
+            beta[:] = b_new
+            _scalar_eta(fixed, X, beta, r1, z1, rrows, rz, theta1, scale, n1, u, eta)
+            pd = glm_working(fam, link, eta, y, wt, mu, sw, wr, True) + np.dot(u, u)
+            logdet, ok = _scalar_system(
+                r1,
+                z1,
+                rrows,
+                rz,
+                pos21,
+                ptr,
+                rows,
+                theta1,
+                scale,
+                X,
+                eta,
+                fixed,
+                sw,
+                wr,
+                w,
+                XY,
+                A11,
+                vals,
+                A22,
+                G,
+                L11,
+                P,
+            )
+            if not ok:
+                return math.inf, math.inf, it, False
+            break
+        s = 1.0
+        moved = False
+        for _ in range(max_halvings):
+            for k in range(nu):
+                u_c[k] = u[k] + s * (u_new[k] - u[k])
+            for k in range(p):
+                b_c[k] = beta[k] + s * (b_new[k] - beta[k])
+            _scalar_eta(fixed, X, b_c, r1, z1, rrows, rz, theta1, scale, n1, u_c, eta_c)
+            pd_c = glm_working(fam, link, eta_c, y, wt, mu_c, sw_c, wr_c, True) + np.dot(u_c, u_c)
+            if pd_c <= pd + 1e-11 * abs(pd):
+                u[:] = u_c
+                beta[:] = b_c
+                eta[:] = eta_c
+                mu[:] = mu_c
+                sw[:] = sw_c
+                wr[:] = wr_c
+                pd = pd_c
+                moved = True
+                break
+            s *= 0.5
+        if not moved:
+            converged = True
+            logdet, ok = _scalar_system(
+                r1,
+                z1,
+                rrows,
+                rz,
+                pos21,
+                ptr,
+                rows,
+                theta1,
+                scale,
+                X,
+                eta,
+                fixed,
+                sw,
+                wr,
+                w,
+                XY,
+                A11,
+                vals,
+                A22,
+                G,
+                L11,
+                P,
+            )
+            break
+    return pd, logdet, it, converged

@@ -290,12 +290,12 @@ class GeneralizedLinearMixedModel(LinearMixedModel):
                 r1 = bobyqa(f1, theta0, lower, **opts)
                 theta1 = r1.x
                 self._stage1 = r1
-                res1 = pirls.fit_ub(theta1, warm["u"], warm["beta"], eta_start)
+                res1 = pirls.fit_ub(theta1, warm["u"], warm["beta"], eta_start, compiled=False)
                 beta1, u1 = res1.beta, res1.u
             else:
                 theta1, beta1 = theta0, beta_start
                 u1 = pirls.fit_u(theta1, beta1, np.zeros(d.q)).u
-                pirls.fit_ub(theta1, u1, beta1, eta_start)
+                pirls.fit_ub(theta1, u1, beta1, eta_start, compiled=False)
             if self.nAGQ == 0:
                 self._install_glmm(theta1, beta1, u1)
                 self.optinfo = self._stage1
@@ -363,8 +363,8 @@ class GeneralizedLinearMixedModel(LinearMixedModel):
             self.__dict__.pop(attr, None)
         theta = np.asarray(theta, dtype=float).copy()
         beta = np.asarray(beta, dtype=float).copy()
-        if res is None:
-            res = self.pirls.fit_u(theta, beta, u)
+        # the final state through BlockedFactor: conditional variances read factor_u
+        res = self.pirls.fit_u(theta, beta, u if res is None else res.u, compiled=False)
         self._theta, self._beta, self._u = theta, beta, res.u.copy()
         self._eta, self._mu = res.eta, res.mu
         self._objective = self._criterion(theta, res)
@@ -496,7 +496,7 @@ class GeneralizedLinearMixedModel(LinearMixedModel):
     def vcov_conditional(self) -> np.ndarray:
         """σ² (RX'RX)⁻¹ at the optimum with β held fixed in PIRLS (lme4's
         ``vcov(m, use.hessian = FALSE)``)."""
-        res = self.pirls.fit_ub(self._theta, self._u, self._beta)
+        res = self.pirls.fit_ub(self._theta, self._u, self._beta, compiled=False)
         assert self.pirls.factor_b is not None
         Rx = self.pirls.factor_b.Rx()
         self.pirls.fit_u(self._theta, self._beta, self._u)

@@ -58,6 +58,8 @@ class PirlsResult:
     """log|L| (half of log|L|²) at the working weights of the mode."""
     iterations: int
     converged: bool
+    L11: np.ndarray | None = None
+    """Diagonal of the first term's factor blocks (scalar first term), for AGQ."""
 
 
 class PIRLS:
@@ -103,6 +105,10 @@ class PIRLS:
         self.tol = 1e-6 if family.canonical else 1e-10
         self.maxit = 60
         self.max_halvings = 30
+        # all-scalar terms: the u-only iteration runs compiled end to end (K.pirls_scalar)
+        self.compiled = all(t.k == 1 for t in self.terms)
+        self._nl = np.array([t.nlevels for t in self.terms[1:]], dtype=np.intp)
+        self._X0 = np.empty((self.n, 0))
 
     # ------------------------------------------------------------------ pieces
     def zlam_u(self, lams: list[np.ndarray], u: np.ndarray) -> np.ndarray:
@@ -138,16 +144,89 @@ class PIRLS:
         return self._plan_b, self.factor_b
 
     # ------------------------------------------------------------ iterations
-    def fit_u(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray) -> PirlsResult:
+    def fit_u(
+        self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray, compiled: bool = True
+    ) -> PirlsResult:
         """The conditional mode û for fixed (θ, β), starting from ``u0``.
 
         Iterates until the Fisher-scoring step is below ``tol`` (relative), takes that last
-        step and refactors there, so the factor (and log|L|) belong to the returned u.
+        step and refactors there, so the factor (and log|L|) belong to the returned u. With
+        all-scalar terms the loop runs compiled (``compiled=False`` runs it through
+        :class:`BlockedFactor`, leaving ``factor_u`` at the mode, as conditional variances need).
         """
-        lams = lambda_blocks(theta, self.ks)
         fixed = self.offset + self.X @ beta
         u = np.array(u0, dtype=float, copy=True)
-        return self._iterate(theta, lams, fixed, u, np.asarray(beta, dtype=float))
+        beta = np.asarray(beta, dtype=float)
+        if self.compiled and compiled:
+            return self._fit_u_compiled(np.asarray(theta, dtype=float), fixed, u, beta)
+        lams = lambda_blocks(theta, self.ks)
+        return self._iterate(theta, lams, fixed, u, beta)
+
+    def _fit_u_compiled(
+        self, theta: np.ndarray, fixed: np.ndarray, u: np.ndarray, beta: np.ndarray
+    ) -> PirlsResult:
+        res = self._compiled(self._plan_u, theta, fixed, self._X0, np.empty(0), u)
+        res.beta = beta
+        return res
+
+    def _compiled(
+        self,
+        plan: CrossProductPlan,
+        theta: np.ndarray,
+        fixed: np.ndarray,
+        X: np.ndarray,
+        beta: np.ndarray,
+        u: np.ndarray,
+    ) -> PirlsResult:
+        """One call of the compiled PIRLS (:func:`mixedfx._kernels.pirls_scalar`)."""
+        bufs = getattr(plan, "_pirls_buffers", None)
+        if bufs is None:
+            bufs = (
+                np.zeros((plan.n1, 1, 1)),
+                np.zeros((plan.rows.size, 1)),
+                np.zeros((plan.m, plan.m)),
+                np.zeros((plan.m, plan.m)),
+                np.zeros(plan.rows.size),
+            )
+            plan._pirls_buffers = bufs
+        A11, vals, A22, G, P = bufs
+        scale = np.ones(plan.m)
+        scale[: plan.q_rest] = np.repeat(theta[1:], self._nl)
+        L11 = np.empty(plan.n1)
+        eta = np.empty(self.n)
+        mu = np.empty(self.n)
+        fam = self.family
+        pd, logdet, it, conv = K.pirls_scalar(
+            fam.code,
+            fam.link.code,
+            self.y,
+            self.wt,
+            fixed,
+            X,
+            beta,
+            plan._r1,
+            plan._z1,
+            plan._rrows,
+            plan._rz,
+            plan._pos21,
+            plan.ptr,
+            plan.rows,
+            float(theta[0]),
+            scale,
+            u,
+            self.tol,
+            self.maxit,
+            self.max_halvings,
+            A11,
+            vals,
+            A22,
+            G,
+            L11,
+            P,
+            eta,
+            mu,
+        )
+        return PirlsResult(u, beta, eta, mu, pd, logdet, it, conv, L11)
 
     def fit_ub(
         self,
@@ -155,6 +234,7 @@ class PIRLS:
         u0: np.ndarray | None,
         beta0: np.ndarray | None,
         eta_start: np.ndarray | None = None,
+        compiled: bool = True,
     ) -> PirlsResult:
         """Conditional modes of u and β together for fixed θ (lme4's nAGQ = 0 stage).
 
@@ -163,6 +243,9 @@ class PIRLS:
         u0, beta0 : arrays or None
             Warm start. When None, the first iteration starts from ``eta_start`` (the
             family's starting μ on the link scale, as glm does) and takes the full step.
+        compiled : bool
+            With all-scalar terms, run compiled; False runs through ``factor_b``, leaving it
+            (and its R_X) at the mode.
         """
         plan, f = self._ensure_joint()
         lams = lambda_blocks(theta, self.ks)
@@ -174,6 +257,9 @@ class PIRLS:
             u, beta = f.solve()
         else:
             u, beta = np.array(u0, float, copy=True), np.array(beta0, float, copy=True)
+            if self.compiled and compiled:
+                th = np.asarray(theta, dtype=float)
+                return self._compiled(plan, th, self.offset, self.X, beta, u)
         return self._iterate(theta, lams, None, u, beta)
 
     def _iterate(
@@ -279,7 +365,7 @@ def agq_correction(
     lam = float(theta[0])
     refs, zt = t.refs, t.Zt[:, 0]
     nl = t.nlevels
-    Lj = pirls.factor_u.L11[:, 0, 0]
+    Lj = res.L11 if res.L11 is not None else pirls.factor_u.L11[:, 0, 0]
     uj = res.u
     fixed = res.eta - lam * zt * uj[refs]
     fam, y, wt = pirls.family, pirls.y, pirls.wt
