@@ -397,6 +397,18 @@ def _scalar_factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G):  # 
                 pa = P[a] * scale[ra]
                 for b in range(ptr[lev], a + 1):
                     G[ra, rows[b]] -= pa * P[b] * scale[rows[b]]
+    if m > 48:  # LAPACK for a large trailing block
+        for i in range(m):
+            for j in range(i):
+                G[j, i] = G[i, j]
+        try:
+            L = np.linalg.cholesky(G)
+        except Exception:  # not positive definite
+            return math.inf, False
+        G[:, :] = L
+        for j in range(q):
+            logdet += math.log(G[j, j])
+        return logdet, True
     for j in range(m):
         d = G[j, j]
         for c in range(j):
