@@ -194,7 +194,6 @@ class GeneralizedLinearMixedModel(LinearMixedModel):
         self.optinfo: OptimizerResult | None = None
         self.convergence_messages: list[str] = []
         self._fitted = False
-        self._u_warm = np.zeros(design.q)
         self._stage1: OptimizerResult | None = None
 
     # ------------------------------------------------------------ criterion
@@ -271,7 +270,7 @@ class GeneralizedLinearMixedModel(LinearMixedModel):
             raise DataError(f"start['fixef'] must have {d.fixed.p} values, got {beta_start.size}")
         theta0 = np.maximum(theta0, lower)
         fam = self.family
-        eta_start = fam.linkfun(fam.mustart(self._y, self._wt)) + 0.0
+        eta_start = np.asarray(fam.linkfun(fam.mustart(self._y, self._wt)), dtype=float)
 
         with self.factor.blas_threads():
             # ---- stage 1: θ only, u and β by PIRLS
@@ -414,7 +413,6 @@ class GeneralizedLinearMixedModel(LinearMixedModel):
         new._aic_const = self.family.saturated_aic(yy, self._ntrials, self._wt)
         new.A, new.factor = new.pirls._A_u, new.pirls.factor_u
         new.optinfo, new.convergence_messages, new._fitted = None, [], False
-        new._u_warm = np.zeros(self.design.q)
         new._stage1 = None
         start = {"theta": self._theta, "fixef": None} if self._fitted else None
         with warnings.catch_warnings():
@@ -496,12 +494,12 @@ class GeneralizedLinearMixedModel(LinearMixedModel):
     def vcov_conditional(self) -> np.ndarray:
         """σ² (RX'RX)⁻¹ at the optimum with β held fixed in PIRLS (lme4's
         ``vcov(m, use.hessian = FALSE)``)."""
-        res = self.pirls.fit_ub(self._theta, self._u, self._beta, compiled=False)
+        # R_X of the full penalized system at θ̂: joint PIRLS over (u, β) started from the fit
+        # (it moves β by the Laplace-vs-PIRLS difference only) leaves factor_b at its mode
+        self.pirls.fit_ub(self._theta, self._u, self._beta, compiled=False)
         assert self.pirls.factor_b is not None
         Rx = self.pirls.factor_b.Rx()
-        self.pirls.fit_u(self._theta, self._beta, self._u)
         Rinv = sla.solve_triangular(Rx, np.eye(Rx.shape[0]), lower=False)
-        del res
         return self._sigma**2 * (Rinv @ Rinv.T)
 
     @property
