@@ -113,7 +113,7 @@ def test_bootstrap_refit_equals_fresh_fit(sleep):
 
 def test_simulate_moments(sleep):
     """Simulated responses have mean Xβ and covariance σ²(ZΛΛ'Z' + I)."""
-    from mixedfx.crossprod import term_matrix
+    from mixedfx.linalg.crossprod import term_matrix
 
     y = sleep.simulate(nsim=4000, seed=2)
     d = sleep.design

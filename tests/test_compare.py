@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import mixedfx as mfx
-from mixedfx.compare import between_within_df, mixed_inference
+from mixedfx.workflows.compare import between_within_df, mixed_inference
 
 REF = pathlib.Path(__file__).parent / "reference"
 R = json.loads((REF / "classroom.json").read_text())

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mixedfx as mfx
-from mixedfx.crossprod import term_matrix
-from mixedfx.factor import lambda_blocks
+from mixedfx.linalg.crossprod import term_matrix
+from mixedfx.linalg.factor import lambda_blocks
 
 
 def dense_criterion(model: mfx.LinearMixedModel, theta: np.ndarray, reml: bool) -> float:

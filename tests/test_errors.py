@@ -134,7 +134,7 @@ def test_unknown_dataset():
 def test_convergence_warning_on_a_bad_start(sleep):
     """A fit stopped far from the optimum is flagged by the gradient check."""
     m = mfx.LinearMixedModel("Reaction ~ Days + (Days | Subject)", sleep)
-    from mixedfx.optimizer import check_convergence
+    from mixedfx.linalg.optimizer import check_convergence
 
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
@@ -144,7 +144,7 @@ def test_convergence_warning_on_a_bad_start(sleep):
 
 
 def test_too_many_levels_for_the_dense_block(monkeypatch):
-    import mixedfx.design as design
+    import mixedfx.frame.design as design
 
     monkeypatch.setattr(design, "MAX_DENSE_BYTES", 1e3)
     with pytest.raises(mfx.ModelError, match="too many to factor densely"):

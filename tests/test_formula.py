@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import mixedfx as mfx
-from mixedfx.formula import parse_formula
+from mixedfx.frame.formula import parse_formula
 
 
 def exprs(text):

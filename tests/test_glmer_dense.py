@@ -16,11 +16,11 @@ import pytest
 from scipy import integrate, stats
 
 import mixedfx as mfx
-from mixedfx import _kernels as K
-from mixedfx.crossprod import term_matrix
-from mixedfx.factor import lambda_blocks
+from mixedfx.linalg import kernels as K
+from mixedfx.linalg.crossprod import term_matrix
+from mixedfx.linalg.factor import lambda_blocks
 from mixedfx.families import Binomial, Gamma, InverseGaussian, Link, Poisson
-from mixedfx.glmm import GeneralizedLinearMixedModel
+from mixedfx.models.glmer import GeneralizedLinearMixedModel
 
 
 def _data(seed: int = 3, n: int = 240) -> pd.DataFrame:
@@ -96,7 +96,7 @@ def test_laplace_matches_dense(formula, family):
         beta = rng.normal(0, 0.3, m.p)
         res = m.pirls.fit_u(theta, beta, np.zeros(m.design.q))
         assert res.converged
-        assert m._criterion(theta, res) == pytest.approx(dense_laplace(m, theta, beta), rel=1e-10)
+        assert m.engine.criterion(theta, res) == pytest.approx(dense_laplace(m, theta, beta), rel=1e-10)
 
 
 def test_agq_matches_quadrature():
@@ -120,9 +120,9 @@ def test_agq_matches_quadrature():
         val, _ = integrate.quad(integrand, -12, 12, epsabs=1e-14, epsrel=1e-12, limit=200)
         exact += -2 * math.log(val)
     res = m25.pirls.fit_u(theta, beta, np.zeros(m25.design.q))
-    assert m25._criterion(theta, res) == pytest.approx(exact, rel=1e-9)
+    assert m25.engine.criterion(theta, res) == pytest.approx(exact, rel=1e-9)
     res1 = m1.pirls.fit_u(theta, beta, np.zeros(m1.design.q))
-    laplace = m1._criterion(theta, res1)
+    laplace = m1.engine.criterion(theta, res1)
     assert laplace == pytest.approx(dense_laplace(m1, theta, beta), rel=1e-10)
     assert abs(laplace - exact) > 1e-3  # the quadrature does change the value
 
@@ -136,9 +136,9 @@ def test_nagq0_stage_is_joint_mode():
     ZL = np.hstack(
         [term_matrix(t).toarray() * lam[0, 0] for t, lam in zip(d.terms, lams, strict=True)]
     )
-    mu = np.exp(d.X @ g.beta + ZL @ g._u)
+    mu = np.exp(d.X @ g.beta + ZL @ g.engine.u)
     grad_b = d.X.T @ (g.y - mu)
-    grad_u = ZL.T @ (g.y - mu) - g._u
+    grad_u = ZL.T @ (g.y - mu) - g.engine.u
     assert np.max(np.abs(grad_b)) < 1e-6
     assert np.max(np.abs(grad_u)) < 1e-6
     full = mfx.glmer("count ~ x + (1 | g) + (1 | h)", df, family="poisson")

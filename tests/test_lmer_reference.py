@@ -129,7 +129,7 @@ def test_optimum_is_stationary(c):
         lo = m.objective_at(th - e) if th[i] - h >= m.design.theta_lower()[i] else f0
         hi = m.objective_at(th + e)
         assert hi >= f0 - 1e-6 * abs(f0) * 1e-3 and lo >= f0 - 1e-9 * abs(f0)
-    m._install(th)  # restore the factor to the optimum
+    m.engine.install(th)  # restore the factor to the optimum
 
 
 def test_summary_layout_sleepstudy():

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 import mixedfx as mfx
-from mixedfx.power import _Job, clopper_pearson, design_frame, simulate_response
+from mixedfx.workflows.power import _Job, clopper_pearson, design_frame, simulate_response
 
 FORMULA = "score ~ posters + (1 | classroom)"
 DESIGN = {"classroom": 20, "per_classroom": 25, "posters": "between"}

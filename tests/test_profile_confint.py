@@ -76,7 +76,7 @@ def test_profile_table_and_zeta():
     assert dz.max() / dz.min() < 1.3
     ci = m.confint(parm=["Days"], level=0.9)
     assert list(ci.columns) == ["5 %", "95 %"]
-    from mixedfx.profile import Profiler
+    from mixedfx.inference.profile import Profiler
 
     p = Profiler(m)
     assert p.zeta("Days", ci.iloc[0, 0]) == pytest.approx(-1.6448536, abs=1e-6)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mixedfx as mfx
-from mixedfx.update import update_formula
+from mixedfx.frame.formula_update import update_formula
 
 OLD = "Reaction ~ Days + (Days | Subject)"
 

@@ -8,8 +8,6 @@
 from __future__ import annotations
 
 from . import datasets, families
-from .anova import AnovaResult, anova
-from .compare import ControlComparison, compare_controls
 from .errors import (
     ColumnNotFoundError,
     ConvergenceWarning,
@@ -22,11 +20,14 @@ from .errors import (
     RankDeficiencyWarning,
     SingularFitWarning,
 )
-from .formula import parse_formula
-from .glmm import GeneralizedLinearMixedModel, glmer
-from .lmm import LinearMixedModel, lmer
-from .ols import OLSModel, ols
-from .power import PowerResult, power
+from .frame.formula import parse_formula
+from .models.anova import anova
+from .models.glmer import GeneralizedLinearMixedModel, glmer
+from .models.lmer import LinearMixedModel, lmer
+from .models.ols import OLSModel, ols
+from .report.tables import AnovaResult
+from .workflows.compare import ControlComparison, compare_controls
+from .workflows.power import PowerResult, power
 
 __version__ = "0.1.0"
 

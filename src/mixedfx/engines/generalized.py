@@ -1,0 +1,371 @@
+"""The generalized engine: lme4's ``glmer`` fit by PIRLS and the Laplace (or AGQ) criterion.
+
+The model: y_i | u ~ an exponential family with mean μ_i = g⁻¹(η_i), η = o + Xβ + ZΛθ u,
+u ~ N(0, I). For (θ, β), PIRLS (:mod:`mixedfx.glm.pirls`) finds the conditional mode û over the
+same blocked factor as the linear engine, and the criterion is the Laplace approximation of
+−2 log-likelihood (or adaptive Gauss–Hermite quadrature for one scalar term). lme4's two
+stages:
+
+1. over θ alone, with β and u both found by PIRLS for each θ (lme4's ``nAGQ = 0`` fit);
+2. over (θ, β) together, u by PIRLS for each (θ, β), starting from stage 1's answer.
+
+In stage 2, β is searched in the whitened coordinates δ = R_X (β − β₁) (R_X the fixed-effects
+block of stage 1's factor, so that the criterion's curvature in δ is about 2 I): BOBYQA's trust
+region is then equally sized in every direction however the predictors are scaled. Standard
+errors are lme4's default for GLMMs: the β block of 2 H⁻¹, H the finite-difference Hessian of
+the criterion over (θ, β).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.linalg as sla
+
+from ..errors import ConvergenceWarning, DataError, ModelError
+from ..frame.design import Design
+from ..glm.families import Binomial, Family
+from ..glm.pirls import PIRLS, PirlsResult, agq_correction, gauss_hermite
+from ..linalg.factor import rx_crossprod_inverse
+from ..linalg.optimizer import OptimizerResult, bobyqa, check_convergence, fd_gradient_hessian
+from .base import Engine
+
+__all__ = ["GeneralizedEngine", "family_response"]
+
+
+def family_response(
+    design: Design, family: Family, y: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y on the family's scale, prior weights as the likelihood uses them, trials).
+
+    A two-column response (cbind(successes, failures)) becomes proportions of the trials
+    with the trials times the prior weights as weights; a new ``y`` (refits, simulations) is
+    on the family's scale already and keeps the fit's weights.
+    """
+    n = design.n
+    prior = design.weights if design.weights is not None else np.ones(n)
+    yraw = design.y
+    if yraw.ndim == 2:
+        trials = yraw.sum(axis=1)
+        yy = np.where(trials > 0, yraw[:, 0] / np.where(trials > 0, trials, 1.0), 0.0)
+        wt = prior * trials
+    else:
+        yy = np.asarray(yraw, dtype=float)
+        trials = np.ones(n)
+        wt = prior
+    if y is not None:
+        yy = np.asarray(y, dtype=float).reshape(-1)
+        if yy.shape[0] != n:
+            raise DataError(f"new response has {yy.shape[0]} values; the model has {n} rows")
+    family.check_response(yy, design.response_name)
+    if isinstance(family, Binomial) and yraw.ndim == 1 and design.weights is not None:
+        succ = yy * wt
+        frac = np.abs(succ - np.round(succ)) > 1e-7 * np.maximum(1.0, np.abs(succ))
+        if frac.any():
+            i = int(np.flatnonzero(frac)[0])
+            raise DataError(
+                f"binomial response {design.response_name!r} times the weights must be whole "
+                f"numbers of successes; row {i + 1} has {yy[i]:g} x {wt[i]:g} = {succ[i]:g}. "
+                "Give proportions with the number of trials as weights, or "
+                "cbind(successes, failures)"
+            )
+    return yy, wt, trials
+
+
+class GeneralizedEngine(Engine):
+    """A generalized linear mixed model over one design (lme4's ``glmerMod``).
+
+    Parameters
+    ----------
+    design : Design
+    family : Family
+    nAGQ : int
+        0: stage 1 only; 1: Laplace; > 1: adaptive Gauss–Hermite quadrature (one scalar term).
+    y : ndarray, optional
+        A response on the family's scale replacing the design's (refits, the bootstrap).
+    """
+
+    gaussian: ClassVar[bool] = False
+    REML = False
+    # stage 1 only seeds stage 2: a looser stop saves evaluations without moving the optimum
+    _stage1_options: ClassVar[dict[str, float]] = {"ftol_abs": 1e-4, "xtol_abs": 1e-4}
+    # stage 2's initial trust region: θ relative, δ = R_X(β − β₁) in units of about one SE
+    _theta_step = 0.05
+    _delta_step = 1.0
+
+    def __init__(self, design: Design, family: Family, nAGQ: int = 1, y: np.ndarray | None = None):
+        super().__init__(design)
+        self.family = family
+        nAGQ = int(nAGQ)
+        if nAGQ < 0:
+            raise ModelError(f"nAGQ must be 0 (PIRLS only), 1 (Laplace) or more, got {nAGQ}")
+        if nAGQ > 1 and (len(design.terms) != 1 or design.terms[0].k != 1):
+            terms = " + ".join(t.term.text for t in design.terms)
+            raise ModelError(
+                f"nAGQ > 1 (adaptive Gauss-Hermite quadrature) needs a single scalar "
+                f"random-effects term such as (1 | g); this model has {terms}. Use nAGQ=1 "
+                "(Laplace)"
+            )
+        self.nAGQ = nAGQ
+        self._ghq = gauss_hermite(nAGQ) if nAGQ > 1 else None
+        self._y, self._wt, self.ntrials = family_response(design, family, y)
+        n = design.n
+        self._offset = design.offset if design.offset is not None else np.zeros(n)
+        self.pirls = PIRLS(design, family, self._y, self._wt, self._offset)
+        self._aic_const = family.saturated_aic(self._y, self.ntrials, self._wt)
+        self.factor = self.pirls.factor_u
+        self.stage1: OptimizerResult | None = None
+        self._Rx1 = np.eye(design.fixed.p)
+        self._beta1: np.ndarray | None = None
+        self.pirls_result: PirlsResult | None = None
+
+    # ----------------------------------------------------------- interface
+    @property
+    def y(self) -> np.ndarray:
+        return self._y
+
+    @property
+    def prior_weights(self) -> np.ndarray:
+        return self._wt
+
+    @property
+    def has_dispersion(self) -> bool:
+        return self.family.has_dispersion
+
+    @property
+    def u_scale(self) -> float:
+        return 1.0
+
+    def derive(
+        self,
+        *,
+        y: np.ndarray | None = None,
+        design: Design | None = None,
+        REML: bool | None = None,
+    ) -> GeneralizedEngine:
+        if REML:
+            raise ModelError(
+                "REML is not defined for generalized linear mixed models: glmer fits maximize "
+                "the (Laplace or quadrature) likelihood"
+            )
+        d = self.design if design is None else design
+        yy = y if y is not None else (self._y if d is self.design else None)
+        return GeneralizedEngine(d, self.family, self.nAGQ, y=yy)
+
+    def restart(self) -> dict[str, Any]:
+        return {"theta": self.theta, "fixef": None}
+
+    def refitter(self) -> Callable[[np.ndarray], GeneralizedEngine]:
+        """A function y ↦ this model refitted to response y (the family's scale) from θ̂."""
+        return lambda y: self.refit(y)
+
+    # ------------------------------------------------------------ criterion
+    def laplace(self, res: PirlsResult) -> float:
+        """−2 log-likelihood by Laplace: family aic + ‖û‖² + log|L|² (lme4's)."""
+        uu = float(res.u @ res.u)
+        dev = res.pdev - uu
+        if self._aic_const is not None:
+            aic = dev + self._aic_const
+        else:
+            aic = self.family.aic(self._y, self.ntrials, res.mu, self._wt, dev)
+        return aic + uu + 2.0 * res.logdet_L
+
+    def criterion(self, theta: np.ndarray, res: PirlsResult) -> float:
+        """The criterion at the PIRLS mode: Laplace, plus the AGQ correction for nAGQ > 1."""
+        val = self.laplace(res)
+        if self._ghq is not None:
+            z, w = self._ghq
+            val += agq_correction(self.pirls, theta, res, z, w)
+        return val
+
+    def objective_at(self, theta: np.ndarray, beta: np.ndarray | None = None) -> float:
+        """The criterion at (θ, β), β defaulting to the fit's; the state is left as it was."""
+        self.require_fit()
+        theta = np.asarray(theta, dtype=float)
+        beta = self._beta if beta is None else np.asarray(beta, dtype=float)
+        res = self.pirls.fit_u(theta, beta, self._u)
+        out = self.criterion(theta, res)
+        self.pirls.fit_u(self._theta, self._beta, self._u)  # restore the factor
+        return out
+
+    # --------------------------------------------------------------- fitting
+    def _start(self, start: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        d = self.design
+        lower = d.theta_lower()
+        beta_start = None
+        if isinstance(start, dict):
+            theta0 = np.asarray(start.get("theta", d.theta_start()), dtype=float)
+            if start.get("fixef") is not None:
+                beta_start = np.asarray(start["fixef"], dtype=float)
+        elif start is not None:
+            theta0 = np.asarray(start, dtype=float)
+        else:
+            theta0 = d.theta_start()
+        if theta0.shape != lower.shape:
+            raise DataError(
+                f"start must have {lower.size} values of θ (lme4's order), got {theta0.size}"
+            )
+        if beta_start is not None and beta_start.shape != (d.fixed.p,):
+            raise DataError(f"start['fixef'] must have {d.fixed.p} values, got {beta_start.size}")
+        return np.maximum(theta0, lower), beta_start
+
+    def fit(self, start: Any = None, *, check_conv: bool = True) -> GeneralizedEngine:
+        """lme4's two stages (θ with PIRLS for β and u; then θ and β); returns ``self``.
+
+        ``start``: θ, or ``{"theta": ..., "fixef": ...}`` (with fixef, stage 1 is skipped).
+        """
+        d = self.design
+        pirls = self.pirls
+        lower = d.theta_lower()
+        ntheta = lower.size
+        theta0, beta_start = self._start(start)
+        fam = self.family
+        eta_start = np.asarray(fam.linkfun(fam.mustart(self._y, self._wt)), dtype=float)
+        msgs: list[str] = []
+        with self.factor.blas_threads():
+            # ---- stage 1: θ only, u and β by PIRLS
+            warm: dict[str, Any] = {"u": None, "beta": None}
+
+            def f1(theta: np.ndarray) -> float:
+                res = pirls.fit_ub(theta, warm["u"], warm["beta"], eta_start)
+                if not np.isfinite(res.pdev):
+                    warm["u"] = warm["beta"] = None
+                    return math.inf
+                warm["u"], warm["beta"] = res.u, res.beta
+                return self.laplace(res)
+
+            if beta_start is None:
+                opts = self._stage1_options if self.nAGQ > 0 else {}
+                r1 = bobyqa(f1, theta0, lower, **opts)
+                theta1 = r1.x
+                self.stage1 = r1
+                res1 = pirls.fit_ub(theta1, warm["u"], warm["beta"], eta_start, compiled=False)
+                beta1, u1 = res1.beta, res1.u
+            else:
+                theta1, beta1 = theta0, beta_start
+                u1 = pirls.fit_u(theta1, beta1, np.zeros(d.q)).u
+                pirls.fit_ub(theta1, u1, beta1, eta_start, compiled=False)
+            if self.nAGQ == 0:
+                self.optinfo = self.stage1
+                self.install(theta1, beta1, u1)
+                return self
+            assert pirls.factor_b is not None
+            Rx = pirls.factor_b.Rx()
+            if not np.all(np.isfinite(Rx)) or np.any(np.abs(np.diag(Rx)) < 1e-12):
+                Rx = np.eye(d.fixed.p)
+            self._Rx1, self._beta1 = Rx, beta1
+
+            # ---- stage 2: θ and β together, u by PIRLS
+            warm_u = [u1]
+            f2 = self._stage2_criterion(warm_u)
+            x0 = np.concatenate([theta1, np.zeros(d.fixed.p)])
+            lower2 = np.concatenate([lower, np.full(d.fixed.p, -np.inf)])
+            step = np.concatenate(
+                [
+                    np.maximum(self._theta_step * np.abs(theta1), 0.05),
+                    np.full(d.fixed.p, self._delta_step),
+                ]
+            )
+            r2 = bobyqa(f2, x0, lower2, initial_step=step)
+            self.optinfo = r2
+            if check_conv:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    msgs = check_convergence(f2, r2.x, lower2, warn=False)
+            theta, beta = r2.x[:ntheta], self._to_beta(r2.x[ntheta:])
+            res = pirls.fit_u(theta, beta, warm_u[0])
+            self.install(theta, beta, res.u)
+        self.convergence_messages = msgs
+        for msg in msgs:
+            warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+        return self
+
+    def _to_beta(self, delta: np.ndarray) -> np.ndarray:
+        """β from stage 2's whitened coordinates δ = R_X (β − β₁)."""
+        b1 = self._beta1 if self._beta1 is not None else self._beta
+        return b1 + sla.solve_triangular(self._Rx1, delta, lower=False)
+
+    def _stage2_criterion(self, warm_u: list[np.ndarray]) -> Any:
+        """The criterion over x = (θ, δ), u warm-started from the last evaluation."""
+        ntheta = self.design.theta_lower().size
+
+        def f2(x: np.ndarray) -> float:
+            theta = x[:ntheta]
+            res = self.pirls.fit_u(theta, self._to_beta(x[ntheta:]), warm_u[0])
+            if not np.isfinite(res.pdev):
+                return math.inf
+            warm_u[0] = res.u
+            return self.criterion(theta, res)
+
+        return f2
+
+    def install(self, theta: np.ndarray, beta: np.ndarray, u: np.ndarray) -> None:
+        """Set the state at (θ, β): conditional modes, μ, the factor at the mode, criterion."""
+        self._clear_cache()
+        theta = np.asarray(theta, dtype=float).copy()
+        beta = np.asarray(beta, dtype=float).copy()
+        # the final state through BlockedFactor: conditional variances read factor_u
+        res = self.pirls.fit_u(theta, beta, u, compiled=False)
+        self._theta, self._beta, self._u = theta, beta, res.u.copy()
+        self._objective = self.laplace(res) if self.nAGQ == 0 else self.criterion(theta, res)
+        self.pirls_result = res
+        self.fitted = True
+        fam = self.family
+        if fam.has_dispersion:
+            pearson = float(np.sum(self._wt * (self._y - res.mu) ** 2 / fam.variance(res.mu)))
+            self._sigma = math.sqrt((pearson + float(res.u @ res.u)) / self.n)
+        else:
+            self._sigma = 1.0
+
+    # ------------------------------------------------------------ results
+    @cached_property
+    def hessian(self) -> np.ndarray:
+        """Finite-difference Hessian of the criterion over (θ, β) at the optimum (lme4's
+        ``derivs``), computed in stage 2's whitened coordinates and mapped back."""
+        self.require_fit()
+        ntheta = self._theta.size
+        p = self.p
+        Rx = self._Rx1
+        u_keep = self._u.copy()
+        f = self._stage2_criterion([u_keep.copy()])
+        b1 = self._beta1 if self._beta1 is not None else self._beta
+        x = np.concatenate([self._theta, Rx @ (self._beta - b1)])
+        lower = np.concatenate([self.design.theta_lower(), np.full(p, -np.inf)])
+        _, H = fd_gradient_hessian(f, x, lower, h=1e-3)
+        self.pirls.fit_u(self._theta, self._beta, u_keep)  # restore the factor at the mode
+        J = np.eye(ntheta + p)
+        J[ntheta:, ntheta:] = Rx
+        return J.T @ H @ J
+
+    @cached_property
+    def vcov_unscaled(self) -> np.ndarray:
+        """Covariance of β̂ / σ²: the β block of 2 H⁻¹ (lme4's default for GLMMs); the
+        conditional (R_X'R_X)⁻¹ with a warning when H is not positive definite."""
+        H = self.hessian
+        ntheta = self._theta.size
+        try:
+            np.linalg.cholesky(H)
+            V = 2.0 * np.linalg.inv(H)[ntheta:, ntheta:]
+        except np.linalg.LinAlgError:
+            warnings.warn(
+                "the Hessian of the criterion is not positive definite at the optimum: "
+                "standard errors from the conditional (RX'RX)^-1 instead",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+            V = self.vcov_conditional()
+        return 0.5 * (V + V.T) / self._sigma**2
+
+    def vcov_conditional(self) -> np.ndarray:
+        """σ² (R_X'R_X)⁻¹ at the optimum with β held fixed in PIRLS (lme4's
+        ``vcov(m, use.hessian = FALSE)``)."""
+        # R_X of the full penalized system at θ̂: joint PIRLS over (u, β) started from the fit
+        # (it moves β by the Laplace-vs-PIRLS difference only) leaves factor_b at its mode
+        self.pirls.fit_ub(self._theta, self._u, self._beta, compiled=False)
+        assert self.pirls.factor_b is not None
+        return self._sigma**2 * rx_crossprod_inverse(self.pirls.factor_b.Rx())

@@ -1,0 +1,574 @@
+"""Step 2 of the pipeline: terms + data -> design.
+
+The design holds the response y, the dense fixed-effects matrix X (via formulaic, with R's
+treatment contrasts and R's coefficient names) and, for each random-effects term, the level
+index of every row and the n x k matrix of the term's columns. Z itself is never formed:
+row r of term i's block of Z has the k values ``Zt[r]`` in the columns of level ``refs[r]``.
+
+Terms are ordered as lme4 orders them: by decreasing number of levels (lme4 reorders only when
+some later term has more levels, with ``rev(order(nl))``; we replicate that exactly so that θ
+comes out in lme4's order). Largest first is also what makes the first diagonal block of the
+penalized system block-diagonal (ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.linalg as sla
+
+from ..errors import DataError, FormulaError, ModelError, RankDeficiencyWarning
+from .data import ModelFrame, missing_column_error, model_frame
+from .formula import ParsedFormula, RandomTerm, parse_formula, split_top_level
+
+__all__ = [
+    "ColumnMaker",
+    "Design",
+    "FixedEffects",
+    "RandomEffectsTerm",
+    "build_design",
+    "r_name",
+]
+
+FORMULA_CONTEXT: dict[str, Any] = {
+    "np": np,
+    "log": np.log,
+    "log2": np.log2,
+    "log10": np.log10,
+    "log1p": np.log1p,
+    "exp": np.exp,
+    "sqrt": np.sqrt,
+    "abs": np.abs,
+}
+
+_BRACKET = re.compile(r"\[(?:T\.)?([^\]]*)\]")
+
+
+def r_name(name: str) -> str:
+    """Translate a formulaic column name into the name lme4 prints.
+
+    ``Intercept`` -> ``(Intercept)``, ``recipe[T.B]`` -> ``recipeB``,
+    ``recipe[T.B]:temperature[T.185]`` -> ``recipeB:temperature185``,
+    ``I(x ** 2)`` -> ``I(x^2)``.
+    """
+    if name == "Intercept":
+        return "(Intercept)"
+    name = _BRACKET.sub(r"\1", name)
+    return name.replace(" ** ", "^").replace("**", "^")
+
+
+def _is_plain_numeric(frame: pd.DataFrame, name: str) -> bool:
+    return name in frame.columns and frame[name].dtype.kind in "fiu"
+
+
+@dataclass
+class ColumnMaker:
+    """Makes the model columns of one formula part for any data with the same columns.
+
+    Either a list of plain numeric columns (with or without intercept), built directly, or a
+    formulaic ``ModelSpec``, which remembers the factor levels seen when fitting so that new
+    data are coded the same way (for ``predict``).
+    """
+
+    names: list[str]
+    intercept: bool = False
+    plain: list[str] | None = None
+    spec: Any = None
+    keep: np.ndarray | None = None  # column positions kept after dropping rank-deficient ones
+
+    @classmethod
+    def build(cls, rhs: str, frame: pd.DataFrame, what: str) -> tuple[ColumnMaker, np.ndarray]:
+        pieces = [(s, p.strip()) for s, p, _ in split_top_level(rhs)]
+        intercept = True
+        plain: list[str] = []
+        simple = True
+        for sign, p in pieces:
+            if p in ("0", "-1") or (sign == "-" and p == "1"):
+                intercept = False
+            elif p == "1" and sign == "+":
+                intercept = True
+            elif sign == "+" and _is_plain_numeric(frame, p) and p not in plain:
+                plain.append(p)
+            else:
+                simple = False
+                break
+        if simple:
+            names = (["(Intercept)"] if intercept else []) + plain
+            maker = cls(names=names, intercept=intercept, plain=plain)
+            return maker, maker.make(frame)
+        from formulaic import model_matrix
+
+        try:
+            mm = model_matrix(rhs, frame, context=FORMULA_CONTEXT, na_action="ignore")
+        except Exception as exc:  # formulaic raises many types; report the term
+            raise FormulaError(f"cannot build the {what} columns from {rhs!r}: {exc}") from None
+        names = [r_name(str(c)) for c in mm.columns]
+        values = np.asarray(mm, dtype=float)
+        return cls(names=names, spec=mm.model_spec), values
+
+    def make(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model columns for ``frame`` (n x len(names))."""
+        n = len(frame)
+        if self.plain is not None:
+            out = np.empty((n, len(self.names)), dtype=float)
+            j = 0
+            if self.intercept:
+                out[:, 0] = 1.0
+                j = 1
+            for name in self.plain:
+                out[:, j] = frame[name].to_numpy(dtype=float)
+                j += 1
+            return out
+        try:
+            mm = self.spec.get_model_matrix(frame, context=FORMULA_CONTEXT, na_action="ignore")
+        except Exception as exc:
+            raise DataError(f"cannot build model columns for new data: {exc}") from None
+        values = np.asarray(mm, dtype=float)
+        if values.ndim == 1:
+            values = values[:, None]
+        if self.keep is not None:
+            values = values[:, self.keep]
+        return values
+
+
+@dataclass
+class FixedEffects:
+    """The fixed-effects model matrix X (n x p) with lme4's column names."""
+
+    X: np.ndarray
+    names: list[str]
+    maker: ColumnMaker
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def p(self) -> int:
+        return self.X.shape[1]
+
+
+@dataclass
+class RandomEffectsTerm:
+    """One random-effects term: grouping factor, its levels and the term's columns.
+
+    Attributes
+    ----------
+    group : str
+        Grouping factor name as lme4 prints it (``"Subject"``, ``"cask:batch"``).
+    vc_name : str
+        Name in VarCorr: the group name, made unique (``"Subject.1"``) as lme4 does.
+    columns : list of str
+        Names of the term's columns (``["(Intercept)", "Days"]``).
+    refs : ndarray of intp, shape (n,)
+        Level index of every row.
+    levels : list of str
+        Level names in lme4's order.
+    Zt : ndarray, shape (n, k)
+        The term's columns; row r contributes to the random effects of level ``refs[r]``.
+    """
+
+    term: RandomTerm
+    group: str
+    vc_name: str
+    columns: list[str]
+    refs: np.ndarray
+    levels: list[str]
+    Zt: np.ndarray
+    maker: ColumnMaker
+    factors: tuple[str, ...]
+    factor_levels: tuple[list[str], ...]
+
+    @property
+    def nlevels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def k(self) -> int:
+        return self.Zt.shape[1]
+
+    @property
+    def q(self) -> int:
+        """Number of random effects of this term: levels x columns."""
+        return self.nlevels * self.k
+
+    @property
+    def ntheta(self) -> int:
+        return self.k * (self.k + 1) // 2
+
+    def theta_lower(self) -> np.ndarray:
+        """Lower bounds of this term's θ: 0 on the diagonal of Λ, -inf elsewhere."""
+        k = self.k
+        rows, cols = tril_indices_colmajor(k)
+        return np.where(rows == cols, 0.0, -np.inf)
+
+    def theta_names(self) -> list[str]:
+        """lme4's θ names: ``Subject.(Intercept)``, ``Subject.Days.(Intercept)``, ..."""
+        rows, cols = tril_indices_colmajor(self.k)
+        out = []
+        for r, c in zip(rows, cols, strict=True):
+            if r == c:
+                out.append(f"{self.group}.{self.columns[r]}")
+            else:
+                out.append(f"{self.group}.{self.columns[r]}.{self.columns[c]}")
+        return out
+
+
+def tril_indices_colmajor(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the lower triangle of a k x k matrix, column by column
+    (lme4's order of θ within a term)."""
+    cols, rows = np.triu_indices(k)
+    return rows, cols
+
+
+def level_names(values: np.ndarray) -> list[str]:
+    if (
+        values.dtype.kind == "f"
+        and np.all(np.isfinite(values))
+        and np.all(values == np.round(values))
+    ):
+        values = values.astype(np.int64)
+    return [str(v) for v in values.tolist()]
+
+
+def factor_codes(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
+    """Integer codes and level names of a grouping variable, unused levels dropped.
+
+    Categoricals keep their category order; other values are sorted (numbers numerically,
+    strings lexically), as R's ``factor()`` does.
+    """
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        cat = series.array  # the Categorical itself: .codes without building a Series
+        codes = np.asarray(cat.codes)
+        cats = cat.categories
+        used = np.bincount(codes, minlength=len(cats)) > 0
+        if not used.all():
+            remap = np.cumsum(used) - 1
+            codes = remap[codes]
+            cats = cats[used]
+        return codes.astype(np.intp), [str(c) for c in cats]
+    values = series.to_numpy()
+    if values.dtype.kind == "O":
+        try:
+            uniq, codes = np.unique(values.astype(str), return_inverse=True)
+        except TypeError:
+            raise DataError(
+                f"grouping variable {name!r} has values that cannot be compared"
+            ) from None
+        return codes.astype(np.intp), [str(u) for u in uniq]
+    if values.dtype.kind in "fiub" or values.dtype.kind in "US":
+        uniq, codes = np.unique(values, return_inverse=True)
+        return codes.astype(np.intp), level_names(uniq)
+    uniq, codes = np.unique(values.astype(str), return_inverse=True)
+    return codes.astype(np.intp), [str(u) for u in uniq]
+
+
+def grouping_factor(
+    frame: pd.DataFrame, factors: tuple[str, ...]
+) -> tuple[np.ndarray, list[str], tuple[list[str], ...]]:
+    """Codes and level names of the interaction of ``factors`` (``a:b``), unused combinations
+    dropped, levels ordered with the first factor varying slowest (R's ``a:b``)."""
+    codes, levels = factor_codes(frame[factors[0]], factors[0])
+    per_factor = [levels]
+    for f in factors[1:]:
+        c2, l2 = factor_codes(frame[f], f)
+        per_factor.append(l2)
+        combined = codes.astype(np.int64) * len(l2) + c2
+        uniq, codes = np.unique(combined, return_inverse=True)
+        levels = [f"{levels[u // len(l2)]}:{l2[u % len(l2)]}" for u in uniq.tolist()]
+        codes = codes.astype(np.intp)
+    return codes, levels, tuple(per_factor)
+
+
+@dataclass
+class Design:
+    """Everything the model needs from the data, computed once.
+
+    Attributes
+    ----------
+    y : ndarray (n,)
+        Response (offset not subtracted).
+    fixed : FixedEffects
+    terms : list of RandomEffectsTerm
+        In lme4's order (decreasing number of levels).
+    weights : ndarray (n,) or None
+        Prior weights.
+    offset : ndarray (n,) or None
+    """
+
+    formula: ParsedFormula
+    y: np.ndarray
+    fixed: FixedEffects
+    terms: list[RandomEffectsTerm]
+    weights: np.ndarray | None
+    offset: np.ndarray | None
+    frame: ModelFrame
+    response_name: str
+    offset_name: str | None = None
+    """The column the offset came from, when it was given by name (``predict`` on new data
+    evaluates it there)."""
+
+    @property
+    def n(self) -> int:
+        return self.y.shape[0]
+
+    @property
+    def X(self) -> np.ndarray:
+        return self.fixed.X
+
+    @property
+    def q(self) -> int:
+        return sum(t.q for t in self.terms)
+
+    def theta_lower(self) -> np.ndarray:
+        return np.concatenate([t.theta_lower() for t in self.terms]) if self.terms else np.zeros(0)
+
+    def theta_start(self) -> np.ndarray:
+        """lme4's starting values: 1 on the diagonal of each Λ block, 0 elsewhere."""
+        return np.where(self.theta_lower() == 0.0, 1.0, 0.0)
+
+    def theta_names(self) -> list[str]:
+        return [name for t in self.terms for name in t.theta_names()]
+
+
+def response_values(frame: pd.DataFrame, response: str) -> np.ndarray:
+    if response in frame.columns:
+        col = frame[response]
+        if col.dtype.kind == "b":
+            return col.to_numpy(dtype=float)
+        if col.dtype.kind not in "fiu":
+            if isinstance(col.dtype, pd.BooleanDtype):
+                return col.to_numpy(dtype=float)
+            raise DataError(
+                f"response {response!r} is not numeric (its type is {col.dtype}); "
+                "convert it to numbers first"
+            )
+        return col.to_numpy(dtype=float)
+    _, values = ColumnMaker.build("0 + " + response, frame, "response")
+    if values.shape[1] != 1:
+        raise FormulaError(f"response {response!r} must be a single numeric column")
+    return values[:, 0]
+
+
+def _check_finite(values: np.ndarray, what: str, names: list[str] | None = None) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        if values.ndim == 2 and names is not None:
+            j = int(np.flatnonzero(bad.any(axis=0))[0])
+            what = f"{what} column {names[j]!r}"
+        raise DataError(f"{what} has {int(bad.sum())} infinite or undefined values")
+
+
+def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7) -> np.ndarray:
+    """Positions of the columns to keep so that X has full column rank.
+
+    Like R's ``qr`` with its limited pivoting (what lme4 uses), a column is dropped when it is
+    a linear combination of the columns before it (relative residual norm below ``tol``);
+    earlier columns are kept. One Householder QR of X (n x p) gives R0 with X = Q R0; the
+    QR of any subset of X's columns is then the QR of the same columns of R0 (p x p), so the
+    repeated factorizations after each drop never touch the n rows again.
+    """
+    p = X.shape[1]
+    if p == 0:
+        return np.arange(0)
+    R0 = sla.qr(X, mode="r", check_finite=False)[0][:p]
+    norms = np.sqrt((R0 * R0).sum(axis=0))
+    keep = [j for j in range(p) if norms[j] > 0]
+    while keep:
+        R = sla.qr(R0[:, keep], mode="r", check_finite=False)[0]
+        diag = np.abs(np.diag(R)[: len(keep)])
+        bad = np.flatnonzero(diag <= tol * norms[keep])
+        if bad.size == 0:
+            break
+        del keep[int(bad[0])]
+    return np.asarray(keep, dtype=np.intp)
+
+
+def _lme4_term_order(nlevels: list[int]) -> list[int]:
+    """lme4's mkReTrms ordering: if any later term has more levels, ``rev(order(nl))``."""
+    nl = np.asarray(nlevels)
+    if len(nl) > 1 and np.any(np.diff(nl) > 0):
+        return list(np.argsort(nl, kind="stable")[::-1])
+    return list(range(len(nl)))
+
+
+MAX_DENSE_BYTES = 8e9
+
+
+def _check_dense_size(terms: list[RandomEffectsTerm], p: int) -> None:
+    """The trailing block (all terms but the first, the fixed effects and the response) is
+    held dense: refuse, with the reason, a model whose block would not fit in memory."""
+    m = sum(t.q for t in terms[1:]) + p + 1
+    need = 3.0 * m * m * 8
+    if need > MAX_DENSE_BYTES:
+        sizes = ", ".join(f"{t.group}: {t.q}" for t in terms[1:])
+        raise ModelError(
+            f"the random effects after the first term are too many to factor densely "
+            f"({m} rows, about {need / 1e9:.0f} GB; {sizes}). mixedfx puts the term with the most "
+            "levels first and holds the others in a dense block: models with two or more "
+            "grouping factors of tens of thousands of levels each are not supported yet"
+        )
+
+
+def _make_unique(names: list[str]) -> list[str]:
+    """R's make.unique: repeated names get .1, .2, ..."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        if n in seen:
+            seen[n] += 1
+            out.append(f"{n}.{seen[n]}")
+        else:
+            seen[n] = 0
+            out.append(n)
+    return out
+
+
+def build_design(
+    formula: str | ParsedFormula,
+    data: object,
+    weights: object = None,
+    offset: object = None,
+    *,
+    check_nobs_vs_nre: bool = True,
+    require_random: bool = True,
+    response_maker: Any = None,
+) -> Design:
+    """Build the design of a mixed model from a formula and data.
+
+    Parameters
+    ----------
+    formula : str or ParsedFormula
+    data : data frame (pandas, polars, ...) or dict of arrays
+    weights, offset : column name, array of length n, or None
+    check_nobs_vs_nre : bool
+        lme4's check that every term has fewer random effects than observations (on for
+        linear models, where the residual variance would otherwise be unidentifiable).
+    require_random : bool
+        Raise if the formula has no random-effects term.
+    response_maker : callable, optional
+        ``f(frame, response_text) -> ndarray`` to build the response (glmer's ``cbind``).
+
+    Raises
+    ------
+    FormulaError, ColumnNotFoundError, DataError, ModelError
+    """
+    parsed = formula if isinstance(formula, ParsedFormula) else parse_formula(formula)
+    if require_random and not parsed.random:
+        raise FormulaError(
+            f"no random-effects terms in {parsed.text!r}: add a term like (1 | group), "
+            "or use mixedfx.ols for a model without random effects"
+        )
+    texts = [parsed.response, parsed.fixed, *parsed.offsets]
+    for t in parsed.random:
+        texts.append(t.expr)
+        texts.extend(t.factors)
+    mf = model_frame(data, texts, extra={"weights": weights, "offset": offset})
+    frame = mf.frame
+    for t in parsed.random:
+        for f in t.factors:
+            if f not in frame.columns:
+                raise missing_column_error(f, frame.columns, what="grouping factor")
+
+    y = (
+        response_maker(frame, parsed.response)
+        if response_maker
+        else response_values(frame, parsed.response)
+    )
+    _check_finite(y, f"response {parsed.response!r}")
+
+    fmaker, X = ColumnMaker.build(parsed.fixed, frame, "fixed-effects")
+    fnames = list(fmaker.names)
+    _check_finite(X, "fixed-effects model matrix", fnames)
+    keep = drop_rank_deficient(X, fnames)
+    dropped: list[str] = []
+    if len(keep) < X.shape[1]:
+        dropped = [fnames[j] for j in range(X.shape[1]) if j not in set(keep.tolist())]
+        plural = "s" if len(dropped) > 1 else ""
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
+            f"column{plural} / coefficient{plural}: {', '.join(dropped)}",
+            RankDeficiencyWarning,
+            stacklevel=3,
+        )
+        X = X[:, keep]
+        fnames = [fnames[j] for j in keep]
+        fmaker.keep = keep
+        fmaker.names = fnames
+    fixed = FixedEffects(X=np.ascontiguousarray(X), names=fnames, maker=fmaker, dropped=dropped)
+
+    n = len(frame)
+    terms: list[RandomEffectsTerm] = []
+    for t in parsed.random:
+        refs, levels, per_factor = grouping_factor(frame, t.factors)
+        maker, Zt = ColumnMaker.build(t.expr, frame, f"random-effects term {t.text}")
+        if Zt.shape[1] == 0:
+            raise FormulaError(f"random-effects term {t.text} has no columns")
+        _check_finite(Zt, f"random-effects term {t.text}", maker.names)
+        if len(levels) < 2:
+            raise ModelError(
+                f"grouping factor {t.group!r} has only {len(levels)} level in the data used: "
+                "a random effect needs at least 2 levels (drop the term or use a fixed effect)"
+            )
+        if check_nobs_vs_nre and len(levels) >= n:
+            raise ModelError(
+                f"grouping factor {t.group!r} has {len(levels)} levels for {n} observations: "
+                "the number of levels of each grouping factor must be less than the number of "
+                "observations, or its variance is confounded with the residual variance"
+            )
+        if check_nobs_vs_nre and len(levels) * Zt.shape[1] >= n:
+            raise ModelError(
+                f"number of observations ({n}) <= number of random effects "
+                f"({len(levels) * Zt.shape[1]}) for term {t.text}: the random-effects parameters "
+                "and the residual variance are probably unidentifiable"
+            )
+        terms.append(
+            RandomEffectsTerm(
+                term=t,
+                group=t.group,
+                vc_name=t.group,
+                columns=list(maker.names),
+                refs=refs,
+                levels=levels,
+                Zt=np.ascontiguousarray(Zt),
+                maker=maker,
+                factors=t.factors,
+                factor_levels=per_factor,
+            )
+        )
+    order = _lme4_term_order([t.nlevels for t in terms])
+    terms = [terms[i] for i in order]
+    _check_dense_size(terms, fixed.p)
+    for t, name in zip(terms, _make_unique([t.group for t in terms]), strict=True):
+        t.vc_name = name
+    w = None
+    if weights is not None:
+        w = frame["(weights)"].to_numpy(dtype=float)
+        _check_finite(w, "weights")
+        if np.any(w < 0):
+            raise DataError("weights must be non-negative; found negative weights")
+        if np.any(w == 0):
+            raise DataError("weights must be positive; drop the rows with zero weight first")
+    off = None
+    parts: list[np.ndarray] = []
+    if offset is not None:
+        parts.append(frame["(offset)"].to_numpy(dtype=float))
+    for expr in parsed.offsets:
+        _, values = ColumnMaker.build("0 + " + expr, frame, "offset")
+        parts.append(values[:, 0])
+    if parts:
+        off = np.sum(parts, axis=0)
+        _check_finite(off, "offset")
+    return Design(
+        formula=parsed,
+        y=y,
+        fixed=fixed,
+        terms=terms,
+        weights=w,
+        offset=off,
+        frame=mf,
+        response_name=parsed.response,
+        offset_name=offset if isinstance(offset, str) else None,
+    )

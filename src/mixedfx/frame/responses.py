@@ -1,0 +1,64 @@
+"""Responses that are not one numeric column: binomial ``cbind(successes, failures)``,
+two-level factors and booleans (R's conventions: the first level is "failure")."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, FormulaError
+from .design import ColumnMaker, response_values
+from .formula import split_top_level
+
+__all__ = ["CBIND", "binomial_response"]
+
+CBIND = re.compile(r"^\s*cbind\s*\((.*)\)\s*$", re.S)
+
+
+def binomial_response(frame: pd.DataFrame, text: str) -> np.ndarray:
+    """The response of a binomial model: cbind(successes, failures) as an (n, 2) array, a
+    factor (first level = failure, as R), booleans, or numbers."""
+    m = CBIND.match(text)
+    if m:
+        parts = [p for _, p, _ in split_top_level(m.group(1), ",")]
+        if len(parts) != 2:
+            raise FormulaError(
+                f"cbind() in the response needs two arguments (successes, failures): {text!r}"
+            )
+        cols = []
+        for p in parts:
+            p = p.strip()
+            if p in frame.columns:
+                cols.append(response_values(frame, p))
+            else:
+                # I(): "size - incidence" is arithmetic here, not a formula's term removal
+                _, v = ColumnMaker.build(f"0 + I({p})", frame, "response")
+                cols.append(v[:, 0])
+        out = np.column_stack(cols).astype(float)
+        if np.any(out < 0):
+            i = int(np.flatnonzero((out < 0).any(axis=1))[0])
+            raise DataError(
+                f"cbind(successes, failures) in {text!r} has negative counts (row {i + 1})"
+            )
+        return out
+    if text in frame.columns:
+        col = frame[text]
+        if (
+            isinstance(col.dtype, pd.CategoricalDtype)
+            or col.dtype.kind in "OUS"
+            or (str(col.dtype) in ("str", "string"))
+        ):
+            levels = (
+                list(col.cat.categories)
+                if isinstance(col.dtype, pd.CategoricalDtype)
+                else sorted(pd.unique(col.dropna()).tolist())
+            )
+            if len(levels) < 2:
+                raise DataError(
+                    f"binomial response {text!r} is a factor with {len(levels)} level(s); it "
+                    "needs two (the first is 'failure', the others 'success', as in R)"
+                )
+            return (col.astype(object).to_numpy() != levels[0]).astype(float)
+    return response_values(frame, text)

@@ -1,0 +1,239 @@
+"""Step 5a of the pipeline: minimize the profiled criterion over θ by BOBYQA.
+
+BOBYQA (Powell's bound-constrained quadratic-model method, through nlopt) is what lme4
+(``nloptwrap``) and MixedModels.jl use. Bounds: 0 for the diagonal elements of each Λ block,
+unbounded otherwise. After the optimizer stops, a convergence check in the spirit of lme4's
+``checkConv``: the gradient and Hessian by finite differences at the optimum; a warning when the
+scaled gradient ``|H⁻¹ g|`` of the parameters off the boundary exceeds 2e-3, or when the
+Hessian is not positive definite there.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import nlopt
+import numpy as np
+
+from ..errors import ConvergenceWarning
+
+__all__ = [
+    "OptimizerResult",
+    "bobyqa",
+    "check_convergence",
+    "fd_gradient_hessian",
+]
+
+
+@dataclass
+class OptimizerResult:
+    """The optimizer's answer."""
+
+    x: np.ndarray
+    fun: float
+    nfev: int
+    status: str
+    messages: list[str] = field(default_factory=list)
+
+
+def bobyqa(
+    fun: Callable[[np.ndarray], float],
+    x0: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray | None = None,
+    *,
+    ftol_abs: float = 1e-8,
+    ftol_rel: float = 1e-12,
+    xtol_abs: float = 1e-8,
+    maxeval: int = 100_000,
+    initial_step: float | np.ndarray | None = None,
+) -> OptimizerResult:
+    """Minimize ``fun`` from ``x0`` within bounds with nlopt's BOBYQA.
+
+    BOBYQA needs at least two parameters (nlopt stops at once, "roundoff limited", for one),
+    so a single θ is found by Brent's bounded method instead, on [lower, hi] with hi grown
+    until the criterion rises, and the bound itself compared last (a singular fit).
+    """
+    x0 = np.asarray(x0, dtype=float)
+    nx = x0.size
+    lower = np.asarray(lower, dtype=float)
+    upper = np.full(nx, np.inf) if upper is None else np.asarray(upper, dtype=float)
+    count = [0]
+    best = [math.inf, x0.copy()]
+
+    def f(x, grad):
+        count[0] += 1
+        v = fun(x)
+        if not math.isfinite(v):
+            v = 1e300
+        if v < best[0]:
+            best[0] = v
+            best[1] = x.copy()
+        return v
+
+    if nx == 1:
+        return _scalar(fun, x0, lower, upper, xtol_abs)
+    opt = nlopt.opt(nlopt.LN_BOBYQA, nx)
+    opt.set_min_objective(f)
+    opt.set_lower_bounds(lower)
+    opt.set_upper_bounds(upper)
+    opt.set_ftol_abs(ftol_abs)
+    opt.set_ftol_rel(ftol_rel)
+    opt.set_xtol_abs(xtol_abs)
+    opt.set_maxeval(maxeval)
+    if initial_step is not None:
+        opt.set_initial_step(initial_step)
+    status = "ok"
+    try:
+        x = opt.optimize(x0)
+        fval = opt.last_optimum_value()
+        code = opt.last_optimize_result()
+        status = {
+            nlopt.SUCCESS: "success",
+            nlopt.STOPVAL_REACHED: "stopval reached",
+            nlopt.FTOL_REACHED: "ftol reached",
+            nlopt.XTOL_REACHED: "xtol reached",
+            nlopt.MAXEVAL_REACHED: "maximum number of evaluations reached",
+            nlopt.MAXTIME_REACHED: "maximum time reached",
+        }.get(code, str(code))
+    except nlopt.RoundoffLimited:
+        x, fval, status = best[1], best[0], "roundoff limited"
+    if best[0] < fval:
+        x, fval = best[1], best[0]
+    return OptimizerResult(x=np.asarray(x), fun=float(fval), nfev=count[0], status=status)
+
+
+def _scalar(fun, x0, lower, upper, xtol):
+    """One parameter: golden-section/Brent on a bracket that starts at the bound."""
+    from scipy.optimize import minimize_scalar
+
+    lo = float(lower[0]) if math.isfinite(lower[0]) else -50.0
+    hi = float(upper[0]) if math.isfinite(upper[0]) else None
+    count = [0]
+
+    def g(t):
+        count[0] += 1
+        v = fun(np.array([t]))
+        return v if math.isfinite(v) else 1e300
+
+    # grow the bracket until the function rises
+    if hi is None:
+        hi = max(4.0 * abs(x0[0]), 4.0)
+        fhi = g(hi)
+        for _ in range(40):
+            fnext = g(hi * 4.0)
+            if fnext >= fhi:
+                break
+            hi, fhi = hi * 4.0, fnext
+        hi *= 4.0
+    res = minimize_scalar(
+        g, bounds=(lo, hi), method="bounded", options={"xatol": xtol * 1e-2, "maxiter": 500}
+    )
+    x, fx = float(res.x), float(res.fun)
+    f_lo = g(lo)
+    # the bound wins when it is as good to rounding (a singular fit is then exactly singular)
+    if f_lo <= fx + 1e-12 * max(1.0, abs(fx)):
+        x, fx = lo, f_lo
+    return OptimizerResult(x=np.array([x]), fun=fx, nfev=count[0], status="success")
+
+
+def fd_gradient_hessian(
+    fun: Callable[[np.ndarray], float], x: np.ndarray, lower: np.ndarray, h: float = 1e-4
+) -> tuple[np.ndarray, np.ndarray]:
+    """Central finite-difference gradient and Hessian of ``fun`` at ``x``; one-sided steps
+    at a lower bound (as lme4's ``deriv12`` does for bounded parameters)."""
+    x = np.asarray(x, dtype=float)
+    nx = x.size
+    f0 = fun(x)
+    step = np.full(nx, h)
+    grad = np.zeros(nx)
+    hess = np.zeros((nx, nx))
+    fp = np.zeros(nx)
+    fm = np.zeros(nx)
+    at_bound = x - step < lower
+    for i in range(nx):
+        e = np.zeros(nx)
+        e[i] = step[i]
+        if at_bound[i]:
+            f1, f2 = fun(x + e), fun(x + 2 * e)
+            grad[i] = (-3 * f0 + 4 * f1 - f2) / (2 * step[i])
+            hess[i, i] = (f0 - 2 * f1 + f2) / step[i] ** 2
+            fp[i], fm[i] = f1, f0
+        else:
+            fp[i], fm[i] = fun(x + e), fun(x - e)
+            grad[i] = (fp[i] - fm[i]) / (2 * step[i])
+            hess[i, i] = (fp[i] - 2 * f0 + fm[i]) / step[i] ** 2
+    for i in range(nx):
+        for j in range(i):
+            ei = np.zeros(nx)
+            ej = np.zeros(nx)
+            ei[i] = step[i]
+            ej[j] = step[j]
+            fpp = fun(x + ei + ej)
+            hess[i, j] = hess[j, i] = (fpp - fp[i] - fp[j] + f0) / (step[i] * step[j])
+    return grad, hess
+
+
+def check_convergence(
+    fun: Callable[[np.ndarray], float],
+    x: np.ndarray,
+    lower: np.ndarray,
+    tol: float = 2e-3,
+    boundary_tol: float = 1e-5,
+    warn: bool = True,
+) -> list[str]:
+    """lme4's gradient check at the optimum; returns (and warns) the messages.
+
+    As lme4's ``checkConv`` (``check.conv.grad``): a parameter fails when both its gradient
+    and its Hessian-scaled gradient exceed ``tol`` in absolute value. The gradient is computed
+    first (2 evaluations per parameter); the Hessian, reusing those evaluations, only when some
+    gradient exceeds ``tol``. Parameters on their lower bound are left out, as a constrained
+    optimum need not be flat.
+    """
+    msgs: list[str] = []
+    if x.size == 0:
+        return msgs
+    free = ~((x - lower) < boundary_tol)
+    if not free.any():
+        return msgs
+    # central differences over the free parameters, the evaluations shared by gradient and
+    # Hessian; the step stays inside the bounds for a parameter close to its bound
+    idx = np.flatnonzero(free)
+    steps = np.minimum(1e-4, (x[idx] - lower[idx]) / 2.0)
+    f0 = fun(x)
+    fp = np.empty(idx.size)
+    fm = np.empty(idx.size)
+    for n, (i, h) in enumerate(zip(idx, steps, strict=True)):
+        e = np.zeros(x.size)
+        e[i] = h
+        fp[n], fm[n] = fun(x + e), fun(x - e)
+    g = (fp - fm) / (2.0 * steps)
+    if np.max(np.abs(g)) > tol:
+        H = np.diag((fp - 2.0 * f0 + fm) / steps**2)
+        for a in range(idx.size):
+            for b in range(a):
+                e = np.zeros(x.size)
+                e[idx[a]], e[idx[b]] = steps[a], steps[b]
+                H[a, b] = H[b, a] = (fun(x + e) - fp[a] - fp[b] + f0) / (steps[a] * steps[b])
+        try:
+            Lc = np.linalg.cholesky(H)
+            scaled = np.linalg.solve(Lc.T, np.linalg.solve(Lc, g))
+            mingrad = np.minimum(np.abs(scaled), np.abs(g))
+            if np.max(mingrad) > tol:
+                msgs.append(
+                    f"Model failed to converge with max|grad| = {np.max(mingrad):.4g} "
+                    f"(tol = {tol}, component {int(idx[np.argmax(mingrad)]) + 1})"
+                )
+        except np.linalg.LinAlgError:
+            msgs.append(
+                "Model failed to converge: the Hessian of the criterion is not positive "
+                "definite at the optimum (a saddle point or a flat direction); "
+                "try rescaling predictors or simplifying the random effects"
+            )
+    if warn:
+        for msg in msgs:
+            warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+    return msgs

@@ -1,0 +1,445 @@
+"""What every fitted mixed model offers its user, over an engine (:mod:`mixedfx.engines`).
+
+A model is three things: the call (formula, data and every argument, :class:`Call`), the
+design built from it, and an engine fitted on that design. The classes here are thin: each
+member reads the engine or hands it to the inference or report layer. Copies go one way,
+:meth:`MixedModel.copy`: a new response or start keeps the design and the call; new data, a
+new formula or new arguments rebuild the design from the call with those changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ..engines.base import Engine
+from ..errors import ModelError
+from ..frame.design import Design
+from ..frame.formula import parse_formula
+from ..frame.formula_update import update_formula
+from ..inference import bootstrap as _bootstrap
+from ..inference import confint as _confint
+from ..inference import ftests, kenward_roger, predict, simulate, wald
+from ..inference.profile import Profiler
+from ..report import plots, summary
+from ..report.tables import AnovaTable
+
+__all__ = ["Call", "MixedModel"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """Everything the user passed: what :meth:`MixedModel.copy` and ``update`` keep.
+
+    ``options`` holds the model kind's own arguments (``REML`` for lmer; ``family`` and
+    ``nAGQ`` for glmer).
+    """
+
+    formula: str
+    data: Any
+    weights: Any = None
+    offset: Any = None
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"weights": self.weights, "offset": self.offset, **dict(self.options)}
+
+
+class MixedModel:
+    """Shared members of :class:`~mixedfx.LinearMixedModel` and
+    :class:`~mixedfx.GeneralizedLinearMixedModel`; not created directly."""
+
+    _option_names: ClassVar[tuple[str, ...]] = ()
+
+    call: Call
+    engine: Engine
+
+    # --------------------------------------------------------- construction
+    @classmethod
+    def _build_design(cls, call: Call) -> Design:
+        raise NotImplementedError
+
+    @classmethod
+    def _make_engine(cls, design: Design, call: Call) -> Engine:
+        raise NotImplementedError
+
+    def _init(self, call: Call, design: Design | None, engine: Engine | None = None) -> None:
+        self.call = call
+        d = design if design is not None else self._build_design(call)
+        self.engine = engine if engine is not None else self._make_engine(d, call)
+        data = call.data
+        self.data_name = getattr(data, "name", None) if not isinstance(data, pd.DataFrame) else None
+
+    @classmethod
+    def _from(cls, call: Call, engine: Engine, data_name: str | None) -> MixedModel:
+        new = cls.__new__(cls)
+        new.call = call
+        new.engine = engine
+        new.data_name = data_name
+        return new
+
+    def fit(self, start: Any = None, *, check_conv: bool = True) -> MixedModel:
+        """Fit the model (see :func:`mixedfx.lmer` / :func:`mixedfx.glmer` for ``start``);
+        returns ``self``. Warns when the fit is singular or a convergence check fails."""
+        self.engine.fit(start=start, check_conv=check_conv)
+        self.engine.warn_if_singular(stacklevel=3)
+        return self
+
+    def copy(
+        self,
+        y: np.ndarray | None = None,
+        *,
+        start: Any = None,
+        formula: str | None = None,
+        data: Any = None,
+        check_conv: bool = False,
+        **options: Any,
+    ) -> MixedModel:
+        """The one way a fitted model is copied: the same call with the changes given, fitted.
+
+        A new response ``y`` (same rows) or ``start`` reuses the design; a new ``formula``
+        (R's ``update`` shorthand allowed), ``data`` or arguments (``REML``, ``weights``,
+        ``offset``, ``family``, ``nAGQ``) rebuild it. Every argument not named is kept.
+        """
+        unknown = set(options) - {"weights", "offset", *self._option_names}
+        if unknown:
+            raise ModelError(f"unknown argument(s): {', '.join(sorted(unknown))}")
+        call = self.call
+        new_formula = update_formula(call.formula, formula) if formula else call.formula
+        parse_formula(new_formula)
+        opts = dict(call.options)
+        opts.update({k: v for k, v in options.items() if k in self._option_names})
+        call = dataclasses.replace(
+            call,
+            formula=new_formula,
+            data=call.data if data is None else data,
+            weights=options.get("weights", call.weights),
+            offset=options.get("offset", call.offset),
+            options=tuple(opts.items()),
+        )
+        rebuild = formula is not None or data is not None or "weights" in options
+        rebuild = rebuild or "offset" in options or any(k != "REML" for k in options)
+        if rebuild:
+            if call.data is None:
+                raise ModelError("this model does not hold its data: pass data=")
+            if y is not None:
+                raise ModelError("a new response and a new design cannot be given together")
+            new = type(self).__new__(type(self))
+            new._init(call, None)
+            new.data_name = new.data_name if data is not None else self.data_name
+            return new.fit(start=start, check_conv=check_conv)
+        engine = self.engine.refit(y, start=start, check_conv=check_conv, REML=opts.get("REML"))
+        return self._from(call, engine, self.data_name)
+
+    def refit(self, y: np.ndarray | None = None, *, check_conv: bool = False) -> MixedModel:
+        """Refit with a new response (same rows, same design, same call), starting from the
+        current estimates; returns a new model, ``self`` is unchanged (lme4's ``refit``).
+        For a binomial model ``y`` is on the fitted scale (proportions of the trials)."""
+        return self.copy(y, check_conv=check_conv)
+
+    def update(self, formula: str | None = None, data: Any = None, **kwargs: Any) -> MixedModel:
+        """A new model fitted with a changed formula, data or arguments (R's ``update``).
+
+        ``formula`` uses R's ``update.formula`` shorthand: ``". ~ . + x2"``, ``"~ . - Days"``,
+        ``". ~ . - (1 | g) + (1 | h)"``; a formula without ``~`` changes the right-hand side
+        (``"... + x2"`` or ``"+ x2"``). Arguments not given (``REML``, ``weights``,
+        ``offset``, ``family``, ``nAGQ``) keep the original call's; ``start`` and
+        ``check_conv`` are passed to the fit.
+        """
+        self.engine.require_fit()
+        start = kwargs.pop("start", None)
+        check_conv = kwargs.pop("check_conv", True)
+        return self.copy(formula=formula, data=data, start=start, check_conv=check_conv, **kwargs)
+
+    # ------------------------------------------------------------ the fit
+    @property
+    def formula(self) -> str:
+        return self.call.formula
+
+    @property
+    def data(self) -> Any:
+        """The data the model was built from (kept for ``update``)."""
+        return self.call.data
+
+    @property
+    def design(self) -> Design:
+        return self.engine.design
+
+    @property
+    def n(self) -> int:
+        return self.engine.n
+
+    @property
+    def p(self) -> int:
+        return self.engine.p
+
+    @property
+    def nobs(self) -> int:
+        return self.engine.n
+
+    @property
+    def y(self) -> np.ndarray:
+        """The response the model was fitted to (proportions for binomial)."""
+        return self.engine.y
+
+    @property
+    def optinfo(self) -> Any:
+        return self.engine.optinfo
+
+    @property
+    def convergence_messages(self) -> list[str]:
+        return self.engine.convergence_messages
+
+    def _require_fit(self) -> None:
+        self.engine.require_fit()
+
+    def objective_at(self, theta: np.ndarray, *args: Any, **kwargs: Any) -> float:
+        """The criterion at θ (see the engine's ``objective_at``)."""
+        return self.engine.objective_at(theta, *args, **kwargs)
+
+    # ------------------------------------------------------------ parameters
+    @property
+    def theta(self) -> np.ndarray:
+        """θ in lme4's order: per term, the lower triangle of Λ column by column."""
+        return self.engine.theta
+
+    @property
+    def theta_names(self) -> list[str]:
+        return self.design.theta_names()
+
+    @property
+    def objective(self) -> float:
+        """The minimized criterion: REML criterion, or −2 log-likelihood (ML, Laplace, AGQ)."""
+        return self.engine.objective
+
+    @property
+    def sigma(self) -> float:
+        """Residual standard deviation σ̂ (the dispersion's square root; 1 for binomial and
+        Poisson)."""
+        return self.engine.sigma
+
+    @property
+    def npar(self) -> int:
+        """Number of parameters: fixed effects, θ, and σ where it is estimated."""
+        return self.engine.npar
+
+    @property
+    def loglik(self) -> float:
+        """Log-likelihood (REML log-likelihood for REML fits), as lme4's ``logLik``."""
+        return -0.5 * self.objective
+
+    @property
+    def deviance(self) -> float:
+        """−2 log-likelihood (the REML criterion for REML fits), the quantity compared
+        between models."""
+        return self.objective
+
+    @property
+    def aic(self) -> float:
+        return self.objective + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return self.objective + math.log(self.n) * self.npar
+
+    @property
+    def df_resid(self) -> int:
+        return self.n - self.npar
+
+    @property
+    def beta(self) -> np.ndarray:
+        return self.engine.beta
+
+    @property
+    def fixef(self) -> pd.Series:
+        """Fixed-effects estimates β̂, named as lme4 names them."""
+        return pd.Series(self.engine.beta, index=self.design.fixed.names, name="estimate")
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of β̂."""
+        e = self.engine
+        names = self.design.fixed.names
+        return pd.DataFrame(e.sigma**2 * e.vcov_unscaled, index=names, columns=names)
+
+    @property
+    def coefficients(self) -> pd.DataFrame:
+        """Fixed effects with their tests: estimate, std_error, statistic, and df and p_value
+        (lmerTest's Satterthwaite t tests for lmer; Wald z tests for glmer)."""
+        return wald.coefficient_table(self.engine)
+
+    @property
+    def vcov_kr(self) -> pd.DataFrame:
+        """Kenward-Roger adjusted covariance of β̂ (pbkrtest's ``vcovAdj``; REML lmer fits)."""
+        names = self.design.fixed.names
+        kr = kenward_roger.kr_info(self.engine)
+        return pd.DataFrame(kr.PhiA, index=names, columns=names)
+
+    @property
+    def coefficients_kr(self) -> pd.DataFrame:
+        """Fixed effects with Kenward-Roger t tests, as lmerTest's
+        ``summary(m, ddf = "Kenward-Roger")`` (REML lmer fits)."""
+        return wald.coefficient_table(self.engine, ddf="kenward-roger")
+
+    def anova(self, ddf: str = "satterthwaite") -> AnovaTable:
+        """Type III F tests of the fixed-effect terms, as lmerTest's ``anova(m)`` (linear
+        mixed models). For likelihood-ratio tests between models use :func:`mixedfx.anova`."""
+        key = wald.ddf_name(ddf)
+        if key == "lme4":
+            raise ModelError("anova(ddf=...) takes 'satterthwaite' or 'kenward-roger'")
+        return AnovaTable.from_frame(*ftests.type3_anova(self.engine, key))
+
+    def lambdas(self) -> list[np.ndarray]:
+        """The k x k lower-triangular Λ block of each term."""
+        return self.engine.lambdas()
+
+    def covariance_matrices(self) -> list[np.ndarray]:
+        """Covariance matrix of each term's random effects."""
+        return self.engine.covariance_matrices()
+
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components, like R's ``as.data.frame(VarCorr(m))``: columns ``group,
+        var1, var2, vcov, sdcor``, one row per variance (``sdcor`` the standard deviation)
+        and per covariance (``sdcor`` the correlation), then the residual where the model has
+        a dispersion parameter."""
+        rows = []
+        for t, S in zip(self.design.terms, self.covariance_matrices(), strict=True):
+            sd = np.sqrt(np.diag(S))
+            for i, name in enumerate(t.columns):
+                rows.append((t.vc_name, name, None, S[i, i], sd[i]))
+            for i in range(t.k):
+                for j in range(i + 1, t.k):
+                    corr = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
+                    rows.append((t.vc_name, t.columns[i], t.columns[j], S[i, j], corr))
+        if self.engine.has_dispersion:
+            rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+
+    @property
+    def is_singular(self) -> bool:
+        """lme4's ``isSingular``: a θ on its lower bound 0 (within 1e-4)."""
+        return self.engine.is_singular
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.design.terms:
+            out.setdefault(t.group, t.nlevels)
+        return out
+
+    # ------------------------------------------------------- random effects
+    def ranef(self, condvar: bool = True) -> pd.DataFrame:
+        """Conditional modes of the random effects, like R's
+        ``as.data.frame(ranef(m, condVar=TRUE))``: ``group, term, level, condval, condsd``."""
+        e = self.engine
+        e.require_fit()
+        cv = e.cond_var if condvar else None
+        frames = []
+        for i, (t, b) in enumerate(zip(self.design.terms, e.b_blocks(), strict=True)):
+            for j, col in enumerate(t.columns):
+                d = {"group": t.group, "term": col, "level": t.levels, "condval": b[:, j]}
+                if cv is not None:
+                    d["condsd"] = np.sqrt(cv[i][:, j, j])
+                frames.append(pd.DataFrame(d))
+        return pd.concat(frames, ignore_index=True)
+
+    def ranef_dict(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes as R's ``ranef(m)`` prints them: one frame per grouping factor,
+        levels as rows and the terms' columns side by side."""
+        self.engine.require_fit()
+        out: dict[str, pd.DataFrame] = {}
+        for t, b in zip(self.design.terms, self.engine.b_blocks(), strict=True):
+            df = pd.DataFrame(b, index=pd.Index(t.levels, name=t.group), columns=t.columns)
+            out[t.group] = out[t.group].join(df, how="outer") if t.group in out else df
+        return out
+
+    # ------------------------------------------------------ fitted values
+    @property
+    def linear_predictor(self) -> np.ndarray:
+        """η̂ = o + Xβ̂ + ZΛû."""
+        return self.engine.linear_predictor()
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """Fitted values on the response scale, μ̂ = g⁻¹(η̂) (R's ``fitted``)."""
+        return self.engine.fitted_values()
+
+    def resid(self, type: str = "response") -> np.ndarray:
+        """Residuals as R's ``residuals(m, type)``: ``response``, ``deviance``, ``pearson`` or
+        ``working``."""
+        return self.engine.residuals(type)
+
+    def _predict(self, newdata: Any, re_form: Any, allow_new_levels: bool) -> np.ndarray:
+        return predict.linear_predictor(self.engine, newdata, re_form, allow_new_levels)
+
+    def simulate(self, nsim: int = 1, seed: Any = None, use_u: bool = False) -> np.ndarray:
+        """Responses simulated from the fitted model, as lme4's ``simulate``: an (n, nsim)
+        array reproducible from ``seed`` (binomial: proportions of the trials). See
+        :func:`mixedfx.inference.simulate.simulate`."""
+        return simulate.simulate(self.engine, nsim, seed, use_u)
+
+    def bootstrap(
+        self,
+        nsim: int = 1000,
+        seed: Any = None,
+        n_jobs: int = 1,
+        progress: bool | None = None,
+    ) -> _bootstrap.BootstrapResult:
+        """Parametric bootstrap, as lme4's ``bootMer``: simulate, refit, collect
+        (``.table``: one row per replicate). See :func:`mixedfx.inference.bootstrap.bootstrap`."""
+        return _bootstrap.bootstrap(
+            self.engine, nsim=nsim, seed=seed, n_jobs=n_jobs, progress=progress
+        )
+
+    def profile(self, which: list[str] | None = None, level_max: float = 0.99) -> pd.DataFrame:
+        """The profile likelihood (lme4's ``profile``; linear mixed models): parameter, value
+        and ζ from −z to +z for ``level_max``. See :mod:`mixedfx.inference.profile`."""
+        return Profiler(self.engine).table(which=which, level_max=level_max)
+
+    def confint(
+        self,
+        parm: list[str] | None = None,
+        level: float = 0.95,
+        method: str = "profile",
+        nsim: int = 1000,
+        seed: Any = None,
+        n_jobs: int = 1,
+        progress: bool | None = None,
+    ) -> pd.DataFrame:
+        """Confidence intervals as lme4's ``confint``: ``method`` "profile" (default; linear
+        mixed models), "wald" or "boot". Rows ``.sig01``..., ``.sigma`` and the fixed effects;
+        columns as R labels them (``2.5 %``, ``97.5 %``)."""
+        return _confint.confint(
+            self.engine,
+            parm=parm,
+            level=level,
+            method=method,
+            nsim=nsim,
+            seed=seed,
+            n_jobs=n_jobs,
+            progress=progress,
+        )
+
+    # ---------------------------------------------------------- display
+    def summary(self, ddf: str = "satterthwaite") -> Any:
+        """lme4's summary (with lmerTest's t tests for linear mixed models): criterion,
+        scaled residuals, random effects, fixed effects, correlations. ``ddf``:
+        "satterthwaite", "kenward-roger" or "lme4" (no df, no p-values); glmer fits print
+        Wald tests whatever ``ddf``."""
+        self.engine.require_fit()
+        return summary.model_summary(self, wald.ddf_name(ddf))
+
+    def plot_ranef(self, level: float = 0.95, ax: Any = None) -> Any:
+        """Caterpillar plot of the conditional modes (lme4's ``dotplot(ranef(m, condVar=TRUE))``);
+        returns the matplotlib Figure."""
+        return plots.plot_ranef(self, level=level, ax=ax)
+
+    def plot_residuals(self, ax: Any = None) -> Any:
+        """Residuals vs fitted and normal QQ plots of residuals and conditional modes;
+        returns the matplotlib Figure."""
+        return plots.plot_residuals(self, ax=ax)
