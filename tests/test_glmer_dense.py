@@ -16,10 +16,10 @@ import pytest
 from scipy import integrate, stats
 
 import mixedfx as mfx
+from mixedfx.families import Binomial, Gamma, InverseGaussian, Link, Poisson
 from mixedfx.linalg import kernels as K
 from mixedfx.linalg.crossprod import term_matrix
 from mixedfx.linalg.factor import lambda_blocks
-from mixedfx.families import Binomial, Gamma, InverseGaussian, Link, Poisson
 from mixedfx.models.glmer import GeneralizedLinearMixedModel
 
 
@@ -96,7 +96,9 @@ def test_laplace_matches_dense(formula, family):
         beta = rng.normal(0, 0.3, m.p)
         res = m.pirls.fit_u(theta, beta, np.zeros(m.design.q))
         assert res.converged
-        assert m.engine.criterion(theta, res) == pytest.approx(dense_laplace(m, theta, beta), rel=1e-10)
+        assert m.engine.criterion(theta, res) == pytest.approx(
+            dense_laplace(m, theta, beta), rel=1e-10
+        )
 
 
 def test_agq_matches_quadrature():

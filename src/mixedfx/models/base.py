@@ -443,3 +443,9 @@ class MixedModel:
         """Residuals vs fitted and normal QQ plots of residuals and conditional modes;
         returns the matplotlib Figure."""
         return plots.plot_residuals(self, ax=ax)
+
+    # ------------------------------------------------ what lme4 users reach for next
+    # (R² and ICC, rePCA, tidy/glance, HTML display)
+
+    # ------------------------------------------------ marginal means
+    # (emmeans)
