@@ -7,7 +7,7 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-__all__ = ["LazyModule", "stats"]
+__all__ = ["LazyModule", "formulaic", "narwhals", "stats"]
 
 
 class LazyModule:
@@ -24,3 +24,5 @@ class LazyModule:
 
 
 stats = LazyModule("scipy.stats")
+formulaic = LazyModule("formulaic")
+narwhals = LazyModule("narwhals.stable.v2")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .._lazy import narwhals as nw
 from ..errors import ColumnNotFoundError, DataError, MissingValuesWarning
 
 __all__ = ["ModelFrame", "column_names_in", "model_frame", "to_pandas"]
@@ -44,8 +45,6 @@ def to_pandas(data: object) -> pd.DataFrame:
         except ValueError as exc:
             raise DataError(f"cannot make a data frame from the mapping given: {exc}") from None
     try:
-        import narwhals.stable.v2 as nw
-
         frame = nw.from_native(data, eager_only=True)
     except TypeError:
         raise DataError(

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 
+from .._lazy import formulaic
 from ..errors import DataError, FormulaError, ModelError, RankDeficiencyWarning
 from .data import ModelFrame, missing_column_error, model_frame
 from .formula import ParsedFormula, RandomTerm, parse_formula, split_top_level
@@ -101,10 +102,9 @@ class ColumnMaker:
             names = (["(Intercept)"] if intercept else []) + plain
             maker = cls(names=names, intercept=intercept, plain=plain)
             return maker, maker.make(frame)
-        from formulaic import model_matrix
 
         try:
-            mm = model_matrix(rhs, frame, context=FORMULA_CONTEXT, na_action="ignore")
+            mm = formulaic.model_matrix(rhs, frame, context=FORMULA_CONTEXT, na_action="ignore")
         except Exception as exc:  # formulaic raises many types; report the term
             raise FormulaError(f"cannot build the {what} columns from {rhs!r}: {exc}") from None
         names = [r_name(str(c)) for c in mm.columns]

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from ..errors import DataError, MixedFXWarning
 from .parameters import parameter_names, theta_to_sdcor
@@ -91,8 +92,6 @@ _STATE: dict[str, Any] = {}
 
 def _run_chunk(cols: list[int]) -> list[tuple[int, dict[str, float] | None]]:
     refit, Y, stat = _STATE["refit"], _STATE["Y"], _STATE["stat"]
-    from threadpoolctl import threadpool_limits
-
     out = []
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore")

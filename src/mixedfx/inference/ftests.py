@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from .._lazy import formulaic, stats
 from ..errors import ModelError
 from ..frame.design import FORMULA_CONTEXT
 from .kenward_roger import kr_ddf, kr_info
@@ -28,8 +28,6 @@ __all__ = ["type3_anova", "type3_contrasts"]
 
 def type3_contrasts(model: Any) -> dict[str, np.ndarray]:
     """Term label -> contrast matrix L (rows x p) of its type III hypothesis."""
-    from formulaic import model_matrix
-
     fixed = model.design.fixed
     X = fixed.X
     if fixed.dropped:
@@ -55,7 +53,7 @@ def type3_contrasts(model: Any) -> dict[str, np.ndarray]:
     summed = rhs
     for c in sorted(factors, key=len, reverse=True):
         summed = re.sub(rf"(?<![\w.`]){re.escape(c)}(?![\w.`(])", f"C({c}, contr.sum)", summed)
-    mm = model_matrix(summed, frame, context=FORMULA_CONTEXT, na_action="ignore")
+    mm = formulaic.model_matrix(summed, frame, context=FORMULA_CONTEXT, na_action="ignore")
     Xs = np.asarray(mm, dtype=float)
     T, *_ = np.linalg.lstsq(Xs, X, rcond=None)
     out: dict[str, np.ndarray] = {}

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .._lazy import stats
 from ..errors import ModelError
 
 __all__ = ["SatterthwaiteInfo", "contrast_df", "contrast_f_test", "satterthwaite_info"]
@@ -161,8 +162,6 @@ def contrast_f_test(info: SatterthwaiteInfo, L: np.ndarray, beta: np.ndarray) ->
     squares as lmerTest reports them (F·σ²·q and F·σ²) need σ², so those two are filled by the
     caller when wanted.
     """
-    from scipy import stats
-
     L = np.atleast_2d(np.asarray(L, dtype=float))
     VLL = L @ info.V @ L.T
     d, P = np.linalg.eigh(VLL)

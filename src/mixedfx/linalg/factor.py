@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg as sla
 from scipy.linalg import lapack
+from threadpoolctl import threadpool_limits
 
 from ..frame.design import RandomEffectsTerm, tril_indices_colmajor
 from . import kernels as K
@@ -272,8 +273,6 @@ class BlockedFactor:
         """
         if self.A.m >= 1000 or self.A.m < 64:
             return contextlib.nullcontext()
-        from threadpoolctl import threadpool_limits
-
         return threadpool_limits(limits=1, user_api="blas")
 
     # --------------------------------------------------------------- solutions

@@ -105,7 +105,7 @@ class MixedModel:
         (R's ``update`` shorthand allowed), ``data`` or arguments (``REML``, ``weights``,
         ``offset``, ``family``, ``nAGQ``) rebuild it. Every argument not named is kept.
         """
-        unknown = set(options) - {"weights", "offset", *self._option_names}
+        unknown = set(options) - {"weights", "offset", "REML", *self._option_names}
         if unknown:
             raise ModelError(f"unknown argument(s): {', '.join(sorted(unknown))}")
         call = self.call
@@ -122,7 +122,7 @@ class MixedModel:
             options=tuple(opts.items()),
         )
         rebuild = formula is not None or data is not None or "weights" in options
-        rebuild = rebuild or "offset" in options or any(k != "REML" for k in options)
+        rebuild = rebuild or any(k != "REML" for k in options)
         if rebuild:
             if call.data is None:
                 raise ModelError("this model does not hold its data: pass data=")
@@ -132,7 +132,7 @@ class MixedModel:
             new._init(call, None)
             new.data_name = new.data_name if data is not None else self.data_name
             return new.fit(start=start, check_conv=check_conv)
-        engine = self.engine.refit(y, start=start, check_conv=check_conv, REML=opts.get("REML"))
+        engine = self.engine.refit(y, start=start, check_conv=check_conv, REML=options.get("REML"))
         return self._from(call, engine, self.data_name)
 
     def refit(self, y: np.ndarray | None = None, *, check_conv: bool = False) -> MixedModel:

@@ -23,7 +23,14 @@ import scipy.linalg as sla
 from .._lazy import stats
 from ..errors import DataError, FormulaError, ModelError
 from ..frame.data import missing_column_error, to_pandas
-from ..frame.design import Design, build_design
+from ..frame.design import ColumnMaker, Design, build_design
+from ..report.format import (
+    decimals_for,
+    format_coef_table,
+    format_pvalue,
+    format_table,
+    signif_stars,
+)
 
 __all__ = ["OLSAnova", "OLSModel", "QRLeastSquares", "ols"]
 
@@ -271,8 +278,6 @@ class OLSModel:
             )
         eta = X @ self._beta
         for expr in self.design.formula.offsets:
-            from ..frame.design import ColumnMaker
-
             _, off = ColumnMaker.build("0 + " + expr, frame, "offset")
             eta = eta + off[:, 0]
         return eta
@@ -333,8 +338,6 @@ class OLSAnova:
         self.formulas = formulas
 
     def __str__(self) -> str:
-        from ..report.format import format_pvalue, format_table, signif_stars
-
         t = self.table
 
         def col(x: np.ndarray, fmt: str) -> list[str]:
@@ -371,8 +374,6 @@ class OLSSummary:
         self.residual_quantiles = np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0])
 
     def __str__(self) -> str:
-        from ..report.format import format_coef_table, format_pvalue
-
         m = self.model
         lines = ["Linear model fit by least squares", f"Formula: {m.formula}"]
         if m.design.weights is not None:
@@ -383,8 +384,6 @@ class OLSSummary:
                 f"{m.design.frame.n_original}"
             )
         heads = ["Min", "1Q", "Median", "3Q", "Max"]
-        from ..report.format import decimals_for
-
         dq = decimals_for(self.residual_quantiles, 4)
         strs = [f"{v:.{dq}f}" for v in self.residual_quantiles]
         w = [max(*map(len, heads), *map(len, strs)) + 1] * 5

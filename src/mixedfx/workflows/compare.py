@@ -32,6 +32,8 @@ from ..errors import ModelError, RankDeficiencyWarning
 from ..frame.design import Design, FixedEffects, drop_rank_deficient
 from ..models.lmer import LinearMixedModel
 from ..models.ols import OLSModel
+from ..report.format import format_pvalue
+from ..report.plots import plot_comparison
 
 __all__ = [
     "APPROACHES",
@@ -242,8 +244,6 @@ class ControlComparison:
         self.labels = APPROACHES
 
     def __str__(self) -> str:
-        from ..report.format import format_pvalue
-
         t = self.table
         lines = [
             f"Controlling for batches: {self.formula}",
@@ -304,8 +304,6 @@ class ControlComparison:
     def plot(self, terms: list[str] | None = None, ax: Any = None) -> Any:
         """The estimates with their intervals, one panel per term, approaches side by side.
         Returns the matplotlib Figure (see :func:`mixedfx.plots.plot_comparison`)."""
-        from ..report.plots import plot_comparison
-
         return plot_comparison(self, terms=terms, ax=ax)
 
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import multiprocessing as mp
+import os
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -30,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from .._lazy import stats
 from ..errors import ConvergenceWarning, DataError, FormulaError, RankDeficiencyWarning
@@ -39,6 +42,7 @@ from ..frame.formula import parse_formula
 from ..linalg.zmul import z_times
 from ..models.lmer import LinearMixedModel
 from ..models.ols import QRLeastSquares
+from ..report.plots import plot_power
 from .compare import mixed_inference, nuisance_columns
 
 __all__ = ["PowerResult", "clopper_pearson", "design_frame", "power", "simulate_response"]
@@ -273,8 +277,6 @@ class _Job:
 
 
 def _run_chunk(args: tuple) -> dict[str, Any]:
-    from threadpoolctl import threadpool_limits
-
     job_args, seeds = args
     with threadpool_limits(limits=1):
         return _Job(*job_args).run(seeds)
@@ -359,8 +361,6 @@ class PowerResult:
     def plot(self, ax: Any = None) -> Any:
         """Rejection rates with their Monte Carlo intervals per method and term, ``alpha`` as a
         dashed line. Returns the matplotlib Figure (see :func:`mixedfx.plots.plot_power`)."""
-        from ..report.plots import plot_power
-
         return plot_power(self, ax=ax)
 
 
@@ -464,8 +464,6 @@ def power(
     probe.terms = terms
     seeds = np.random.SeedSequence(seed).spawn(int(nsim))
     if n_jobs == -1:
-        import os
-
         n_jobs = os.cpu_count() or 1
     n_jobs = max(1, min(int(n_jobs), int(nsim)))
 
@@ -477,8 +475,6 @@ def power(
                 bar.update(int(nsim))
             parts = [probe.run(seeds, tick)]
         else:
-            import multiprocessing as mp
-
             nchunks = min(int(nsim), 4 * n_jobs)
             bounds = np.linspace(0, int(nsim), nchunks + 1).astype(int)
             job_args = (
