@@ -73,7 +73,7 @@ def _imports(modules: dict[str, pathlib.Path]):
             for child in ast.iter_child_nodes(node):
                 parents[child] = node
 
-        def in_function(node: ast.AST) -> bool:
+        def in_function(node: ast.AST, parents: dict = parents) -> bool:
             while node in parents:
                 node = parents[node]
                 if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):

@@ -151,9 +151,9 @@ def test_subclass_of_a_builtin_family_does_not_use_its_kernel():
 def test_methods_that_do_not_apply_say_what_to_use():
     cbpp = mfx.datasets.load("cbpp")
     g = mfx.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp)
-    with pytest.raises(mfx.ModelError, match="Kenward-Roger.*glmer.*Wald"):
+    with pytest.raises(mfx.ModelError, match=r"Kenward-Roger.*glmer.*Wald"):
         g.coefficients_kr  # noqa: B018
-    with pytest.raises(mfx.ModelError, match="REML is not defined.*glmer"):
+    with pytest.raises(mfx.ModelError, match=r"REML is not defined.*glmer"):
         g.update(REML=True)
     with pytest.raises(mfx.ModelError, match=r"mixedfx\.anova\(g0, g\)"):
         g.anova()

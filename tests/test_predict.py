@@ -30,7 +30,11 @@ def fit(cid: str) -> mfx.LinearMixedModel:
 def test_predict_fitted_rows(cid):
     c, m = LMM[cid], fit(cid)
     scale = np.std(c["predict"])
-    np.testing.assert_allclose(m.predict(), c["predict"], rtol=0, atol=1e-6 * scale)
+    # lme4's default fit of sleepstudy stops ~1e-5 short in θ (its criterion 1.5e-12 above the
+    # optimum, see tests/reference/lme4_tight.json); mixedfx reaches the rhoend = 1e-12 θ to
+    # 2e-7, which moves the conditional modes (not β) by up to 3e-6 of the predictions' sd
+    tol = 5e-6 if cid == "sleepstudy" else 1e-6
+    np.testing.assert_allclose(m.predict(), c["predict"], rtol=0, atol=tol * scale)
     np.testing.assert_allclose(m.predict(re_form=None), c["predict_re_form_NA"], atol=1e-6 * scale)
     np.testing.assert_allclose(m.predict(), m.fitted, rtol=1e-12)
 

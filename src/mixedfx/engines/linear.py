@@ -12,22 +12,67 @@ r²/(n − p) (REML).
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConvergenceWarning, DataError
 from ..frame.design import Design
 from ..glm.families import Family, Gaussian
 from ..linalg.criterion import profiled_deviance, sigma_hat
-from ..linalg.crossprod import CrossProductPlan, CrossProducts, crossproducts
-from ..linalg.factor import BlockedFactor
+from ..linalg.crossprod import CrossProductPlan, CrossProducts
+from ..linalg.factor import BlockedFactor, FactorStats
 from ..linalg.optimizer import bobyqa, check_convergence, newton_polish
-from .base import Engine
+from .base import SINGULAR_TOL, Engine
 
-__all__ = ["LinearEngine"]
+__all__ = ["LinearEngine", "Units"]
+
+
+@dataclass(frozen=True)
+class Units:
+    """The scales that bring the response and the weights to order one.
+
+    The cross-products are formed from y' = (y − o)/s and w' = w/c, with s = max|y − o| and
+    c = max w. The model for (y', w') is the same model with
+
+        β = s β',   θ = θ'/√c,   σ = s √c σ',   u = s √c u',
+
+    its −2 log-likelihood differs by 2n log s (ML) or 2(n − p) log s (REML), and its factor
+    has log|L_Z| unchanged, R_X'R_X = c R_X'ᵀR_X', r² = s² c r'². The optimizer works on θ',
+    so the fit does not depend on the units of y or of w (y·a and w·b give the same θ' for any
+    a, b in double range, up to rounding) and the criterion stays finite.
+    """
+
+    s: float = 1.0
+    c: float = 1.0
+
+    @classmethod
+    def of(cls, yeff: np.ndarray, weights: np.ndarray | None) -> Units:
+        m = float(np.max(np.abs(yeff), initial=0.0))
+        s = m if m > 0 and math.isfinite(m) else 1.0
+        c = 1.0
+        if weights is not None and weights.size:
+            mw = float(np.max(weights))
+            if mw > 0 and math.isfinite(mw):
+                c = mw
+        return cls(s, c)
+
+    @property
+    def rc(self) -> float:
+        """√c."""
+        return math.sqrt(self.c)
+
+    def sqrtw(self, weights: np.ndarray | None) -> np.ndarray | None:
+        return None if weights is None else np.sqrt(weights / self.c)
+
+    def criterion_shift(self, n: int, p: int, reml: bool) -> float:
+        """−2 log L(y) − (−2 log L(y')) = 2 (n or n − p) log s."""
+        return 2.0 * (n - p if reml else n) * math.log(self.s)
 
 
 class LinearEngine(Engine):
@@ -51,17 +96,14 @@ class LinearEngine(Engine):
         REML: bool = True,
         y: np.ndarray | None = None,
         *,
-        A: CrossProducts | None = None,
+        units: Units | None = None,
         grouped: bool = True,
     ):
         super().__init__(design)
         self.REML = bool(REML)
-        if A is not None:
-            self._y = design.y
-            self.A = A
-        elif y is None:
-            self._y = design.y
-            self.A: CrossProducts = crossproducts(design)
+        self._n_failed = 0
+        if y is None:
+            yy = design.y
         else:
             yy = np.asarray(y, dtype=float).reshape(-1)
             if yy.shape[0] != design.n:
@@ -71,10 +113,17 @@ class LinearEngine(Engine):
             if not np.all(np.isfinite(yy)):
                 i = int(np.flatnonzero(~np.isfinite(yy))[0])
                 raise DataError(f"new response has a missing or infinite value (row {i + 1})")
-            self._y = yy
-            yeff = yy - design.offset if design.offset is not None else yy
-            self.A = crossproducts(design, y=yeff)
+        self._y = yy
+        self.units = units if units is not None else Units.of(self._yeff(yy), design.weights)
+        self.plan = CrossProductPlan(design)
+        self.A: CrossProducts = self.plan.compute(
+            self.units.sqrtw(design.weights), self._yeff(yy) / self.units.s
+        )
         self.factor = BlockedFactor(self.A, design.terms, grouped=grouped)
+
+    def _yeff(self, y: np.ndarray) -> np.ndarray:
+        off = self.design.offset
+        return y - off if off is not None else y
 
     # ----------------------------------------------------------- interface
     @property
@@ -115,76 +164,147 @@ class LinearEngine(Engine):
         bootstrap): the cross-products' pattern and the factor's buffers are made once and
         refilled per response (one compiled pass); it returns the same engine each time."""
         d = self.design
-        plan = CrossProductPlan(d)
-        sqrtw = np.sqrt(d.weights) if d.weights is not None else None
-        off = d.offset
-
-        def yeff(y: np.ndarray) -> np.ndarray:
-            return y - off if off is not None else y
-
+        units = self.units
+        sqrtw = units.sqrtw(d.weights)
         # the balanced-design Schur precomputation holds the response: not for refills
-        work = LinearEngine(d, self.REML, A=plan.compute(sqrtw, yeff(self._y)), grouped=False)
+        work = LinearEngine(d, self.REML, self._y, units=units, grouped=False)
         start = self.theta
 
         def refit(y: np.ndarray) -> LinearEngine:
-            plan.compute(sqrtw, yeff(y), out=work.A)
+            work.plan.compute(sqrtw, work._yeff(y) / units.s, out=work.A)
             work._y = y
             return work.fit(start=start, check_conv=False)
 
         return refit
 
     # --------------------------------------------------------------- fit
+    def _criterion(self, theta_int: np.ndarray, reml: bool | None = None) -> float:
+        """The criterion in the original units at the internal θ' = θ√c."""
+        reml = self.REML if reml is None else reml
+        stats = self.factor.update(theta_int)
+        if not stats.ok:
+            self._n_failed += 1
+        crit = profiled_deviance(stats, self.n, self.p, reml, self.A.sum_log_w)
+        return crit + self.units.criterion_shift(self.n, self.p, reml)
+
     def objective_at(self, theta: np.ndarray, REML: bool | None = None) -> float:
         """The profiled criterion at θ: REML criterion or ML deviance (−2 log-likelihood).
 
         Refactors at θ; :meth:`install` puts the factor back at the optimum."""
-        stats = self.factor.update(theta)
-        reml = self.REML if REML is None else REML
-        return profiled_deviance(stats, self.n, self.p, reml, self.A.sum_log_w)
+        return self._criterion(np.asarray(theta, dtype=float) * self.units.rc, REML)
+
+    def state_at(self, theta: np.ndarray) -> FactorStats:
+        """log|L_Z|, log|R_X| and r² at θ in the original units (the factor is left at θ)."""
+        u = self.units
+        st = self.factor.update(np.asarray(theta, dtype=float) * u.rc)
+        if not st.ok:
+            return st
+        return FactorStats(
+            st.logdet_Lz, st.logdet_Rx + 0.5 * self.p * math.log(u.c), st.pwrss * u.s**2 * u.c
+        )
+
+    def current_vcov_unscaled(self) -> np.ndarray:
+        """(R_X'R_X)⁻¹ in the original units at the θ the factor was last computed for."""
+        return self.factor.vcov_unscaled() / self.units.c
+
+    @property
+    def sum_log_w(self) -> float:
+        """Σ log w of the prior weights (0 without weights)."""
+        return self.A.sum_log_w + self.n * math.log(self.units.c)
 
     def fit(self, start: Any = None, *, check_conv: bool = True) -> LinearEngine:
         """Minimize the profiled criterion over θ with BOBYQA from ``start`` (default: lme4's,
         1 on Λ's diagonal and 0 elsewhere), finished by Newton steps on the free θ
         (:func:`mixedfx.linalg.optimizer.newton_polish`); lme4's gradient check when
-        ``check_conv``."""
+        ``check_conv``. The optimizer works on θ' = θ√c (c the weights' scale, see
+        :class:`Units`), which does not depend on the units of the data."""
         d = self.design
         lower = d.theta_lower()
-        x0 = d.theta_start() if start is None else np.asarray(start, dtype=float)
+        rc = self.units.rc
+        x0 = d.theta_start() if start is None else np.asarray(start, dtype=float) * rc
         if x0.shape != lower.shape:
             raise DataError(
                 f"start must have {lower.size} values (θ in lme4's order), got {x0.size}"
             )
         x0 = np.maximum(x0, lower)
+        f = self._criterion
+        self._n_failed = 0
         with self.factor.blas_threads():
             # From a given start (refits, profiles, the bootstrap) nlopt's default first step
             # is a fraction of each |θ_i|: a θ_i near 0 would get a step too small to leave it.
             step = None if start is None else np.maximum(0.1 * np.abs(x0), 0.05)
-            res = bobyqa(self.objective_at, x0, lower, initial_step=step)
+            res = bobyqa(f, x0, lower, initial_step=step)
+            if start is not None:
+                # a start far from the optimum can leave BOBYQA on a plateau or at a bound:
+                # compare with lme4's default start and keep the better answer
+                x_def = d.theta_start()
+                if f(x_def) < res.fun:
+                    alt = bobyqa(f, x_def, lower)
+                    if alt.fun < res.fun:
+                        alt.nfev += res.nfev
+                        res = alt
             # BOBYQA's stopping rule can leave a flat criterion ~1e-9 above its minimum:
             # Newton steps from its answer finish the job (2m evaluations when it is done)
-            x, fx, probe = newton_polish(self.objective_at, res.x, res.fun, lower)
+            x, fx, probe = newton_polish(f, res.x, res.fun, lower)
             res.nfev += int(probe.idx.size) * 2
-            res.x, res.fun = x, fx
+            res.x, res.fun = x / rc, fx
             self.optinfo = res
             self.convergence_messages = (
-                check_convergence(self.objective_at, x, lower, probe=probe) if check_conv else []
+                check_convergence(f, x, lower, probe=probe) if check_conv else []
             )
-        self.install(x)
+        lost = self._digits_lost(x)
+        if lost > 8.0:
+            msg = (
+                f"the residual sum of squares is about 1e{-lost:.0f} of the response's: "
+                f"about {lost:.0f} of 16 significant digits are lost (random-effects variances "
+                "far larger than the residual variance); the estimates may be inaccurate"
+            )
+            self.convergence_messages.append(msg)
+            warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+        if self._n_failed and np.any((lower == 0.0) & (x < SINGULAR_TOL)):
+            # the factor broke down somewhere (random-effects variances ~1e16 times the
+            # residual variance or more) and the answer is on the boundary: the optimum may lie
+            # where the criterion cannot be computed in double precision
+            msg = (
+                "the criterion could not be computed at some θ (random-effects variances about "
+                "1e16 times the residual variance or more, beyond double precision) and the fit "
+                "ended at a zero variance: the estimates may be wrong; check whether the "
+                "grouping factors determine the response (almost) exactly"
+            )
+            self.convergence_messages.append(msg)
+            warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+        self.install(x / rc)
         return self
+
+    def _digits_lost(self, theta_int: np.ndarray) -> float:
+        """log10 of (weighted) y'y over r² at θ': the digits the Schur complement's
+        subtraction cancels in the response row (0 for an ordinary fit)."""
+        yy = float(self.A.A22[-1, -1])
+        st = self.factor.update(theta_int)
+        if not st.ok or not st.pwrss > 0.0 or not yy > 0.0:
+            return 0.0
+        return max(0.0, math.log10(yy / st.pwrss))
 
     def install(self, theta: np.ndarray) -> None:
         """Set the state (factor, β, u, σ, criterion) to the values at θ."""
         self._clear_cache()
-        stats = self.factor.update(theta)
-        self._theta = np.asarray(theta, dtype=float).copy()
-        self._objective = profiled_deviance(stats, self.n, self.p, self.REML, self.A.sum_log_w)
-        self._sigma = sigma_hat(stats, self.n, self.p, self.REML)
-        self._u, self._beta = self.factor.solve()
+        u = self.units
+        theta = np.asarray(theta, dtype=float)
+        stats = self.factor.update(theta * u.rc)
+        self._theta = theta.copy()
+        self._objective = profiled_deviance(
+            stats, self.n, self.p, self.REML, self.A.sum_log_w
+        ) + u.criterion_shift(self.n, self.p, self.REML)
+        self._sigma = sigma_hat(stats, self.n, self.p, self.REML) * u.s * u.rc
+        u_int, beta_int = self.factor.solve()
+        self._u = u_int * (u.s * u.rc)
+        self._beta = beta_int * u.s
         self.fitted = True
 
     # ------------------------------------------------------------ results
     @cached_property
     def vcov_unscaled(self) -> np.ndarray:
-        """(R_X'R_X)⁻¹ at θ̂."""
+        """(R_X'R_X)⁻¹ at θ̂, in the original units."""
         self.require_fit()
-        return self.factor.vcov_unscaled()
+        self.factor.update(self._theta * self.units.rc)
+        return self.current_vcov_unscaled()

@@ -34,6 +34,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from ..errors import ModelError
+from ..frame.checks import check_int, check_level, check_names
 from ..frame.design import tril_indices_colmajor
 from ..linalg.optimizer import bobyqa
 from .parameters import sdcor_names, sdcor_to_theta, theta_to_sdcor
@@ -82,12 +83,12 @@ class Profiler:
         """D(θ, σ) at the sd/cor parameters φ."""
         mod = self.model
         theta, sigma = sdcor_to_theta(phi, self.ks)
-        st = mod.factor.update(theta)
+        st = mod.state_at(theta)
         if not st.ok or not sigma > 0:
             return math.inf
         ld = 2.0 * st.logdet_Lz + (2.0 * st.logdet_Rx if mod.REML else 0.0)
         s2 = sigma * sigma
-        return ld + self._c * (_LOG_2PI + math.log(s2)) + st.pwrss / s2 - mod.A.sum_log_w
+        return ld + self._c * (_LOG_2PI + math.log(s2)) + st.pwrss / s2 - mod.sum_log_w
 
     def _var_profile(self, j: int, value: float, start: np.ndarray) -> tuple[float, np.ndarray]:
         """min over the other sd/cor parameters and σ of D, with φ_j = value."""
@@ -154,7 +155,7 @@ class Profiler:
                 Dmin = self._beta_dev(j, value)
                 center = beta_ml[j]
         finally:
-            self.model.factor.update(self.model.theta)
+            self.model.state_at(self.model.theta)
         return math.copysign(math.sqrt(max(Dmin - base, 0.0)), value - center)
 
     def _scale(self, i: int) -> float:
@@ -215,9 +216,12 @@ class Profiler:
     ) -> pd.DataFrame:
         """The profile as a tidy table: parameter, value, zeta (for plotting, lme4's
         ``as.data.frame(profile(m))``), from ζ = −z to +z with z for ``level_max``."""
+        level_max = check_level(level_max, "level_max")
+        npoints = check_int(npoints, "npoints", low=1, high=1000)
+        names = self.names if which is None else check_names(which, "which", self.names)
         z = float(stats.norm.ppf(0.5 + level_max / 2))
         rows = []
-        for name in which or self.names:
+        for name in names:
             lo, hi = self.interval(name, z)
             i = self.names.index(name)
             center = self.phi_hat[i] if i <= self.m else self._ml()[1][i - self.m - 1]

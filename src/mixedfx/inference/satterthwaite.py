@@ -48,9 +48,9 @@ class SatterthwaiteInfo:
 
 def _state(model: Any, theta: np.ndarray) -> tuple[float, float, np.ndarray]:
     """(log|L|² + [REML] log|R_X|², r², (R_X'R_X)⁻¹) at θ."""
-    st = model.factor.update(theta)
+    st = model.state_at(theta)
     ld = 2.0 * st.logdet_Lz + (2.0 * st.logdet_Rx if model.REML else 0.0)
-    return ld, st.pwrss, model.factor.vcov_unscaled()
+    return ld, st.pwrss, model.current_vcov_unscaled()
 
 
 def satterthwaite_info(model: Any, h: float = 1e-3) -> SatterthwaiteInfo:
@@ -123,7 +123,7 @@ def _satterthwaite_info(model: Any, h: float) -> SatterthwaiteInfo:
 
                 H[i, j] = H[j, i] = (4 * cross(1) - cross(2)) / 3
     finally:
-        model.factor.update(theta)  # leave the factor at the fit
+        model.state_at(theta)  # leave the factor at the fit
     # σ parts, exact: D = ... + c log σ² + r²/σ²
     H[:m, m] = H[m, :m] = -2.0 * dr / sigma**3
     H[m, m] = -2.0 * c / s2 + 6.0 * r0 / s2**2

@@ -118,13 +118,15 @@ def _scalar(fun, x0, lower, upper, xtol):
     def g(t):
         count[0] += 1
         v = fun(np.array([t]))
-        return v if math.isfinite(v) else 1e300
+        return v if math.isfinite(v) else 1e150  # large, yet Brent's products stay finite
 
     # grow the bracket until the function rises
     if hi is None:
         hi = max(4.0 * abs(x0[0]), 4.0)
         fhi = g(hi)
         for _ in range(40):
+            if hi > 1e15:  # θ beyond ~1e16 cannot be evaluated in double precision anyway
+                break
             fnext = g(hi * 4.0)
             if fnext >= fhi:
                 break
@@ -236,48 +238,50 @@ def newton_polish(
     x: np.ndarray,
     fx: float,
     lower: np.ndarray,
-    rtol: float = 1e-11,
-    max_iter: int = 4,
+    xtol: float = 1e-10,
+    max_iter: int = 6,
 ) -> tuple[np.ndarray, float, Probe]:
     """Finish a derivative-free minimization with Newton steps on the free coordinates.
 
     BOBYQA stops when its trust region or the change of the criterion falls below its
-    tolerances, which can leave a flat criterion ~1e-9 (relative) above its minimum. At x the
-    gradient g and Hessian H are taken by central differences (step 1e-4, inside the bounds)
-    over the coordinates not on their lower bound; while the predicted decrease ½ g'H⁻¹g
-    exceeds ``rtol``·max(|f|, 1) and H is positive definite, the step −H⁻¹g (shortened to stay
-    within the bounds, halved until f decreases) is taken. Costs the 2m evaluations of the
-    probe (which lme4's convergence check needs anyway) when x is already optimal, and about
-    m²/2 + 2m more per Newton step otherwise. Returns (x, f(x), the probe at that x).
+    tolerances; on a flat criterion that leaves θ (and the criterion, by ~1e-9 relative) short
+    of the minimum, by an amount that depends on the path, i.e. on rounding. From BOBYQA's x the
+    gradient g (central differences, step 1e-4 inside the bounds) over the coordinates not on
+    their lower bound and, once, the Hessian H are taken; steps −H⁻¹g (shortened to stay within
+    the bounds, halved until f does not increase beyond rounding) are taken until the step is
+    below ``xtol``·max(1, |x_i|). The iteration converges to the zero of the finite-difference
+    gradient, a smooth function of the data: the answer is then the same, to ~1e-10, for data
+    that differ only by their units. Costs 2m evaluations per gradient and m(m−1)/2 for H;
+    the last gradient's evaluations are returned (lme4's convergence check reuses them).
     """
     x = np.asarray(x, dtype=float).copy()
     probe = Probe.at(fun, x, lower, fx)
+    chol: np.ndarray | None = None
+    free: np.ndarray | None = None
     for _ in range(max_iter):
         if probe.idx.size == 0:
             break
+        if chol is None or free is None or not np.array_equal(free, probe.idx):
+            free = probe.idx
+            try:
+                chol = np.linalg.cholesky(probe.hessian(fun))
+            except np.linalg.LinAlgError:
+                break
         g = probe.gradient
-        d2 = (probe.fp - 2.0 * probe.f0 + probe.fm) / probe.steps**2
-        tol = rtol * max(abs(fx), 1.0)
-        if np.all(d2 > 0) and 0.5 * float(np.sum(g * g / d2)) < tol:
-            break  # even a diagonal Newton step would gain less than tol
-        H = probe.hessian(fun)
-        try:
-            Lc = np.linalg.cholesky(H)
-        except np.linalg.LinAlgError:
-            break
-        step = -np.linalg.solve(Lc.T, np.linalg.solve(Lc, g))
-        if 0.5 * float(-g @ step) < tol:
+        step = -np.linalg.solve(chol.T, np.linalg.solve(chol, g))
+        if np.all(np.abs(step) <= xtol * np.maximum(1.0, np.abs(x[free]))):
             break
         full = np.zeros(x.size)
-        full[probe.idx] = step
+        full[free] = step
         neg = full < 0
         room = np.where(neg, (x - lower) / np.where(neg, -full, 1.0), np.inf)
         alpha = min(1.0, float(np.min(room, initial=np.inf)))
+        noise = 8.0 * np.finfo(float).eps * max(abs(fx), 1.0)
         moved = False
-        for _ in range(8):
+        for _ in range(6):
             cand = np.maximum(x + alpha * full, lower)
             fc = fun(cand)
-            if fc < fx:
+            if fc <= fx + noise:
                 x, fx, moved = cand, fc, True
                 break
             alpha *= 0.5
