@@ -63,6 +63,13 @@ def family_response(
         if yy.shape[0] != n:
             raise DataError(f"new response has {yy.shape[0]} values; the model has {n} rows")
     family.check_response(yy, design.response_name)
+    big = float(np.max(np.abs(yy * wt), initial=0.0))
+    if not family.has_dispersion and big > 1e15:
+        raise DataError(
+            f"response {design.response_name!r} has counts up to {big:.3g}: beyond about 1e15 "
+            f"the {family.name} log-likelihood cannot be computed in double precision; model "
+            "such counts on another scale (e.g. lmer of log counts)"
+        )
     if isinstance(family, Binomial) and yraw.ndim == 1 and design.weights is not None:
         succ = yy * wt
         frac = np.abs(succ - np.round(succ)) > 1e-7 * np.maximum(1.0, np.abs(succ))
@@ -218,7 +225,56 @@ class GeneralizedEngine(Engine):
         """lme4's two stages (θ with PIRLS for β and u; then θ and β); returns ``self``.
 
         ``start``: θ, or ``{"theta": ..., "fixef": ...}`` (with fixef, stage 1 is skipped).
+        A fit from a given β that ends above the fit from lme4's own start is replaced by the
+        latter: a far start must not leave the answer on a plateau.
         """
+        self._fit(start, check_conv)
+        if isinstance(start, dict) and start.get("fixef") is not None:
+            mine = self._objective
+            default = self.derive()
+            default._fit(None, check_conv)
+            if default._objective < mine - 1e-9 * max(1.0, abs(mine)):
+                self._fit(None, check_conv)
+        if check_conv:
+            self._check_separation()
+        return self
+
+    def _check_separation(self) -> None:
+        """R's glm warning "fitted probabilities numerically 0 or 1 occurred" (rates 0 for
+        count families), naming the fixed effects that diverge: (quasi-)separation makes their
+        estimates, standard errors and tests meaningless."""
+        fam = self.family
+        eps = 10.0 * np.finfo(float).eps
+        mu = self.fitted_values()
+        if fam.name == "binomial":
+            extreme, what = (mu < eps) | (mu > 1.0 - eps), "probabilities numerically 0 or 1"
+        elif fam.name in ("poisson", "negative.binomial"):
+            extreme, what = mu < eps, "rates numerically 0"
+        else:
+            return
+        if not extreme.any():
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            se = np.sqrt(np.abs(np.diag(self.vcov_unscaled))) * self._sigma
+        beta = self._beta
+        diverging = [
+            name
+            for name, b, e in zip(self.design.fixed.names, beta, se, strict=True)
+            if abs(b) > 10.0 and not (np.isfinite(e) and e < 10.0 * abs(b))
+        ]
+        msg = f"fitted {what} occurred ({int(extreme.sum())} rows)"
+        if diverging:
+            msg += (
+                f": the data are (quasi-)separated by {', '.join(diverging)}, whose estimates "
+                "diverge; their standard errors and tests are not meaningful (remove or "
+                "recode the term, or use a penalized or Bayesian fit)"
+            )
+        msg_list = self.convergence_messages
+        msg_list.append(msg)
+        warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+
+    def _fit(self, start: Any, check_conv: bool) -> None:
         d = self.design
         pirls = self.pirls
         lower = d.theta_lower()
@@ -242,6 +298,12 @@ class GeneralizedEngine(Engine):
             if beta_start is None:
                 opts = self._stage1_options if self.nAGQ > 0 else {}
                 r1 = bobyqa(f1, theta0, lower, **opts)
+                if not r1.fun < 1e300:
+                    raise ModelError(
+                        "PIRLS found no conditional mode at any θ tried: the penalized "
+                        "least-squares system cannot be solved in double precision for these "
+                        "data (check the response's scale and the model)"
+                    )
                 theta1 = r1.x
                 self.stage1 = r1
                 res1 = pirls.fit_ub(theta1, warm["u"], warm["beta"], eta_start, compiled=False)
@@ -253,7 +315,7 @@ class GeneralizedEngine(Engine):
             if self.nAGQ == 0:
                 self.optinfo = self.stage1
                 self.install(theta1, beta1, u1)
-                return self
+                return
             assert pirls.factor_b is not None
             Rx = pirls.factor_b.Rx()
             if not np.all(np.isfinite(Rx)) or np.any(np.abs(np.diag(Rx)) < 1e-12):
@@ -282,8 +344,7 @@ class GeneralizedEngine(Engine):
             self.install(theta, beta, res.u)
         self.convergence_messages = msgs
         for msg in msgs:
-            warnings.warn(msg, ConvergenceWarning, stacklevel=3)
-        return self
+            warnings.warn(msg, ConvergenceWarning, stacklevel=4)
 
     def _to_beta(self, delta: np.ndarray) -> np.ndarray:
         """β from stage 2's whitened coordinates δ = R_X (β − β₁)."""
@@ -352,13 +413,17 @@ class GeneralizedEngine(Engine):
             np.linalg.cholesky(H)
             V = 2.0 * np.linalg.inv(H)[ntheta:, ntheta:]
         except np.linalg.LinAlgError:
+            try:
+                V = self.vcov_conditional()
+                how = "standard errors from the conditional (RX'RX)^-1 instead"
+            except np.linalg.LinAlgError:
+                V = np.full((self.p, self.p), np.nan)
+                how = "nor can the conditional (RX'RX)^-1 be computed: standard errors are NaN"
             warnings.warn(
-                "the Hessian of the criterion is not positive definite at the optimum: "
-                "standard errors from the conditional (RX'RX)^-1 instead",
+                f"the Hessian of the criterion is not positive definite at the optimum; {how}",
                 ConvergenceWarning,
                 stacklevel=3,
             )
-            V = self.vcov_conditional()
         return 0.5 * (V + V.T) / self._sigma**2
 
     def vcov_conditional(self) -> np.ndarray:

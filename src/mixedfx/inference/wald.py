@@ -54,7 +54,10 @@ def coefficient_table(engine: Any, ddf: str = "satterthwaite") -> pd.DataFrame:
         se = np.sqrt(np.diag(kr.PhiA))
         df = np.array([kr_ddf(kr, np.eye(p)[[j]]) for j in range(p)])
     else:
-        se = np.sqrt(np.diag(engine.sigma**2 * engine.vcov_unscaled))
+        var = np.diag(engine.sigma**2 * engine.vcov_unscaled)
+        # a variance that is not positive (rounding at a boundary, a divergent estimate) has no
+        # standard error: NaN, never −0.0 and an infinite statistic
+        se = np.where(var > 0, np.sqrt(np.where(var > 0, var, 1.0)), np.nan)
         df = None
     stat = beta / se
     out = pd.DataFrame({"estimate": beta, "std_error": se}, index=index)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import html
 from .format import abbreviate, decimals_for, fmt_num, format_coef_table
 
 __all__ = ["GlmerSummary", "LmerSummary", "model_summary", "varcorr_text"]
@@ -176,6 +177,9 @@ class LmerSummary:
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(str(self))
 
+    def _repr_html_(self) -> str:
+        return html.summary_html(self)
+
 
 class GlmerSummary:
     """lme4's ``summary(glmer(...))``, printable; tables as attributes."""
@@ -198,7 +202,7 @@ class GlmerSummary:
             how = "nAGQ = 0 (PIRLS for the fixed effects)"
         lines = [
             f"Generalized linear mixed model fit by maximum likelihood ({how}) ['glmerMod']",
-            f" Family: {fam.name}  ( {fam.link.name} )",
+            f" Family: {fam.label}  ( {fam.link.name} )",
             f"Formula: {m.formula}",
         ]
         if m.design.weights is not None:
@@ -240,3 +244,6 @@ class GlmerSummary:
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(str(self))
+
+    def _repr_html_(self) -> str:
+        return html.summary_html(self)
