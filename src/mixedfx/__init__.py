@@ -23,7 +23,9 @@ from .errors import (
 from .frame.formula import parse_formula
 from .models.anova import anova
 from .models.glmer import GeneralizedLinearMixedModel, glmer
+from .models.glmer_nb import NegativeBinomialMixedModel, glmer_nb
 from .models.lmer import LinearMixedModel, lmer
+from .models.lmlist import LmList, lmlist
 from .models.ols import OLSModel, ols
 from .report.tables import AnovaResult
 from .workflows.compare import ControlComparison, compare_controls
@@ -40,10 +42,12 @@ __all__ = [
     "FormulaError",
     "GeneralizedLinearMixedModel",
     "LinearMixedModel",
+    "LmList",
     "MissingValuesWarning",
     "MixedFXError",
     "MixedFXWarning",
     "ModelError",
+    "NegativeBinomialMixedModel",
     "OLSModel",
     "PowerResult",
     "RankDeficiencyWarning",
@@ -54,7 +58,9 @@ __all__ = [
     "datasets",
     "families",
     "glmer",
+    "glmer_nb",
     "lmer",
+    "lmlist",
     "ols",
     "parse_formula",
     "power",

@@ -2,6 +2,8 @@
 
     mixedfx fit sleepstudy "Reaction ~ Days + (Days | Subject)"
     mixedfx fit data.csv "y ~ x + (1 | g)" --ml --json out.json
+    mixedfx fit grouseticks "TICKS ~ YEAR + cHEIGHT + (1 | BROOD)" --family negbin
+    mixedfx emmeans cake "angle ~ recipe * temperature + (1 | replicate)" recipe --pairs
     mixedfx compare data.csv "score ~ posters + age + (1 | classroom)"
     mixedfx power "score ~ posters + (1 | classroom)" --design classroom=20 per_classroom=25 \\
         posters=between --fixef "(Intercept)=70" posters=0 --varcorr classroom=16 --sigma 10
@@ -14,6 +16,7 @@ line on stderr with exit status 2.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import pathlib
@@ -24,6 +27,12 @@ from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
+
+from .frame.formula import parse_formula
+from .glm.families import get_family
+from .models.glmer import glmer
+from .models.glmer_nb import glmer_nb
+from .models.lmer import lmer
 
 __all__ = ["main"]
 
@@ -66,6 +75,20 @@ def read_data(source: str) -> tuple[pd.DataFrame, str]:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CLIError(f"cannot read {source}: {msg}") from None
         return df, path.stem
+    if path.is_dir():
+        raise CLIError(f"{source} is a directory: give a CSV, TSV or Parquet file")
+    if path.exists():  # a device, pipe or socket: read it as text (e.g. /dev/stdin)
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CLIError(f"cannot read {source}: {exc}") from None
+        if not text.strip():
+            raise CLIError(f"cannot read {source}: it is empty")
+        try:
+            return pd.read_csv(io.StringIO(text), sep=None, engine="python"), path.stem
+        except Exception as exc:  # pandas' parser errors of many types
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CLIError(f"cannot read {source}: {msg}") from None
     if path.suffix or "/" in source or "\\" in source:
         raise CLIError(f"no such file: {source}")
     try:
@@ -172,6 +195,8 @@ def model_results(m: Any) -> dict[str, Any]:
     if not isinstance(fam, str):
         out["link"] = fam.link.name
         out["nAGQ"] = m.nAGQ
+        if getattr(fam, "theta", None) is not None:
+            out["nb_theta"] = fam.theta
     for name in (
         "REML",
         "objective",
@@ -232,13 +257,34 @@ def _agg() -> None:
 
 
 # ----------------------------------------------------------------- commands
+def _check_glmm_options(args: argparse.Namespace) -> None:
+    """``--link`` and ``--nagq`` are options of a GLMM: refuse them without ``--family``;
+    ``--nagq`` defaults to 1."""
+    glmm = (args.family or "gaussian").strip().lower() != "gaussian"
+    if not glmm:
+        given = [o for o, v in (("--link", args.link), ("--nagq", args.nagq)) if v is not None]
+        if given:
+            raise CLIError(
+                f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} to "
+                "generalized models: add --family (e.g. --family binomial), or leave "
+                f"{'them' if len(given) > 1 else 'it'} out for a linear model"
+            )
+    if args.nagq is None:
+        args.nagq = 1
+    elif args.nagq < 0:
+        raise CLIError(f"--nagq must be 0, 1 or a number of quadrature nodes, got {args.nagq}")
+
+
 def _fit(args: argparse.Namespace) -> int:
     import mixedfx as mfx
 
+    _check_glmm_options(args)
     data, name = read_data(args.data)
     parsed = mfx.parse_formula(args.formula)
     family = (args.family or "gaussian").lower()
-    if family != "gaussian":
+    if family in NEGBIN_NAMES:
+        m = _fit_negbin(args, data, parsed.random)
+    elif family != "gaussian":
         glmer = getattr(mfx, "glmer", None)
         if glmer is None:
             raise CLIError(
@@ -271,6 +317,81 @@ def _fit(args: argparse.Namespace) -> int:
         _save_figure(m.plot_ranef(), args.plot)
     if args.json != "-":
         print(m.summary())
+    return 0
+
+
+NEGBIN_NAMES = ("negbin", "nb", "negative.binomial", "negative_binomial", "negativebinomial")
+"""``--family`` names of the negative binomial family with θ estimated (lme4's glmer.nb)."""
+
+
+def _fit_negbin(args: argparse.Namespace, data: pd.DataFrame, random: Any) -> Any:
+    """glmer.nb: the negative binomial GLMM with its shape θ estimated."""
+    if not random:
+        raise CLIError("--family negbin needs a formula with a random-effects term, e.g. (1 | g)")
+    return glmer_nb(
+        args.formula,
+        data,
+        weights=args.weights,
+        offset=args.offset,
+        nAGQ=args.nagq,
+        link=args.link or "log",
+    )
+
+
+def _emmeans_model(args: argparse.Namespace) -> Any:
+    """The mixed model of ``mixedfx emmeans``: lmer, glmer (--family) or glmer.nb."""
+    data, name = read_data(args.data)
+    parsed = parse_formula(args.formula)
+    if not parsed.random:
+        raise CLIError("emmeans needs a mixed model: add a random-effects term, e.g. (1 | g)")
+    family = (args.family or "gaussian").lower()
+    if family in NEGBIN_NAMES:
+        return _fit_negbin(args, data, parsed.random)
+    if family != "gaussian":
+        return glmer(
+            args.formula,
+            data,
+            family=get_family(family, args.link),
+            weights=args.weights,
+            offset=args.offset,
+            nAGQ=args.nagq,
+        )
+    m = lmer(args.formula, data, REML=not args.ml, weights=args.weights, offset=args.offset)
+    m.data_name = name
+    return m
+
+
+def _emmeans(args: argparse.Namespace) -> int:
+    """Estimated marginal means (and with --pairs their pairwise differences)."""
+    m = _emmeans_model(args)
+    specs = args.specs
+    by = args.by or None
+    e = m.emmeans(
+        specs,
+        ddf=args.ddf,
+        by=by,
+        level=args.level,
+        type="response" if args.response else "link",
+    )
+    pairs = e.pairs(adjust=args.adjust) if args.pairs else None
+    if args.json:
+        payload: dict[str, Any] = {
+            "formula": args.formula,
+            "specs": specs,
+            "by": by,
+            "ddf": e.ddf,
+            "emmeans": e.table.to_dict(orient="records"),
+            "notes": e.notes,
+        }
+        if pairs is not None:
+            payload["pairs"] = pairs.table.to_dict(orient="records")
+            payload["pairs_notes"] = pairs.notes
+        _write_json(payload, args.json)
+    if args.json != "-":
+        print(e)
+        if pairs is not None:
+            print()
+            print(pairs)
     return 0
 
 
@@ -365,7 +486,14 @@ EXAMPLES = {
   mixedfx fit data.csv "y ~ x + (1 | g)" --ml --json results.json
   mixedfx fit data.parquet "y ~ x + (1 | g)" --weights w --plot caterpillar.png
   mixedfx fit data.csv "y ~ x + C(g)"          (no random-effects term: least squares)
-  mixedfx fit cbpp "cbind(incidence, size - incidence) ~ period + (1 | herd)" --family binomial""",
+  mixedfx fit cbpp "cbind(incidence, size - incidence) ~ period + (1 | herd)" --family binomial
+  mixedfx fit grouseticks "TICKS ~ YEAR + cHEIGHT + (1 | BROOD)" --family negbin""",
+    "emmeans": """examples:
+  mixedfx emmeans cake "angle ~ recipe * temperature + (1 | recipe:replicate)" recipe --pairs
+  mixedfx emmeans cake "angle ~ recipe * temperature + (1 | recipe:replicate)" recipe \\
+      --by temperature --ddf satterthwaite
+  mixedfx emmeans cbpp "cbind(incidence, size - incidence) ~ period + (1 | herd)" period \\
+      --family binomial --response --pairs --adjust holm""",
     "compare": """examples:
   mixedfx compare classes.csv "score ~ posters + age + (1 | classroom)"
   mixedfx compare sleepstudy "Reaction ~ Days + (1 | Subject)" --json - """,
@@ -392,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
         "controlling for batches, and estimate power by simulation.",
         epilog='examples:\n  mixedfx fit sleepstudy "Reaction ~ Days + (Days | Subject)"\n'
         '  mixedfx compare data.csv "score ~ posters + (1 | classroom)"\n'
+        '  mixedfx emmeans cake "angle ~ recipe + (1 | replicate)" recipe --pairs\n'
         "  mixedfx datasets\n\nmixedfx COMMAND --help shows each command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -418,7 +547,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data_args(s)
     s.add_argument(
-        "--family", metavar="NAME", help="GLMM family: binomial, poisson, ... (default gaussian)"
+        "--family",
+        metavar="NAME",
+        help="GLMM family: binomial, poisson, Gamma, inverse.gaussian, or negbin (negative "
+        "binomial with its theta estimated, lme4's glmer.nb); default gaussian",
     )
     s.add_argument(
         "--link", metavar="NAME", help="link function (default: the family's canonical link)"
@@ -426,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--nagq",
         type=int,
-        default=1,
+        default=None,
         metavar="K",
         help="GLMM: 1 = Laplace (default); K > 1 = adaptive Gauss-Hermite quadrature",
     )
@@ -485,6 +617,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_power)
 
     s = sub.add_parser(
+        "emmeans",
+        help="estimated marginal means (and pairwise comparisons)",
+        epilog=EXAMPLES["emmeans"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Fit a mixed model and print the estimated marginal means of SPECS "
+        "(R's emmeans): factors over their levels, covariates at their means, averaged "
+        "over the other factors with equal weights.",
+    )
+    s.add_argument("data", help="CSV, TSV or Parquet file, or a bundled data set's name")
+    s.add_argument("formula", help='lme4 formula, e.g. "y ~ treatment + (1 | g)"')
+    s.add_argument("specs", help='factor(s) whose means are wanted: "A", "A * B" or "~ A | B"')
+    s.add_argument("--by", nargs="+", metavar="FACTOR", help="means within each level of these")
+    s.add_argument("--pairs", action="store_true", help="also the pairwise differences")
+    s.add_argument(
+        "--ddf",
+        choices=("kenward-roger", "satterthwaite", "asymptotic"),
+        default=None,
+        help="degrees of freedom (lmer; default kenward-roger, glmer: asymptotic)",
+    )
+    s.add_argument(
+        "--adjust",
+        default="tukey",
+        metavar="METHOD",
+        help="p-value adjustment of --pairs: tukey (default), bonferroni, holm, sidak, fdr, none",
+    )
+    s.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    s.add_argument("--family", metavar="NAME", help="GLMM family (as for fit), or negbin")
+    s.add_argument("--link", metavar="NAME", help="link function (default: canonical)")
+    s.add_argument("--nagq", type=int, default=1, metavar="K", help="GLMM: quadrature nodes")
+    s.add_argument("--response", action="store_true", help="GLMM: means on the response scale")
+    s.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
+    s.add_argument("--weights", metavar="COLUMN", help="column of prior weights")
+    s.add_argument("--offset", metavar="COLUMN", help="column of offsets")
+    s.add_argument("--json", metavar="FILE", help="write the tables as JSON ('-': stdout)")
+    s.set_defaults(func=_emmeans)
+
+    s = sub.add_parser(
         "datasets",
         help="list the bundled data sets",
         description="List the bundled data sets (usable as DATA by name).",
@@ -499,9 +668,17 @@ def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     if isinstance(exc, FormulaError) and exc.formula is not None and exc.position is not None:
         first = text.splitlines()[0] if text else "bad formula"
-        return f"{first} at position {exc.position + 1} of {exc.formula!r}"
+        return _printable(f"{first} at position {exc.position + 1} of the formula: {exc.formula}")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return " ".join(lines) if lines else type(exc).__name__
+    return _printable(" ".join(lines)) if lines else type(exc).__name__
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (terminal escape sequences among them) shown as
+    ``\\xNN`` instead of sent to the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def _showwarning(message, category, filename, lineno, file=None, line=None) -> None:

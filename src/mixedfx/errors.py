@@ -56,3 +56,8 @@ class MissingValuesWarning(MixedFXWarning):
 
 class SingularFitWarning(MixedFXWarning):
     """The fit is singular: a variance is (near) zero or a correlation is (near) +-1."""
+
+
+class DataWarning(MixedFXWarning):
+    """The data are usable but not what the model expects (lme4 warns too): e.g. binomial
+    proportions without the number of trials as weights."""

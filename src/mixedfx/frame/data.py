@@ -20,7 +20,14 @@ import pandas as pd
 from .._lazy import narwhals as nw
 from ..errors import ColumnNotFoundError, DataError, MissingValuesWarning
 
-__all__ = ["ModelFrame", "column_names_in", "model_frame", "to_pandas"]
+__all__ = [
+    "ModelFrame",
+    "clean_column",
+    "column_names_in",
+    "missing_mask",
+    "model_frame",
+    "to_pandas",
+]
 
 # Names that may appear in a formula without being columns: functions and modules that
 # formulaic evaluates, and formula keywords.
@@ -30,19 +37,40 @@ _KNOWN_NAMES = {
     "contr", "lag", "cbind", "True", "False", "None", "pi",
 }  # fmt: skip
 
-_TOKEN = re.compile(r"`([^`]+)`|([A-Za-z_][A-Za-z0-9_.]*)")
+# back-quoted names, numbers (skipped: the e3 of 1e3 is not a name), identifiers (any alphabet)
+_TOKEN = re.compile(r"`(?P<q>[^`]+)`|(?P<num>\d[\w.]*)|(?P<name>[^\W\d][\w.]*)")
+_STRING = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def _names(text: str) -> Iterable[tuple[str, bool, int, int]]:
+    """(name, back-quoted, start, end) of each name in a formula fragment, string literals
+    and numbers skipped."""
+    stripped = _STRING.sub(lambda m: "'" + " " * (len(m.group(0)) - 2) + "'", text)
+    for m in _TOKEN.finditer(stripped):
+        if m.group("num") is not None:
+            continue
+        quoted = m.group("q") is not None
+        name = m.group("q") if quoted else m.group("name")
+        yield name, quoted, m.start(), m.end()
 
 
 def to_pandas(data: object) -> pd.DataFrame:
     """Convert ``data`` to a pandas DataFrame without copying more than needed."""
     if isinstance(data, pd.DataFrame):
-        return data
+        return _str_columns(data)
     if isinstance(data, Mapping):
         try:
-            return pd.DataFrame(
-                {k: np.asarray(v) if not isinstance(v, pd.Series) else v for k, v in data.items()}
+            return _str_columns(
+                pd.DataFrame(
+                    {
+                        k: v
+                        if isinstance(v, pd.Series | pd.api.extensions.ExtensionArray)
+                        else np.asarray(v)
+                        for k, v in data.items()
+                    }
+                )
             )
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise DataError(f"cannot make a data frame from the mapping given: {exc}") from None
     try:
         frame = nw.from_native(data, eager_only=True)
@@ -65,7 +93,15 @@ def to_pandas(data: object) -> pd.DataFrame:
             if s.null_count() and values.dtype.kind in "iub":
                 values = s.cast(nw.Float64).to_numpy()
             cols[name] = values
-    return pd.DataFrame(cols)
+    return _str_columns(pd.DataFrame(cols))
+
+
+def _str_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with string column names (a renamed copy when some are not strings), as
+    formulas name columns."""
+    if all(isinstance(c, str) for c in df.columns):
+        return df
+    return df.rename(columns=str)
 
 
 def column_names_in(texts: Iterable[str], columns: Iterable[str]) -> list[str]:
@@ -77,13 +113,12 @@ def column_names_in(texts: Iterable[str], columns: Iterable[str]) -> list[str]:
     colset = set(columns)
     seen: dict[str, None] = {}
     for text in texts:
-        for m in _TOKEN.finditer(text):
-            name = m.group(1) or m.group(2)
-            if m.group(2) is not None:
-                rest = text[m.end() :].lstrip()
+        for name, quoted, start, end in _names(text):
+            if not quoted:
+                rest = text[end:].lstrip()
                 if rest.startswith("(") and name not in colset:
                     continue
-                if m.start() > 0 and text[m.start() - 1] == ".":
+                if start > 0 and text[start - 1] == ".":
                     continue
             if name in colset:
                 seen.setdefault(name, None)
@@ -95,18 +130,15 @@ def unknown_names(texts: Iterable[str], columns: Iterable[str]) -> list[str]:
     colset = set(columns)
     out: dict[str, None] = {}
     for text in texts:
-        # skip string literals
-        stripped = re.sub(r"'[^']*'|\"[^\"]*\"", "''", text)
-        for m in _TOKEN.finditer(stripped):
-            name = m.group(1) or m.group(2)
-            if m.group(1) is not None:
+        for name, quoted, start, end in _names(text):
+            if quoted:
                 if name not in colset:
                     out.setdefault(name, None)
                 continue
-            rest = stripped[m.end() :].lstrip()
-            if rest.startswith("(") or rest.startswith("="):
+            rest = text[end:].lstrip()
+            if rest.startswith("(") or (rest.startswith("=") and not rest.startswith("==")):
                 continue
-            if m.start() > 0 and stripped[m.start() - 1] == ".":
+            if start > 0 and text[start - 1] == ".":
                 continue
             head = name.split(".")[0]
             if name in colset or head in _KNOWN_NAMES or keyword.iskeyword(name):
@@ -148,32 +180,96 @@ class ModelFrame:
     n_original: int
 
 
-def _missing(col: object) -> np.ndarray | None:
-    """Boolean mask of missing values of a column, or None when it cannot have any."""
-    if isinstance(col, pd.Series):
-        dtype = col.dtype
-        if isinstance(dtype, pd.CategoricalDtype):
-            return np.asarray(col.array.codes) < 0
+def missing_mask(col: pd.Series) -> np.ndarray | None:
+    """Boolean mask of the missing values of a column (None, NaN, NaT, pandas' NA, Arrow's
+    null), or None when its type cannot hold any."""
+    dtype = col.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return np.asarray(col.array.codes) < 0
+    if isinstance(dtype, np.dtype):
         if dtype.kind in "iub":
             return None
         if dtype.kind in "fc":
             return np.isnan(col.to_numpy())
-        return col.isna().to_numpy()
-    arr = np.asarray(col)
-    return np.isnan(arr) if arr.dtype.kind in "fc" else pd.isna(arr)
+        return np.asarray(col.isna().to_numpy(), dtype=bool)
+    miss = np.array(col.isna().to_numpy(), dtype=bool)  # a copy: pandas' may be read-only
+    if getattr(dtype, "kind", "O") == "f":  # a NaN (0/0) in a nullable float column
+        miss |= np.isnan(col.to_numpy(dtype=float, na_value=np.nan))
+    return miss
 
 
-def _values(col: object) -> object:
-    """The values of a column without its index (numpy for numbers, pandas arrays else)."""
-    if isinstance(col, pd.Series):
-        return col.to_numpy() if col.dtype.kind in "fiub" else col.array
-    return col
+def _is_dictionary(dtype: object) -> bool:
+    """Whether ``dtype`` is Arrow's dictionary type (Arrow's categorical)."""
+    return isinstance(dtype, pd.ArrowDtype) and str(dtype.pyarrow_dtype).startswith("dictionary")
 
 
-def _take(col: object, rows: np.ndarray) -> object:
-    if isinstance(col, pd.Series):
-        return col.iloc[rows].reset_index(drop=True)
-    return np.asarray(col)[rows]
+def _dictionary_categorical(col: pd.Series) -> pd.Categorical:
+    """An Arrow dictionary column (no nulls) as a categorical with the dictionary's order of
+    levels (as polars' and R's factors keep theirs), unused entries dropped."""
+    chunked = col.array.__arrow_array__()
+    arr = chunked.unify_dictionaries().combine_chunks()
+    codes = np.asarray(arr.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    cats = pd.Index(arr.dictionary.to_pylist())
+    return pd.Categorical.from_codes(codes, categories=cats).remove_unused_categories()
+
+
+def _clean_object(name: str, values: np.ndarray) -> object:
+    """An object column (no missing values left) as numbers, booleans, datetimes or strings,
+    by what its values are; values of mixed types are read as strings (categories)."""
+    kind = pd.api.types.infer_dtype(values, skipna=False)
+    if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
+        return values.astype(float)
+    if kind == "boolean":
+        return values.astype(bool)
+    if kind == "string":
+        return values
+    if kind == "complex":
+        raise DataError(f"column {name!r} holds complex numbers, which a model cannot use")
+    if kind in ("datetime", "datetime64", "date"):
+        try:
+            return pd.to_datetime(pd.Series(values)).array
+        except (TypeError, ValueError):
+            pass
+    if kind == "bytes":
+        return np.array([v.decode("utf-8", "replace") for v in values], dtype=object)
+    return np.array([str(v) for v in values], dtype=object)
+
+
+def clean_column(name: str, col: pd.Series) -> object:
+    """A column without missing values in the types the rest of the pipeline reads: numpy
+    numbers and booleans, datetimes, object arrays of strings (categories), and categoricals
+    without unused categories (R's ``model.frame`` drops unused levels, so the reference level
+    of a factor is its first level present in the data).
+
+    pandas' nullable types (``Int64``, ``boolean``, ``string``, ...) and Arrow's become their
+    numpy equivalents; strings of any storage become categories.
+    """
+    dtype = col.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        cat = col.array
+        return cat.remove_unused_categories()
+    if _is_dictionary(dtype):
+        return _dictionary_categorical(col)
+    if isinstance(dtype, np.dtype):
+        kind = dtype.kind
+        if kind == "c":
+            raise DataError(f"column {name!r} holds complex numbers, which a model cannot use")
+        if kind == "O":
+            return _clean_object(name, col.to_numpy())
+        if kind in "US":
+            return col.to_numpy().astype(str).astype(object)
+        if kind == "V":
+            raise DataError(f"column {name!r} holds raw bytes ({dtype}), which a model cannot use")
+        return col.to_numpy()
+    kind = getattr(dtype, "kind", "O")
+    numpy_dtype = getattr(dtype, "numpy_dtype", None)
+    if kind in "iufb" and isinstance(numpy_dtype, np.dtype) and numpy_dtype.kind in "iufb":
+        return col.to_numpy(dtype=numpy_dtype)
+    if kind == "M" or kind == "m":
+        return col.array if not isinstance(dtype, pd.ArrowDtype) else col.to_numpy()
+    if isinstance(dtype, pd.StringDtype) or kind == "U":
+        return np.array([str(v) for v in col.to_numpy(dtype=object)], dtype=object)
+    return _clean_object(name, col.to_numpy(dtype=object))
 
 
 def _vector_column(value: object, name: str, n: int, data: pd.DataFrame) -> pd.Series:
@@ -182,10 +278,28 @@ def _vector_column(value: object, name: str, n: int, data: pd.DataFrame) -> pd.S
         if value not in data.columns:
             raise missing_column_error(value, data.columns, what=f"{name} column")
         return data[value]
-    arr = np.asarray(value, dtype=float).reshape(-1)
-    if arr.shape[0] != n:
-        raise DataError(f"{name} has length {arr.shape[0]} but the data have {n} rows")
-    return pd.Series(arr, index=data.index)
+    if isinstance(value, Mapping | set) or np.ndim(value) == 0:
+        raise DataError(
+            f"{name} must be a column name or an array with one value per row ({n}), "
+            f"got {type(value).__name__}"
+        )
+    if isinstance(value, pd.Series):
+        s = value.reset_index(drop=True)
+    elif isinstance(value, pd.api.extensions.ExtensionArray):
+        s = pd.Series(value)
+    else:
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{name} must be an array of numbers: {exc}") from None
+        if arr.ndim == 2 and 1 in arr.shape:
+            arr = arr.reshape(-1)
+        if arr.ndim != 1:
+            raise DataError(f"{name} must be one-dimensional, got an array of shape {arr.shape}")
+        s = pd.Series(arr)
+    if len(s) != n:
+        raise DataError(f"{name} has length {len(s)} but the data have {n} rows")
+    return s
 
 
 def model_frame(
@@ -195,34 +309,40 @@ def model_frame(
     warn: bool = True,
 ) -> ModelFrame:
     """Select the columns named in ``texts`` (formula fragments), add ``extra`` vectors
-    (weights, offset: a column name or an array), and drop rows with missing values.
+    (weights, offset: a column name or an array), drop rows with a missing value in any of
+    them, and bring every column to the types the design reads (:func:`clean_column`).
+
+    A value is missing when it is None, NaN, NaT, pandas' ``NA`` or an Arrow null, in any
+    column type (numpy, pandas' nullable types, Arrow, categorical, object).
 
     Raises
     ------
     ColumnNotFoundError
         If a name in the formula is neither a column nor a known function.
     DataError
-        If no rows remain.
+        If no rows remain, a column name is repeated, or weights/offset are not numbers.
     """
     df = to_pandas(data)
     texts = list(texts)
-    if not all(isinstance(c, str) for c in df.columns):
-        df = df.rename(columns=str)  # a renamed copy: the caller's frame is left alone
     unknown = unknown_names(texts, df.columns)
     if unknown:
         raise missing_column_error(unknown[0], df.columns, what="variable")
     used = column_names_in(texts, df.columns)
+    dup = df.columns[df.columns.duplicated()]
+    for c in used:
+        if c in dup:
+            raise DataError(f"the data have more than one column named {c!r}: rename them")
     n = len(df)
     if n == 0:
         raise DataError("the data have no rows")
-    cols: dict[str, object] = {c: df[c] for c in used}
+    cols: dict[str, pd.Series] = {c: df[c] for c in used}
     for key, value in (extra or {}).items():
         if value is not None:
             cols[f"({key})"] = _vector_column(value, key, n, df)
     na = np.zeros(n, dtype=bool)
     bad_cols = []
     for name, col in cols.items():
-        miss = _missing(col)
+        miss = missing_mask(col)
         if miss is not None and miss.any():
             na |= miss
             bad_cols.append(name)
@@ -240,10 +360,17 @@ def model_frame(
                 MissingValuesWarning,
                 stacklevel=3,
             )
-        keep = ~na
-        rows = np.flatnonzero(keep)
-        cols = {k: _take(v, rows) for k, v in cols.items()}
+        rows = np.flatnonzero(~na)
+        cols = {k: v.iloc[rows] for k, v in cols.items()}
     else:
         rows = np.arange(n)
-    sub = pd.DataFrame({k: _values(v) for k, v in cols.items()}, index=pd.RangeIndex(len(rows)))
+    values = {k: clean_column(k, v) for k, v in cols.items()}
+    for key in extra or {}:
+        v = values.get(f"({key})")
+        if v is not None and (not isinstance(v, np.ndarray) or v.dtype.kind not in "fiub"):
+            what = f"column {extra[key]!r}" if isinstance(extra[key], str) else "the array given"
+            raise DataError(
+                f"{key} must be numbers; {what} holds values of type {cols[f'({key})'].dtype}"
+            )
+    sub = pd.DataFrame(values, index=pd.RangeIndex(len(rows)))
     return ModelFrame(frame=sub, rows=rows, n_dropped=n_dropped, n_original=n)

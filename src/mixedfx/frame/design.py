@@ -24,8 +24,16 @@ import scipy.linalg as sla
 
 from .._lazy import formulaic
 from ..errors import DataError, FormulaError, ModelError, RankDeficiencyWarning
-from .data import ModelFrame, missing_column_error, model_frame
-from .formula import ParsedFormula, RandomTerm, parse_formula, split_top_level
+from .data import ModelFrame, column_names_in, missing_column_error, model_frame, to_pandas
+from .formula import (
+    ParsedFormula,
+    RandomTerm,
+    expand_dot,
+    parse_formula,
+    quote_name,
+    split_top_level,
+    unquote,
+)
 
 __all__ = [
     "ColumnMaker",
@@ -102,13 +110,25 @@ class ColumnMaker:
             names = (["(Intercept)"] if intercept else []) + plain
             maker = cls(names=names, intercept=intercept, plain=plain)
             return maker, maker.make(frame)
+        for name in column_names_in([rhs], frame.columns):
+            if frame[name].dtype.kind in "Mm":
+                raise DataError(
+                    f"column {name!r} holds dates or times ({frame[name].dtype}), which cannot "
+                    f"enter the {what} columns: convert it to numbers (e.g. days since the first "
+                    "date) or to strings (categories)"
+                )
 
         try:
             mm = formulaic.model_matrix(rhs, frame, context=FORMULA_CONTEXT, na_action="ignore")
         except Exception as exc:  # formulaic raises many types; report the term
             raise FormulaError(f"cannot build the {what} columns from {rhs!r}: {exc}") from None
         names = [r_name(str(c)) for c in mm.columns]
-        values = np.asarray(mm, dtype=float)
+        try:
+            values = np.asarray(mm, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise FormulaError(
+                f"the {what} columns from {rhs!r} are not all numbers: {exc}"
+            ) from None
         return cls(names=names, spec=mm.model_spec), values
 
     def make(self, frame: pd.DataFrame) -> np.ndarray:
@@ -121,14 +141,20 @@ class ColumnMaker:
                 out[:, 0] = 1.0
                 j = 1
             for name in self.plain:
-                out[:, j] = frame[name].to_numpy(dtype=float)
+                try:
+                    out[:, j] = frame[name].to_numpy(dtype=float)
+                except (TypeError, ValueError):
+                    raise DataError(
+                        f"column {name!r} of the new data is not numeric ({frame[name].dtype}) "
+                        "but was numeric in the fit"
+                    ) from None
                 j += 1
             return out
         try:
             mm = self.spec.get_model_matrix(frame, context=FORMULA_CONTEXT, na_action="ignore")
+            values = np.asarray(mm, dtype=float)
         except Exception as exc:
             raise DataError(f"cannot build model columns for new data: {exc}") from None
-        values = np.asarray(mm, dtype=float)
         if values.ndim == 1:
             values = values[:, None]
         if self.keep is not None:
@@ -334,7 +360,9 @@ class Design:
 
 
 def response_values(frame: pd.DataFrame, response: str) -> np.ndarray:
-    if response in frame.columns:
+    """The response column (or expression, e.g. ``log(y)``) as floats."""
+    if unquote(response) in frame.columns:
+        response = unquote(response)
         col = frame[response]
         if col.dtype.kind == "b":
             return col.to_numpy(dtype=float)
@@ -370,10 +398,12 @@ def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7) -> n
     QR of any subset of X's columns is then the QR of the same columns of R0 (p x p), so the
     repeated factorizations after each drop never touch the n rows again.
     """
-    p = X.shape[1]
+    n, p = X.shape
     if p == 0:
         return np.arange(0)
     R0 = sla.qr(X, mode="r", check_finite=False)[0][:p]
+    if n < p:  # more columns than rows: X = Q R0 still holds with R0 padded by zero rows
+        R0 = np.vstack([R0, np.zeros((p - n, p))])
     norms = np.sqrt((R0 * R0).sum(axis=0))
     keep = [j for j in range(p) if norms[j] > 0]
     while keep:
@@ -461,11 +491,13 @@ def build_design(
             f"no random-effects terms in {parsed.text!r}: add a term like (1 | group), "
             "or use mixedfx.ols for a model without random effects"
         )
+    df = to_pandas(data)
+    parsed = expand_dot(parsed, df.columns)
     texts = [parsed.response, parsed.fixed, *parsed.offsets]
     for t in parsed.random:
         texts.append(t.expr)
-        texts.extend(t.factors)
-    mf = model_frame(data, texts, extra={"weights": weights, "offset": offset})
+        texts.extend(quote_name(f) for f in t.factors)
+    mf = model_frame(df, texts, extra={"weights": weights, "offset": offset})
     frame = mf.frame
     for t in parsed.random:
         for f in t.factors:
@@ -497,6 +529,11 @@ def build_design(
         fnames = [fnames[j] for j in keep]
         fmaker.keep = keep
         fmaker.names = fnames
+    if X.shape[1] >= X.shape[0]:
+        raise ModelError(
+            f"{X.shape[1]} fixed-effects coefficients for {X.shape[0]} observations: a model "
+            "needs more observations than coefficients (drop terms from the fixed part)"
+        )
     fixed = FixedEffects(X=np.ascontiguousarray(X), names=fnames, maker=fmaker, dropped=dropped)
 
     n = len(frame)

@@ -13,17 +13,30 @@ formulaic, which knows contrasts, interactions and transforms) and a list of
 * ``(1 | a:b)`` groups by the interaction factor of ``a`` and ``b``.
 
 R spellings that Python would misread are translated: ``I(x^2)`` is ``I(x**2)``, and
-``log``, ``exp``, ``sqrt`` are available without ``np.``.
+``log``, ``exp``, ``sqrt`` are available without ``np.``. As in R, a ``#`` starts a comment,
+names that are not identifiers are back-quoted (`` (1 | `my group`) ``), and a ``.`` in the
+fixed part stands for every column of the data not in the response (:func:`expand_dot`).
 """
 
 from __future__ import annotations
 
+import keyword
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 
 from ..errors import FormulaError
 
-__all__ = ["ParsedFormula", "RandomTerm", "parse_formula", "split_top_level"]
+__all__ = [
+    "ParsedFormula",
+    "RandomTerm",
+    "expand_dot",
+    "has_dot",
+    "parse_formula",
+    "quote_name",
+    "split_top_level",
+    "unquote",
+]
 
 
 @dataclass(frozen=True)
@@ -69,11 +82,71 @@ class ParsedFormula:
 
 _OPEN = "([{"
 _CLOSE = ")]}"
+_QUOTES = "`'\""
+
+_IDENT = re.compile(r"^(?:[^\W\d]|\.(?!\d))[\w.]*$")
+"""A name that needs no back-quotes: R's syntactic names (letters of any alphabet, digits,
+``_`` and ``.``, not starting with a digit or with ``.`` and a digit)."""
+
+
+def quote_name(name: str) -> str:
+    """``name`` as written in a formula: back-quoted unless it is a plain identifier."""
+    if _IDENT.match(name) and not keyword.iskeyword(name):
+        return name
+    if "`" in name:
+        raise FormulaError(f"column name {name!r} contains a back-quote: rename the column")
+    return f"`{name}`"
+
+
+def _strip_comments(text: str) -> str:
+    """``text`` without R comments: from a ``#`` outside quotes to the end of its line."""
+    if "#" not in text:
+        return text
+    out: list[str] = []
+    quote = None
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote is None and ch == "#":
+            j = text.find("\n", i)
+            if j < 0:
+                break
+            i = j
+            continue
+        if quote is None and ch in _QUOTES:
+            quote = ch
+        elif ch == quote:
+            quote = None
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _mask(text: str) -> str:
+    """``text`` with the inside of back-quoted names and string literals blanked (same
+    length), so that brackets, operators and ``|`` in them are not read as structure."""
+    if not any(q in text for q in _QUOTES):
+        return text
+    out = list(text)
+    quote = None
+    start = 0
+    for i, ch in enumerate(text):
+        if quote is None:
+            if ch in _QUOTES:
+                quote, start = ch, i
+        elif ch == quote:
+            quote = None
+        else:
+            out[i] = "_"
+    if quote is not None:
+        what = "back-quoted name" if quote == "`" else "string"
+        raise FormulaError(f"unclosed {what}", text, start)
+    return "".join(out)
 
 
 def _check_brackets(text: str) -> None:
     stack: list[tuple[str, int]] = []
-    for i, ch in enumerate(text):
+    for i, ch in enumerate(_mask(text)):
         if ch in _OPEN:
             stack.append((ch, i))
         elif ch in _CLOSE:
@@ -95,7 +168,7 @@ def split_top_level(text: str, seps: str = "+-") -> list[tuple[str, str, int]]:
     depth = 0
     sign, start = "+", 0
     prev_sig = ""  # previous non-space character at depth 0
-    for i, ch in enumerate(text):
+    for i, ch in enumerate(_mask(text)):
         if ch in _OPEN:
             depth += 1
         elif ch in _CLOSE:
@@ -116,6 +189,7 @@ def split_top_level(text: str, seps: str = "+-") -> list[tuple[str, str, int]]:
 
 
 def _find_top_level(text: str, token: str) -> int:
+    text = _mask(text)
     depth = 0
     i = 0
     while i < len(text):
@@ -136,7 +210,7 @@ def _strip_outer_parens(text: str) -> str | None:
     if not (t.startswith("(") and t.endswith(")")):
         return None
     depth = 0
-    for i, ch in enumerate(t):
+    for i, ch in enumerate(_mask(t)):
         if ch == "(":
             depth += 1
         elif ch == ")":
@@ -146,7 +220,6 @@ def _strip_outer_parens(text: str) -> str | None:
     return t[1:-1]
 
 
-_IDENT = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
 _POW_IN_I = re.compile(r"\bI\(")
 
 
@@ -180,16 +253,18 @@ def _group_factors(text: str, formula: str, offset: int) -> list[tuple[str, ...]
         g = inner.strip()
     if not g:
         raise FormulaError("random-effects term has no grouping factor after '|'", formula, offset)
-    parts = [p.strip() for p in g.split("/")]
+    parts = [p.strip() for _, p, _ in split_top_level(g, "/")]
     out: list[tuple[str, ...]] = []
     nested: tuple[str, ...] = ()
     for part in parts:
-        factors = tuple(f.strip() for f in part.split(":"))
-        for f in factors:
-            if not _IDENT.match(f):
+        names = [f.strip() for _, f, _ in split_top_level(part, ":")]
+        factors = tuple(unquote(f) for f in names)
+        for f, name in zip(names, factors, strict=True):
+            if not name or (name == f and not _IDENT.match(f)):
                 pos = formula.find(f, offset) if f else offset
                 raise FormulaError(
-                    f"grouping factor {f!r} must be a column name (or a:b, a/b of column names)",
+                    f"grouping factor {f!r} must be a column name (or a:b, a/b of column names; "
+                    "back-quote a name with spaces or symbols: `my group`)",
                     formula,
                     max(pos, 0),
                 )
@@ -197,6 +272,13 @@ def _group_factors(text: str, formula: str, offset: int) -> list[tuple[str, ...]
         nested = factors + nested
         out.append(nested)
     return out
+
+
+def unquote(name: str) -> str:
+    """A back-quoted name without its quotes; other names as they are."""
+    if len(name) >= 2 and name[0] == "`" and name[-1] == "`":
+        return name[1:-1]
+    return name
 
 
 def _expand_double_bar(expr: str) -> list[str]:
@@ -240,11 +322,18 @@ def parse_formula(formula: str) -> ParsedFormula:
     """
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string, got {type(formula).__name__}")
-    text = formula.strip()
+    text = _strip_comments(formula).strip()
+    if not text:
+        raise FormulaError("the formula is empty: write it as 'response ~ predictors'")
     _check_brackets(text)
     tilde = _find_top_level(text, "~")
     if tilde < 0:
         raise FormulaError("formula has no '~' separating response and predictors", text, 0)
+    second = _mask(text).find("~", tilde + 1)
+    if second >= 0:
+        raise FormulaError(
+            "formula has more than one '~': write one 'response ~ predictors'", text, second
+        )
     response = text[:tilde].strip()
     rhs_start = tilde + 1
     rhs = text[rhs_start:]
@@ -263,6 +352,11 @@ def parse_formula(formula: str) -> ParsedFormula:
         if not p:
             raise FormulaError("empty term in formula", text, pos)
         inner = _strip_outer_parens(p)
+        while inner is not None and _find_top_level(inner, "|") < 0:
+            deeper = _strip_outer_parens(inner)  # ((1 | g)) is (1 | g), as lme4's findbars
+            if deeper is None:
+                break
+            inner = deeper
         bar = _find_top_level(inner, "|") if inner is not None else -1
         if inner is not None and bar >= 0:
             if sign == "-":
@@ -275,11 +369,17 @@ def parse_formula(formula: str) -> ParsedFormula:
             exprs = _expand_double_bar(expr) if double else [expr]
             for factors in _group_factors(group_text, text, pos + bar + 1):
                 for e in exprs:
+                    if has_dot(e):
+                        raise FormulaError(
+                            "'.' (all other columns) may be used in the fixed-effects part only",
+                            text,
+                            pos,
+                        )
                     random_terms.append(
                         RandomTerm(
                             expr=_translate_r(e),
                             factors=factors,
-                            text=f"({e} | {':'.join(factors)})",
+                            text=f"({e} | {':'.join(quote_name(f) for f in factors)})",
                         )
                     )
             continue
@@ -310,3 +410,36 @@ def parse_formula(formula: str) -> ParsedFormula:
         random=tuple(random_terms),
         offsets=tuple(offsets),
     )
+
+
+_DOT = re.compile(r"(?<![\w.])\.(?![\w.])")
+
+
+def has_dot(text: str) -> bool:
+    """Whether a formula fragment uses R's ``.`` (every other column)."""
+    return _DOT.search(_mask(text)) is not None
+
+
+def expand_dot(parsed: ParsedFormula, columns: Iterable[str]) -> ParsedFormula:
+    """R's ``.`` in the fixed part: every column of the data except the variables of the
+    response (``y`` in ``y ~ .``; ``s`` and ``f`` in ``cbind(s, f) ~ .``), in the data's order.
+
+    lme4 does what R's ``model.frame`` does: the grouping factors are columns like any other,
+    so ``y ~ . + (1 | g)`` has ``g`` among its fixed effects too.
+    """
+    if not has_dot(parsed.fixed):
+        return parsed
+    cols = [str(c) for c in columns]
+    masked_resp = _mask(parsed.response)
+    tokens = {m.group(0) for m in re.finditer(r"[^\W\d][\w.]*", masked_resp)}
+    tokens |= {m.group(1) for m in re.finditer(r"`([^`]*)`", parsed.response)}
+    others = [quote_name(c) for c in cols if c not in tokens]
+    fill = "(" + " + ".join(others) + ")" if others else "1"
+    masked = _mask(parsed.fixed)
+    out, last = [], 0
+    for m in _DOT.finditer(masked):
+        out.append(parsed.fixed[last : m.start()])
+        out.append(fill)
+        last = m.end()
+    out.append(parsed.fixed[last:])
+    return replace(parsed, fixed="".join(out))

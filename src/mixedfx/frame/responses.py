@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..errors import DataError, FormulaError
 from .design import ColumnMaker, response_values
-from .formula import split_top_level
+from .formula import split_top_level, unquote
 
 __all__ = ["CBIND", "binomial_response"]
 
@@ -30,20 +30,31 @@ def binomial_response(frame: pd.DataFrame, text: str) -> np.ndarray:
         cols = []
         for p in parts:
             p = p.strip()
-            if p in frame.columns:
+            if unquote(p) in frame.columns:
+                p = unquote(p)
                 cols.append(response_values(frame, p))
             else:
                 # I(): "size - incidence" is arithmetic here, not a formula's term removal
                 _, v = ColumnMaker.build(f"0 + I({p})", frame, "response")
                 cols.append(v[:, 0])
         out = np.column_stack(cols).astype(float)
-        if np.any(out < 0):
-            i = int(np.flatnonzero((out < 0).any(axis=1))[0])
+        ok = np.isfinite(out).all(axis=1)  # missing or infinite counts: reported by the caller
+        if np.any(out[ok] < 0):
+            i = int(np.flatnonzero(ok & (out < 0).any(axis=1))[0])
             raise DataError(
                 f"cbind(successes, failures) in {text!r} has negative counts (row {i + 1})"
             )
+        frac = ok[:, None] & (np.abs(out - np.round(out)) > 1e-7 * np.maximum(1.0, np.abs(out)))
+        if frac.any():
+            i = int(np.flatnonzero(frac.any(axis=1))[0])
+            raise DataError(
+                f"cbind(successes, failures) in {text!r} must be whole numbers of successes and "
+                f"failures; row {i + 1} has {out[i, 0]:g} and {out[i, 1]:g}. For proportions "
+                "give the proportion as the response and the number of trials as weights"
+            )
         return out
-    if text in frame.columns:
+    if unquote(text) in frame.columns:
+        text = unquote(text)
         col = frame[text]
         if (
             isinstance(col.dtype, pd.CategoricalDtype)

@@ -31,6 +31,7 @@ __all__ = [
     "Gaussian",
     "InverseGaussian",
     "Link",
+    "NegativeBinomial",
     "Poisson",
     "get_family",
     "kernel_codes",
@@ -177,6 +178,11 @@ class Family:
     @property
     def canonical(self) -> bool:
         return self.link.name == self.default_link
+
+    @property
+    def label(self) -> str:
+        """The family's name as R's summary prints it (R's ``family(m)$family``)."""
+        return self.name
 
     # the link, forwarded
     def linkfun(self, mu: np.ndarray) -> np.ndarray:
@@ -428,6 +434,192 @@ class InverseGaussian(Family):
     ) -> np.ndarray:
         # Wald(μ, λ) with λ = wt / φ: numpy's parametrization (mean, scale = shape λ)
         return rng.wald(mu, wt / (sigma * sigma))
+
+
+class NegativeBinomial(Family):
+    """Negative binomial family with known shape θ (R's ``MASS::negative.binomial(theta)``).
+
+    Counts y with mean μ and variance
+
+        V(μ) = μ + μ²/θ,
+
+    a Poisson whose mean is multiplied by a Gamma variable of mean 1 and variance 1/θ
+    (θ → ∞ is the Poisson family). The deviance residuals and −2 log-likelihood are MASS's:
+
+        d_i = 2 wt [y log(max(1, y)/μ) − (y + θ) log((y + θ)/(μ + θ))],
+
+        −2 log p(y | μ) = 2 Σ wt [(y + θ) log(μ + θ) − y log μ + log Γ(y + 1)
+                                  − θ log θ + log Γ(θ) − log Γ(θ + y)].
+
+    θ is fixed here: :func:`mixedfx.glmer_nb` estimates it, as lme4's ``glmer.nb`` does, by
+    fitting this family for a sequence of θ values.
+
+    Parameters
+    ----------
+    theta : float
+        The shape θ > 0 (lme4's ``getME(m, "glmer.nb.theta")``).
+    link : str, default "log"
+        ``log``, ``identity`` or ``sqrt`` (MASS's links).
+    """
+
+    name = "negative.binomial"
+    links = ("log", "identity", "sqrt")
+    default_link = "log"
+
+    def __init__(self, theta: float, link: str | Link | None = None):
+        try:
+            th = float(theta)
+        except (TypeError, ValueError):
+            raise ModelError(
+                f"theta of the negative binomial family must be a positive number, got {theta!r}"
+            ) from None
+        if isinstance(theta, bool) or not (math.isfinite(th) and th > 0.0):
+            raise ModelError(
+                f"theta of the negative binomial family must be a positive number, got {theta!r}"
+            )
+        super().__init__(link)
+        self.theta = th
+
+    @property
+    def label(self) -> str:
+        """The family as R prints it: ``Negative Binomial(0.9419)`` (θ rounded to 4 decimals,
+        R's ``format(round(theta, 4))``)."""
+        return f"Negative Binomial({_r_format(round(self.theta, 4))})"
+
+    def __repr__(self) -> str:
+        return f"NegativeBinomial(theta={self.theta!r}, link={self.link.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is type(self)
+            and other.link == self.link  # type: ignore[attr-defined]
+            and other.theta == self.theta  # type: ignore[attr-defined]
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.link.name, self.theta))
+
+    @property
+    def canonical(self) -> bool:
+        """False: the canonical link, log(μ/(μ + θ)), is none of MASS's links. (Fisher scoring
+        with the log link converges linearly, so PIRLS iterates to a tighter step.)"""
+        return False
+
+    def variance(self, mu: np.ndarray) -> np.ndarray:
+        """μ + μ²/θ."""
+        return mu + mu * mu / self.theta
+
+    def validmu(self, mu: np.ndarray) -> bool:
+        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+
+    def dev_resids(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray) -> np.ndarray:
+        """2 wt [y log(max(1, y)/μ) − (y + θ) log((y + θ)/(μ + θ))]."""
+        th = self.theta
+        return (
+            2.0
+            * wt
+            * (special.xlogy(y, np.maximum(1.0, y) / mu) - (y + th) * np.log((y + th) / (mu + th)))
+        )
+
+    def aic(
+        self, y: np.ndarray, n: np.ndarray, mu: np.ndarray, wt: np.ndarray, dev: float
+    ) -> float:
+        """−2 Σ wt log p(y; μ, θ) (MASS's ``negative.binomial(theta)$aic``)."""
+        th = self.theta
+        term = (
+            (y + th) * np.log(mu + th)
+            - special.xlogy(y, mu)
+            + special.gammaln(y + 1.0)
+            - th * math.log(th)
+            + special.gammaln(th)
+            - special.gammaln(th + y)
+        )
+        return float(2.0 * np.sum(term * wt))
+
+    def mustart(self, y: np.ndarray, wt: np.ndarray) -> np.ndarray:
+        """y + 1/6 where y = 0 (MASS's ``initialize``)."""
+        return y + (y == 0) / 6.0
+
+    def check_response(self, y: np.ndarray, name: str) -> None:
+        bad = y < 0
+        if bad.any():
+            raise DataError(
+                f"negative values are not allowed for the negative binomial family: response "
+                f"{name!r} {_first_bad(bad, y)}"
+            )
+        frac = np.abs(y - np.round(y)) > 1e-7 * np.maximum(1.0, np.abs(y))
+        if frac.any():
+            raise DataError(
+                f"negative binomial response {name!r} must be counts (whole numbers); "
+                f"{_first_bad(frac, y)}"
+            )
+
+    def simulate(
+        self, mu: np.ndarray, wt: np.ndarray, rng: np.random.Generator, sigma: float = 1.0
+    ) -> np.ndarray:
+        """Poisson(μ G/θ) with G ~ Gamma(θ, 1) (MASS's ``rnegbin``; prior weights unused)."""
+        th = self.theta
+        return rng.poisson(mu * rng.gamma(th, 1.0, size=np.shape(mu)) / th).astype(float)
+
+    @staticmethod
+    def theta_ml(
+        y: np.ndarray, mu: np.ndarray, wt: np.ndarray | None = None, limit: int = 20
+    ) -> float:
+        """Maximum-likelihood θ for counts y with known means μ (MASS's ``theta.ml``, as
+        lme4's ``est_theta`` uses it): Newton's method on the score
+
+            S(θ) = Σ w [ψ(θ + y) − ψ(θ) + log θ + 1 − log(θ + μ) − (y + θ)/(μ + θ)],
+
+        from the moment estimate n / Σ w (y/μ − 1)². Returns θ (at least 1e-8).
+        """
+        y = np.asarray(y, dtype=float)
+        mu = np.asarray(mu, dtype=float)
+        w = np.ones_like(y) if wt is None else np.asarray(wt, dtype=float)
+        n = float(np.sum(w))
+        denom = float(np.sum(w * (y / mu - 1.0) ** 2))
+        t0 = n / denom if denom > 0 else 1e8
+        eps = EPS**0.25
+        for _ in range(limit):
+            t0 = abs(t0)
+            score = np.sum(
+                w
+                * (
+                    special.digamma(t0 + y)
+                    - special.digamma(t0)
+                    + math.log(t0)
+                    + 1.0
+                    - np.log(t0 + mu)
+                    - (y + t0) / (mu + t0)
+                )
+            )
+            info = np.sum(
+                w
+                * (
+                    -special.polygamma(1, t0 + y)
+                    + special.polygamma(1, t0)
+                    - 1.0 / t0
+                    + 2.0 / (mu + t0)
+                    - (y + t0) / (mu + t0) ** 2
+                )
+            )
+            if not (np.isfinite(score) and np.isfinite(info)) or info == 0:
+                break
+            delta = float(score / info)
+            t0 += delta
+            if abs(delta) <= eps:
+                break
+        return float(max(t0, 1e-8)) if math.isfinite(t0) else 1.0
+
+
+def _r_format(x: float) -> str:
+    """R's ``format(x)`` of one number: up to 7 significant digits, no trailing zeros."""
+    text = f"{x:.7g}"
+    if "e" in text:
+        mant, exp = text.split("e")
+        sign = exp[0]
+        digits = exp[1:].lstrip("0").rjust(2, "0")
+        return f"{mant}e{sign}{digits}"
+    return text
 
 
 class Gaussian(Family):

@@ -255,8 +255,12 @@ class PIRLS:
         if u0 is None or beta0 is None:
             assert eta_start is not None
             _, sw, wr, _ = self.evaluate(eta_start, np.zeros(0))
-            plan.compute(sw, eta_start - self.offset + wr, out=self._A_b)
-            f.update(theta)
+            plan.compute(sw, eta_start - self.offset + wr, out=self._A_b, sum_log_w=False)
+            if not f.update(theta).ok:
+                nan = np.full(self.n, np.nan)
+                return PirlsResult(
+                    np.zeros(self.q), np.zeros(self.X.shape[1]), nan, nan, np.inf, np.inf, 0, False
+                )
             u, beta = f.solve()
         else:
             u, beta = np.array(u0, float, copy=True), np.array(beta0, float, copy=True)
@@ -299,8 +303,11 @@ class PIRLS:
         for it in range(1, self.maxit + 1):  # noqa: B007 - the count is reported
             # working response: what ZΛu (and Xβ) should explain, the offset taken off
             ywork = (eta - off if joint else zu) + wr
-            plan.compute(sw, ywork, out=A)
-            logdet = f.update(theta).logdet_Lz
+            plan.compute(sw, ywork, out=A, sum_log_w=False)
+            st = f.update(theta)
+            if not st.ok:  # the system cannot be factored (in double precision): no mode
+                return PirlsResult(u, beta, eta, mu, np.inf, np.inf, it, False)
+            logdet = st.logdet_Lz
             u_new, b_new = f.solve()
             du = u_new - u
             size = np.max(np.abs(du), initial=0.0)
@@ -316,7 +323,7 @@ class PIRLS:
                 u = u_new
                 beta = b_new if joint else beta
                 zu, eta, mu, sw, wr, pd = at(u, beta)
-                plan.compute(sw, (eta - off if joint else zu) + wr, out=A)
+                plan.compute(sw, (eta - off if joint else zu) + wr, out=A, sum_log_w=False)
                 logdet = f.update(theta).logdet_Lz
                 break
             s, moved = 1.0, False
@@ -332,7 +339,7 @@ class PIRLS:
                 s *= 0.5
             if not moved:  # no decrease possible: at the mode to rounding
                 converged = True
-                plan.compute(sw, (eta - off if joint else zu) + wr, out=A)
+                plan.compute(sw, (eta - off if joint else zu) + wr, out=A, sum_log_w=False)
                 logdet = f.update(theta).logdet_Lz
                 break
         return PirlsResult(u, beta, eta, mu, pd, logdet, it, converged)

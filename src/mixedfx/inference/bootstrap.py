@@ -24,6 +24,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from ..errors import DataError, MixedFXWarning
+from ..frame.checks import check_seed
 from .parameters import parameter_names, theta_to_sdcor
 from .simulate import check_nsim, simulate
 
@@ -134,6 +135,7 @@ def bootstrap(
     """
     model.require_fit()
     nsim = check_nsim(nsim)
+    seed = check_seed(seed)
     stat = statistics or default_statistics
     if not callable(stat):
         raise DataError(f"statistics must be a function of a fitted model, got {stat!r}")

@@ -18,6 +18,7 @@ import pandas as pd
 
 from .._lazy import stats
 from ..errors import DataError, ModelError
+from ..frame.checks import check_bool, check_int, check_seed
 from .bootstrap import bootstrap, percent_label
 from .parameters import parameter_names
 from .profile import Profiler
@@ -58,6 +59,11 @@ def confint(
     level = float(level)
     if not 0.0 < level < 1.0:
         raise DataError(f"level must be strictly between 0 and 1, got {level}")
+    nsim = check_int(nsim, "nsim", low=1)
+    seed = check_seed(seed)
+    n_jobs = check_int(n_jobs, "n_jobs", low=-1)
+    if progress is not None:
+        progress = check_bool(progress, "progress")
     names = parameter_names(model)
     if parm is None:
         chosen = names

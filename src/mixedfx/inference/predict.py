@@ -21,9 +21,16 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, FormulaError
-from ..frame.data import column_names_in, missing_column_error, to_pandas, unknown_names
+from ..frame.data import (
+    clean_column,
+    column_names_in,
+    missing_column_error,
+    missing_mask,
+    to_pandas,
+    unknown_names,
+)
 from ..frame.design import ColumnMaker, RandomEffectsTerm, level_names
-from ..frame.formula import parse_formula
+from ..frame.formula import parse_formula, quote_name
 from ..linalg.zmul import z_times
 
 __all__ = ["ALL", "linear_predictor", "select_terms"]
@@ -163,19 +170,20 @@ def linear_predictor(
         return eta
 
     new = to_pandas(newdata)
-    if not all(isinstance(c, str) for c in new.columns):
-        new = new.rename(columns=str)
     parsed = d.formula
     texts = [parsed.fixed, *parsed.offsets]
     for i in chosen:
         texts.append(d.terms[i].term.expr)
-        texts.extend(d.terms[i].factors)
+        texts.extend(quote_name(f) for f in d.terms[i].factors)
     if d.offset_name is not None:
-        texts.append(d.offset_name)
+        texts.append(quote_name(d.offset_name))
     missing = unknown_names(texts, new.columns)
     if missing:
         raise missing_column_error(missing[0], new.columns, what="newdata: variable")
     used = column_names_in(texts, new.columns)
+    dup = set(new.columns[new.columns.duplicated()])
+    if dup & set(used):
+        raise DataError(f"newdata has more than one column named {sorted(dup & set(used))[0]!r}")
     if d.offset is not None and d.offset_name is None and not parsed.offsets:
         raise DataError(
             "the model's offset was given as an array, which cannot be evaluated on new data: "
@@ -184,16 +192,18 @@ def linear_predictor(
         )
     n = len(new)
     na = np.zeros(n, dtype=bool)
-    for c in used:
-        na |= new[c].isna().to_numpy()
-    frame = new[used].reset_index(drop=True)
-    if na.any():
-        frame = frame.copy()
-        for c in used:  # placeholders for the missing rows (their prediction is NaN)
-            col = frame[c]
-            if col.isna().any():
-                fill = col.dropna().iloc[0] if col.notna().any() else 0
-                frame[c] = col.where(col.notna(), fill)
+    for c in used:  # rows with a missing value are predicted as NaN (R's na.pass)
+        miss = missing_mask(new[c])
+        if miss is not None:
+            na |= miss
+    out = np.full(n, np.nan)
+    rows = np.flatnonzero(~na)
+    if rows.size == 0:
+        return out
+    # the complete rows, in the types the fit's column makers read (as the model frame)
+    frame = pd.DataFrame(
+        {c: clean_column(c, new[c].iloc[rows]) for c in used}, index=pd.RangeIndex(rows.size)
+    )
     predictors = [parsed.fixed, *parsed.offsets] + [d.terms[i].term.expr for i in chosen]
     _check_categories(model, frame, column_names_in(predictors, frame.columns))
     X = d.fixed.maker.make(frame)
@@ -211,7 +221,7 @@ def linear_predictor(
         t = d.terms[i]
         levels = _group_levels(frame, t)
         idx = pd.Index(t.levels).get_indexer(levels)
-        unseen = (idx < 0) & ~na
+        unseen = idx < 0
         if unseen.any() and not allow_new_levels:
             bad = sorted({str(v) for v in levels[unseen]})
             shown = ", ".join(repr(b) for b in bad[:5]) + (", ..." if len(bad) > 5 else "")
@@ -224,5 +234,5 @@ def linear_predictor(
     if chosen:
         terms = [d.terms[i] for i in chosen]
         eta = eta + z_times(terms, [blocks[i] for i in chosen], Zts, refs)
-    eta[na] = np.nan
-    return eta
+    out[rows] = eta
+    return out

@@ -218,7 +218,9 @@ class Profiler:
         ``as.data.frame(profile(m))``), from ζ = −z to +z with z for ``level_max``."""
         level_max = check_level(level_max, "level_max")
         npoints = check_int(npoints, "npoints", low=1, high=1000)
-        names = self.names if which is None else check_names(which, "which", self.names)
+        names = (
+            self.names if which is None else check_names(which, "which", self.names, "parameter")
+        )
         z = float(stats.norm.ppf(0.5 + level_max / 2))
         rows = []
         for name in names:

@@ -16,9 +16,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..frame.checks import check_bool
 from ..linalg.zmul import z_times
 
 __all__ = ["check_nsim", "simulate"]
+
+
+MAX_VALUES = 500_000_000
+"""The most simulated values (rows x replicates, 4 GB of floats) one call makes."""
 
 
 def check_nsim(nsim: Any) -> int:
@@ -49,6 +54,12 @@ def simulate(engine: Any, nsim: int = 1, seed: Any = None, use_u: bool = False) 
     """
     engine.require_fit()
     nsim = check_nsim(nsim)
+    use_u = check_bool(use_u, "use_u")
+    if engine.n * nsim > MAX_VALUES:
+        raise DataError(
+            f"nsim = {nsim} replicates of {engine.n} rows would be {engine.n * nsim:,} values "
+            f"(more than {MAX_VALUES:,}): simulate fewer at a time"
+        )
     try:
         rng = np.random.default_rng(seed)
     except (TypeError, ValueError) as exc:

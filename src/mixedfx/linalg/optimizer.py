@@ -200,12 +200,13 @@ class Probe:
         lower: np.ndarray,
         f0: float | None = None,
         boundary_tol: float = 1e-5,
+        h: float = 1e-4,
     ) -> Probe:
         """Probe the coordinates not on their lower bound (within ``boundary_tol``), with
-        steps of 1e-4 kept inside the bounds."""
+        steps ``h`` kept inside the bounds."""
         free = ~((x - lower) < boundary_tol)
         idx = np.flatnonzero(free)
-        steps = np.minimum(1e-4, (x[idx] - lower[idx]) / 2.0)
+        steps = np.minimum(h, (x[idx] - lower[idx]) / 2.0)
         f0 = fun(x) if f0 is None else f0
         fp = np.empty(idx.size)
         fm = np.empty(idx.size)
@@ -219,16 +220,23 @@ class Probe:
     def gradient(self) -> np.ndarray:
         return (self.fp - self.fm) / (2.0 * self.steps)
 
-    def hessian(self, fun: Callable[[np.ndarray], float]) -> np.ndarray:
+    def hessian(self, fun: Callable[[np.ndarray], float], central: bool = False) -> np.ndarray:
         """The Hessian over the free coordinates: the diagonal from the probe, each
-        off-diagonal term by one more evaluation."""
+        off-diagonal term by one more evaluation (error O(h)), or with ``central`` by four
+        (error O(h²), what Newton's method needs to converge in a step or two)."""
         idx, steps, x = self.idx, self.steps, self.x
         H = np.diag((self.fp - 2.0 * self.f0 + self.fm) / steps**2)
         for a in range(idx.size):
             for b in range(a):
-                e = np.zeros(x.size)
-                e[idx[a]], e[idx[b]] = steps[a], steps[b]
-                cross = fun(x + e) - self.fp[a] - self.fp[b] + self.f0
+                ea = np.zeros(x.size)
+                eb = np.zeros(x.size)
+                ea[idx[a]], eb[idx[b]] = steps[a], steps[b]
+                if central:
+                    cross = (
+                        fun(x + ea + eb) - fun(x + ea - eb) - fun(x - ea + eb) + fun(x - ea - eb)
+                    ) / 4.0
+                else:
+                    cross = fun(x + ea + eb) - self.fp[a] - self.fp[b] + self.f0
                 H[a, b] = H[b, a] = cross / (steps[a] * steps[b])
         return H
 
@@ -238,38 +246,43 @@ def newton_polish(
     x: np.ndarray,
     fx: float,
     lower: np.ndarray,
-    xtol: float = 1e-10,
+    xtol: float = 1e-9,
     max_iter: int = 6,
+    last_step: float = 1e-8,
+    h: float = 1e-4,
 ) -> tuple[np.ndarray, float, Probe]:
     """Finish a derivative-free minimization with Newton steps on the free coordinates.
 
     BOBYQA stops when its trust region or the change of the criterion falls below its
     tolerances; on a flat criterion that leaves θ (and the criterion, by ~1e-9 relative) short
     of the minimum, by an amount that depends on the path, i.e. on rounding. From BOBYQA's x the
-    gradient g (central differences, step 1e-4 inside the bounds) over the coordinates not on
-    their lower bound and, once, the Hessian H are taken; steps −H⁻¹g (shortened to stay within
-    the bounds, halved until f does not increase beyond rounding) are taken until the step is
-    below ``xtol``·max(1, |x_i|). The iteration converges to the zero of the finite-difference
-    gradient, a smooth function of the data: the answer is then the same, to ~1e-10, for data
-    that differ only by their units. Costs 2m evaluations per gradient and m(m−1)/2 for H;
-    the last gradient's evaluations are returned (lme4's convergence check reuses them).
+    gradient g (central differences, step ``h`` = 1e-4 inside the bounds: error ~1e-8 from
+    rounding and from truncation alike) over the coordinates not on their lower bound and,
+    once, the Hessian H (central differences, O(h²)) are taken; steps −H⁻¹g (shortened to stay
+    within the bounds; halved until f decreases, unless the predicted decrease is below f's
+    rounding, where only the gradient can judge) are taken until the step is below
+    ``xtol``·max(1, |x_i|). The iteration converges to the zero of the finite-difference
+    gradient, a smooth function of the data: the answer is then the same for data
+    that differ only by their units (~1e-9). Costs 2m evaluations per gradient, 2m(m−1) for H; the
+    last gradient's evaluations are returned (lme4's convergence check reuses them).
     """
     x = np.asarray(x, dtype=float).copy()
-    probe = Probe.at(fun, x, lower, fx)
+    probe = Probe.at(fun, x, lower, fx, h=h)
     chol: np.ndarray | None = None
     free: np.ndarray | None = None
     for _ in range(max_iter):
         if probe.idx.size == 0:
             break
+        g = probe.gradient
         if chol is None or free is None or not np.array_equal(free, probe.idx):
             free = probe.idx
             try:
-                chol = np.linalg.cholesky(probe.hessian(fun))
+                chol = np.linalg.cholesky(probe.hessian(fun, central=True))
             except np.linalg.LinAlgError:
                 break
-        g = probe.gradient
         step = -np.linalg.solve(chol.T, np.linalg.solve(chol, g))
-        if np.all(np.abs(step) <= xtol * np.maximum(1.0, np.abs(x[free]))):
+        size = np.max(np.abs(step) / np.maximum(1.0, np.abs(x[free])))
+        if size <= xtol:
             break
         full = np.zeros(x.size)
         full[free] = step
@@ -277,6 +290,10 @@ def newton_polish(
         room = np.where(neg, (x - lower) / np.where(neg, -full, 1.0), np.inf)
         alpha = min(1.0, float(np.min(room, initial=np.inf)))
         noise = 8.0 * np.finfo(float).eps * max(abs(fx), 1.0)
+        # where the predicted decrease is below the criterion's rounding, f cannot judge the
+        # step: the gradient (differences over h, far above rounding) is trusted instead
+        if -0.5 * float(g @ step) < 100.0 * noise:
+            noise = np.inf
         moved = False
         for _ in range(6):
             cand = np.maximum(x + alpha * full, lower)
@@ -287,7 +304,11 @@ def newton_polish(
             alpha *= 0.5
         if not moved:
             break
-        probe = Probe.at(fun, x, lower, fx)
+        if size <= last_step:
+            # after a step this small the next would be below xtol: the gradient probed one
+            # step back (at most last_step away) serves lme4's convergence check
+            break
+        probe = Probe.at(fun, x, lower, fx, h=h)
     return x, fx, probe
 
 
@@ -311,7 +332,12 @@ def check_convergence(
     msgs: list[str] = []
     if x.size == 0:
         return msgs
-    if probe is None or not np.array_equal(probe.x, x):
+    near = probe is not None and np.max(np.abs(probe.x - x), initial=0.0) <= 1e-6
+    if (
+        probe is None
+        or not near
+        or np.any(((x - lower) < boundary_tol) != ((probe.x - lower) < boundary_tol))
+    ):
         probe = Probe.at(fun, x, lower, boundary_tol=boundary_tol)
     if probe.idx.size == 0:
         return msgs

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ..engines.base import Engine
-from ..errors import ModelError
+from ..errors import FormulaError, ModelError
+from ..frame import checks
 from ..frame.design import Design
 from ..frame.formula import parse_formula
 from ..frame.formula_update import update_formula
@@ -108,6 +109,16 @@ class MixedModel:
         unknown = set(options) - {"weights", "offset", "REML", *self._option_names}
         if unknown:
             raise ModelError(f"unknown argument(s): {', '.join(sorted(unknown))}")
+        if "REML" in options:
+            options["REML"] = checks.check_bool(options["REML"], "REML")
+        check_conv = checks.check_bool(check_conv, "check_conv")
+        if formula is not None and not isinstance(formula, str):
+            raise FormulaError(
+                f"formula must be a string such as '. ~ . + x', got {type(formula).__name__}"
+            )
+        if y is not None:
+            y = checks.check_vector(y, "y (the new response)", self.n)
+            checks.check_response_varies(y, "y (the new response)")
         call = self.call
         new_formula = update_formula(call.formula, formula) if formula else call.formula
         parse_formula(new_formula)
@@ -132,6 +143,10 @@ class MixedModel:
             new._init(call, None)
             new.data_name = new.data_name if data is not None else self.data_name
             return new.fit(start=start, check_conv=check_conv)
+        d = self.design
+        start = checks.check_start(
+            start, d.theta_lower().size, d.fixed.p, fixef=not self.engine.gaussian
+        )
         engine = self.engine.refit(y, start=start, check_conv=check_conv, REML=options.get("REML"))
         return self._from(call, engine, self.data_name)
 
@@ -446,6 +461,105 @@ class MixedModel:
 
     # ------------------------------------------------ what lme4 users reach for next
     # (R² and ICC, rePCA, tidy/glance, HTML display)
+    # The modules this section uses are bound here, as class attributes, so that the section
+    # stays self-contained.
+    from ..inference import r2 as _r2
+    from ..inference import repca as _repca
+    from ..report import html as _html
+    from ..report import tidy as _tidy
+
+    def r2(self, tolerance: float = 1e-5) -> Any:
+        """Nakagawa's marginal and conditional R², as ``performance::r2_nakagawa(m)``.
+
+        R²_m = σ²_f / (σ²_f + σ²_r + σ²_e) and R²_c = (σ²_f + σ²_r) / (σ²_f + σ²_r + σ²_e),
+        σ²_f the variance of Xβ̂, σ²_r the random effects' (slopes included), σ²_e the
+        distribution-specific variance (see :mod:`mixedfx.inference.r2`). Returns an object
+        with ``marginal``, ``conditional`` and ``variances``. ``tolerance``: below it a
+        variance parameter counts as zero (singular fit: conditional R² NaN)."""
+        return self._r2.r2_nakagawa(self.engine, tolerance)
+
+    def icc(self, tolerance: float = 1e-5) -> Any:
+        """Intraclass correlation, as ``performance::icc(m)``: ``adjusted`` σ²_r / (σ²_r +
+        σ²_e) and ``unadjusted`` σ²_r / (σ²_f + σ²_r + σ²_e)."""
+        return self._r2.icc(self.engine, tolerance)
+
+    def repca(self) -> Any:
+        """Principal components of each grouping factor's relative covariance factor Λ, as
+        lme4's ``rePCA(m)``: per factor ``sdev`` (singular values of Λ, in units of σ),
+        ``proportion``, ``cumulative`` and ``rotation``; ``.table`` for all at once."""
+        return self._repca.repca(self.engine)
+
+    def tidy(
+        self,
+        effects: str | list[str] | tuple[str, ...] = ("fixed", "ran_pars"),
+        conf_int: bool = False,
+        conf_level: float = 0.95,
+        conf_method: str = "Wald",
+        ddf: str = "satterthwaite",
+    ) -> pd.DataFrame:
+        """One row per parameter, as broom.mixed's ``tidy(m, effects, conf.int, conf.level)``:
+        ``effects`` "fixed", "ran_pars", "ran_vals" or a list of them; broom.mixed's columns
+        (``effect, group, level, term, estimate, std.error, statistic, df, p.value,
+        conf.low, conf.high``). See :func:`mixedfx.report.tidy.tidy`."""
+        return self._tidy.tidy(
+            self,
+            effects=effects,
+            conf_int=conf_int,
+            conf_level=conf_level,
+            conf_method=conf_method,
+            ddf=ddf,
+        )
+
+    def glance(self) -> pd.DataFrame:
+        """One row of fit statistics, as broom.mixed's ``glance(m)``: ``nobs, sigma, logLik,
+        AIC, BIC, REMLcrit`` (or ``deviance``) ``, df.residual``."""
+        return self._tidy.glance(self)
+
+    def _repr_html_(self) -> str:
+        """The summary as HTML tables, for notebooks."""
+        return self._html.model_html(self)
 
     # ------------------------------------------------ marginal means
     # (emmeans)
+    # The modules this section uses are bound here, as class attributes, so that the section
+    # stays self-contained.
+    from ..inference import emmeans as _emmeans
+    from ..report import emmeans as _emmeans_report
+
+    def emmeans(
+        self,
+        specs: Any,
+        ddf: str | None = None,
+        by: Any = None,
+        at: dict[str, Any] | None = None,
+        level: float = 0.95,
+        type: str = "link",
+    ) -> Any:
+        """Estimated marginal means over the reference grid, as R's ``emmeans``.
+
+        Factors at all their levels, numeric covariates at their means (``at`` overrides),
+        means of ``specs`` averaged over the other factors with equal weights; see
+        :mod:`mixedfx.inference.emmeans`. ``e.table`` holds the means, ``e.pairs()`` and
+        ``e.contrast()`` their contrasts.
+
+        Parameters
+        ----------
+        specs : str or list of str
+            ``"Machine"``, ``["A", "B"]``, ``"A * B"``, or ``"~ A | B"``.
+        ddf : {"kenward-roger", "satterthwaite", "asymptotic"}, optional
+            Linear mixed models; default Kenward–Roger (REML fits up to 3000 rows), else
+            Satterthwaite. Generalized models are asymptotic (z).
+        by : str or list of str, optional
+            Means and contrasts within each combination of these variables.
+        at : dict, optional
+            Covariate values (instead of means) or factor levels to use.
+        level : float, default 0.95
+            Confidence level.
+        type : {"link", "response"}
+            glmer: link scale (default) or back-transformed (delta method).
+        """
+        self.engine.require_fit()
+        result = self._emmeans.emmeans(
+            self.engine, specs, by=by, at=at, ddf=ddf, level=level, type=type
+        )
+        return self._emmeans_report.EmmeansResult(result)

@@ -3,12 +3,14 @@ engine (:mod:`mixedfx.engines.generalized`)."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..engines.generalized import GeneralizedEngine
-from ..errors import FormulaError, ModelError
+from ..errors import DataWarning, FormulaError, ModelError
+from ..frame.checks import check_bool, check_response_varies, check_start
 from ..frame.design import Design, build_design
 from ..frame.formula import parse_formula
 from ..frame.responses import CBIND, binomial_response
@@ -22,7 +24,16 @@ def _nagq(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         if not (isinstance(value, float) and value.is_integer()):
             raise ModelError(f"nAGQ must be a whole number (0, 1, or more nodes), got {value!r}")
+    if not 0 <= int(value) <= MAX_NAGQ:
+        raise ModelError(
+            f"nAGQ must be 0 (PIRLS only), 1 (Laplace) or a number of quadrature nodes up to "
+            f"{MAX_NAGQ} (as lme4), got {int(value)}"
+        )
     return int(value)
+
+
+MAX_NAGQ = 100
+"""The most quadrature nodes lme4's ``GHrule`` offers."""
 
 
 class GeneralizedLinearMixedModel(MixedModel):
@@ -77,7 +88,7 @@ class GeneralizedLinearMixedModel(MixedModel):
             raise FormulaError(
                 f"cbind() responses are for the binomial family, not {fam.name}: {call.formula!r}"
             )
-        return build_design(
+        design = build_design(
             parsed,
             call.data,
             call.weights,
@@ -85,11 +96,43 @@ class GeneralizedLinearMixedModel(MixedModel):
             check_nobs_vs_nre=False,
             response_maker=maker,
         )
+        y = design.y
+        if maker is not None and y.ndim == 1 and design.weights is None:
+            frac = (y > 0) & (y < 1)
+            if frac.any():
+                i = int(np.flatnonzero(frac)[0])
+                warnings.warn(
+                    f"non-integer #successes in a binomial glm (lme4's warning): response "
+                    f"{design.response_name!r} has proportions (row {i + 1}: {y[i]:g}) but no "
+                    "weights, so each row counts as one trial; give the number of trials as "
+                    "weights, or cbind(successes, failures)",
+                    DataWarning,
+                    stacklevel=4,
+                )
+        return design
 
     @classmethod
     def _make_engine(cls, design: Design, call: Call) -> GeneralizedEngine:
         opts = dict(call.options)
         return GeneralizedEngine(design, get_family(opts["family"]), _nagq(opts["nAGQ"]))
+
+    def fit(self, start: Any = None, *, check_conv: bool = True) -> GeneralizedLinearMixedModel:
+        """Fit the model: ``start`` is θ, or ``{"theta": θ, "fixef": β}`` (with fixef, stage
+        1 is skipped); returns ``self``.
+
+        Raises
+        ------
+        DataError
+            ``start`` of the wrong length or with a missing value, ``check_conv`` not a bool.
+        ModelError
+            A constant response (lme4: "Response is constant").
+        """
+        d = self.design
+        start = check_start(start, d.theta_lower().size, d.fixed.p, fixef=True)
+        check_conv = check_bool(check_conv, "check_conv")
+        check_response_varies(self.engine.y, d.response_name)
+        super().fit(start=start, check_conv=check_conv)
+        return self
 
     @property
     def family(self) -> Family:

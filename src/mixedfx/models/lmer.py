@@ -8,6 +8,7 @@ import numpy as np
 
 from ..engines.linear import LinearEngine
 from ..errors import ModelError
+from ..frame.checks import check_bool, check_response_varies, check_start
 from ..frame.design import Design, build_design
 from .base import Call, MixedModel
 
@@ -61,6 +62,24 @@ class LinearMixedModel(MixedModel):
     @classmethod
     def _make_engine(cls, design: Design, call: Call) -> LinearEngine:
         return LinearEngine(design, REML=dict(call.options)["REML"])
+
+    def fit(self, start: Any = None, *, check_conv: bool = True) -> LinearMixedModel:
+        """Fit the model: ``start`` is θ in lme4's order (or ``{"theta": θ}``); returns
+        ``self``. Warns when the fit is singular or a convergence check fails.
+
+        Raises
+        ------
+        DataError
+            ``start`` of the wrong length or with a missing value, ``check_conv`` not a bool.
+        ModelError
+            A constant response (lme4: "Response is constant").
+        """
+        d = self.design
+        start = check_start(start, d.theta_lower().size, d.fixed.p, fixef=False)
+        check_conv = check_bool(check_conv, "check_conv")
+        check_response_varies(self.engine.y, d.response_name)
+        super().fit(start=start, check_conv=check_conv)
+        return self
 
     @property
     def REML(self) -> bool:
@@ -124,8 +143,8 @@ def lmer(
         REML (default) or maximum likelihood.
     weights, offset : column name or array, optional
         Prior weights and offset.
-    start : array, optional
-        Starting θ.
+    start : array or dict, optional
+        Starting θ (lme4's order), or ``{"theta": θ}``.
     check_conv : bool, default True
         Run lme4's convergence checks at the optimum.
 

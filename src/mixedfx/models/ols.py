@@ -14,6 +14,7 @@ earlier columns is not estimable; it is reported, with a warning, in ``dropped``
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,15 @@ import pandas as pd
 import scipy.linalg as sla
 
 from .._lazy import stats
-from ..errors import DataError, FormulaError, ModelError
-from ..frame.data import missing_column_error, to_pandas
+from ..errors import DataError, DataWarning, FormulaError, ModelError
+from ..frame.checks import check_level
+from ..frame.data import (
+    clean_column,
+    column_names_in,
+    missing_column_error,
+    missing_mask,
+    to_pandas,
+)
 from ..frame.design import ColumnMaker, Design, build_design
 from ..report.format import (
     decimals_for,
@@ -175,6 +183,7 @@ class OLSModel:
 
     def confint(self, level: float = 0.95) -> pd.DataFrame:
         """t intervals β̂ ± t_{n−p, (1+level)/2} se, as R's ``confint.lm``."""
+        level = check_level(level)
         q = stats.t.ppf(0.5 + level / 2.0, self.df_resid)
         lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
         return pd.DataFrame(
@@ -262,15 +271,25 @@ class OLSModel:
                 f"this fit ({self.formula!r}) was made from a model matrix built by mixedfx; "
                 "to predict for new data fit it with mixedfx.ols and a formula"
             )
-        frame = to_pandas(newdata)
-        needed = [
-            c
-            for c in self.design.frame.frame.columns
-            if not c.startswith("(") and c != self.design.response_name
-        ]
+        new = to_pandas(newdata)
+        texts = [self.design.formula.fixed, *self.design.formula.offsets]
+        needed = column_names_in(texts, self.design.frame.frame.columns)
         for c in needed:
-            if c not in frame.columns:
-                raise missing_column_error(c, frame.columns, what="predictor")
+            if c not in new.columns:
+                raise missing_column_error(c, new.columns, what="predictor")
+        na = np.zeros(len(new), dtype=bool)
+        for c in needed:  # rows with a missing predictor are predicted as NaN (R's na.pass)
+            miss = missing_mask(new[c])
+            if miss is not None:
+                na |= miss
+        out = np.full(len(new), np.nan)
+        rows = np.flatnonzero(~na)
+        if rows.size == 0:
+            return out
+        frame = pd.DataFrame(
+            {c: clean_column(c, new[c].iloc[rows]) for c in needed},
+            index=pd.RangeIndex(rows.size),
+        )
         X = self.design.fixed.maker.make(frame)
         if X.shape[1] != self.p:
             raise DataError(
@@ -280,7 +299,8 @@ class OLSModel:
         for expr in self.design.formula.offsets:
             _, off = ColumnMaker.build("0 + " + expr, frame, "offset")
             eta = eta + off[:, 0]
-        return eta
+        out[rows] = eta
+        return out
 
     # --------------------------------------------------------- comparisons
     def anova(self, *others: OLSModel) -> OLSAnova:
@@ -446,4 +466,13 @@ def ols(formula: str, data: Any, weights: Any = None, offset: Any = None) -> OLS
         )
     if design.fixed.p == 0:
         raise FormulaError(f"no fixed-effects columns in {formula!r}")
-    return OLSModel(formula, design)
+    model = OLSModel(formula, design)
+    f = model.fitted
+    if model.rss / model.df_resid < (np.mean(f) ** 2 + np.var(f)) * 1e-30:
+        warnings.warn(
+            f"essentially perfect fit of {design.response_name!r} (R's warning): the residuals "
+            "are zero to rounding, so the standard errors and tests are not reliable",
+            DataWarning,
+            stacklevel=2,
+        )
+    return model

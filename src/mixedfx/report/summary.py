@@ -102,7 +102,9 @@ def _fixef_corr_text(model: Any) -> str:
 class LmerSummary:
     """lme4's ``summary(lmer(...))``, printable; tables as attributes."""
 
-    def __init__(self, model: Any, ddf: str = "satterthwaite"):
+    def __init__(
+        self, model: Any, ddf: str = "satterthwaite", scaled_residuals: Any = None
+    ):
         self.model = model
         self.ddf = ddf
         if ddf == "satterthwaite":
@@ -113,6 +115,9 @@ class LmerSummary:
             coef = model.coefficients[["estimate", "std_error", "statistic"]]
         self.coefficients: pd.DataFrame = coef
         self.varcorr: pd.DataFrame = model.varcorr
+        if scaled_residuals is not None:  # computed elsewhere (rows on Dask)
+            self.scaled_residuals = np.asarray(scaled_residuals, dtype=float)
+            return
         r = model.residuals
         if model.design.weights is not None:
             r = r * np.sqrt(model.design.weights)
@@ -184,10 +189,13 @@ class LmerSummary:
 class GlmerSummary:
     """lme4's ``summary(glmer(...))``, printable; tables as attributes."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, scaled_residuals: Any = None):
         self.model = model
         self.coefficients: pd.DataFrame = model.coefficients
         self.varcorr: pd.DataFrame = model.varcorr
+        if scaled_residuals is not None:  # computed elsewhere (rows on Dask)
+            self.scaled_residuals = np.asarray(scaled_residuals, dtype=float)
+            return
         r = model.resid("pearson") / model.sigma
         self.scaled_residuals = np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0])
 

@@ -29,6 +29,7 @@ import pandas as pd
 
 from .._lazy import stats
 from ..errors import ModelError, RankDeficiencyWarning
+from ..frame.checks import check_choice, check_level
 from ..frame.design import Design, FixedEffects, drop_rank_deficient
 from ..models.lmer import LinearMixedModel
 from ..models.ols import OLSModel
@@ -43,6 +44,9 @@ __all__ = [
     "nuisance_columns",
 ]
 
+DDF_CHOICES = ("satterthwaite", "between-within", "normal")
+"""The mixed model's denominator df methods (see :func:`mixed_inference`)."""
+
 APPROACHES = {
     "ols": "ignore the batch (OLS)",
     "nuisance": "nuisance regression (batch as fixed covariates)",
@@ -51,6 +55,19 @@ APPROACHES = {
 
 
 # ----------------------------------------------------------------- batch indicators
+MAX_NUISANCE_BYTES = 2 * 2**30
+"""The largest matrix of batch indicators nuisance regression builds (2 GiB)."""
+
+
+def _bytes(size: float) -> str:
+    """A size in bytes in binary units: ``14.6 TiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"  # pragma: no cover
+
+
 def _batches(design: Design) -> list[tuple[str, np.ndarray, list[str]]]:
     """Distinct grouping factors of the random-effects terms: (name, codes, levels)."""
     seen: dict[str, tuple[str, np.ndarray, list[str]]] = {}
@@ -97,6 +114,14 @@ def nuisance_columns(design: Design) -> tuple[np.ndarray, list[str], dict[str, s
         j = names0.index("(Intercept)")
         cols.append(X0[:, j : j + 1])
         names.append("(Intercept)")
+    ncols = len(names0) + sum(len(lev) for _, _, lev in _batches(design))
+    if n * ncols * 8 > MAX_NUISANCE_BYTES:
+        sizes = ", ".join(f"{g}: {len(lev)} levels" for g, _, lev in _batches(design))
+        raise ModelError(
+            f"nuisance regression needs a {n} x {ncols} matrix of batch indicators "
+            f"({_bytes(n * ncols * 8)}; {sizes}): too large to fit. The mixed model "
+            "needs no indicators: leave 'nuisance' out (power(methods=('ols', 'mixed')))"
+        )
     first = not has_int
     for group, refs, levels in _batches(design):
         start = 0 if first else 1
@@ -344,6 +369,9 @@ def compare_controls(
     Nuisance regression adds indicators for the levels of each grouping factor, not per-batch
     slopes: under ``(x | g)`` it removes batch differences in level only.
     """
+    level = check_level(level)
+    if ddf is not None:
+        ddf = check_choice(ddf, "ddf", DDF_CHOICES)
     mixed = LinearMixedModel(formula, data, REML=REML, weights=weights, offset=offset).fit()
     design = mixed.design
     fixed_text = _fixed_text(design)

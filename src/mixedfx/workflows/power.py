@@ -21,7 +21,6 @@ results do not depend on ``n_jobs``.
 from __future__ import annotations
 
 import itertools
-import math
 import multiprocessing as mp
 import os
 import sys
@@ -36,6 +35,14 @@ from threadpoolctl import threadpool_limits
 
 from .._lazy import stats
 from ..errors import ConvergenceWarning, DataError, FormulaError, RankDeficiencyWarning
+from ..frame.checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_names,
+    check_number,
+    check_seed,
+)
 from ..frame.data import to_pandas
 from ..frame.design import Design
 from ..frame.formula import parse_formula
@@ -43,7 +50,7 @@ from ..linalg.zmul import z_times
 from ..models.lmer import LinearMixedModel
 from ..models.ols import QRLeastSquares
 from ..report.plots import plot_power
-from .compare import mixed_inference, nuisance_columns
+from .compare import DDF_CHOICES, mixed_inference, nuisance_columns
 
 __all__ = ["PowerResult", "clopper_pearson", "design_frame", "power", "simulate_response"]
 
@@ -102,6 +109,11 @@ def design_frame(formula: str, design: Mapping[str, Any] | Any) -> pd.DataFrame:
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
             raise DataError(f"design entry {key!r} must be a positive integer, got {v!r}")
     G, m = int(G), int(m)
+    if G * m > MAX_DESIGN_ROWS:
+        raise DataError(
+            f"the design has {G} x {m} = {G * m:,} rows, more than {MAX_DESIGN_ROWS:,}: "
+            "simulate a smaller study"
+        )
     if G < 2:
         raise DataError(f"design entry {g!r} must be at least 2 (a random effect needs 2 levels)")
     width = len(str(G))
@@ -122,7 +134,13 @@ def design_frame(formula: str, design: Mapping[str, Any] | Any) -> pd.DataFrame:
                     f"{m} values"
                 )
         else:
-            vals = np.asarray(spec, dtype=float).reshape(-1)
+            try:
+                vals = np.asarray(spec, dtype=float).reshape(-1)
+            except (TypeError, ValueError):
+                raise DataError(
+                    f"design entry {key!r}: {spec!r} is not 'between', 'within' or a sequence "
+                    f"of {m} numbers"
+                ) from None
             if vals.shape[0] != m:
                 raise DataError(
                     f"design entry {key!r} has {vals.shape[0]} values; give one per row of a "
@@ -150,9 +168,8 @@ def _parameters(
         raise DataError(
             f"fixef has no value for {missing[0]!r}; give every fixed effect: {', '.join(names)}"
         )
-    beta = np.array([float(fixef[nm]) for nm in names])
-    if not (isinstance(sigma, (int, float, np.floating)) and math.isfinite(sigma) and sigma > 0):
-        raise DataError(f"sigma (the residual standard deviation) must be positive, got {sigma!r}")
+    beta = np.array([check_number(fixef[nm], f"fixef[{nm!r}]") for nm in names])
+    sigma = check_number(sigma, "sigma (the residual standard deviation)", 0.0, open_low=True)
     vc_names = [t.vc_name for t in d.terms]
     unknown = [k for k in varcorr if k not in vc_names]
     if unknown:
@@ -167,7 +184,13 @@ def _parameters(
                 f"varcorr has no variance for {t.vc_name!r}: give its variance (or its "
                 f"{t.k} x {t.k} covariance matrix of {', '.join(t.columns)})"
             )
-        S = np.atleast_2d(np.asarray(varcorr[t.vc_name], dtype=float))
+        try:
+            S = np.atleast_2d(np.asarray(varcorr[t.vc_name], dtype=float))
+        except (TypeError, ValueError):
+            raise DataError(
+                f"varcorr[{t.vc_name!r}] must be a variance or a covariance matrix of numbers, "
+                f"got {varcorr[t.vc_name]!r}"
+            ) from None
         if S.shape != (t.k, t.k):
             raise DataError(
                 f"varcorr[{t.vc_name!r}] must be a {t.k} x {t.k} covariance matrix of "
@@ -202,6 +225,13 @@ def simulate_response(
 
 
 # ------------------------------------------------------------------ the work
+MAX_BLOCK_VALUES = 50_000_000
+"""Simulated responses (rows x replicates) held at once by a worker (400 MB)."""
+
+MAX_DESIGN_ROWS = 100_000_000
+"""The most rows a design described by a dict may have."""
+
+
 class _Job:
     """Everything one worker needs; built in each process from picklable arguments."""
 
@@ -228,7 +258,23 @@ class _Job:
             self.ls["nuisance"] = (QRLeastSquares(Xn, sqrtw), names)
 
     def run(self, seeds: list[np.random.SeedSequence], tick: Any = None) -> dict[str, Any]:
-        """Estimates, SEs, p-values (arrays (nrep, nterms)) per method, singular-fit flags."""
+        """Estimates, SEs, p-values (arrays (nrep, nterms)) per method, singular-fit flags;
+        the replicates' responses are held MAX_BLOCK_VALUES numbers at a time."""
+        block = max(1, MAX_BLOCK_VALUES // max(self.design.n, 1))
+        if len(seeds) <= block:
+            return self._run_block(seeds, tick)
+        parts = [self._run_block(seeds[i : i + block], tick) for i in range(0, len(seeds), block)]
+        out: dict[str, Any] = {}
+        for key in parts[0]:
+            if key == "df_method":
+                out[key] = next((p[key] for p in parts if p[key] is not None), None)
+            elif key == "singular":
+                out[key] = np.concatenate([p[key] for p in parts])
+            else:
+                out[key] = np.concatenate([p[key] for p in parts], axis=1)
+        return out
+
+    def _run_block(self, seeds: list[np.random.SeedSequence], tick: Any = None) -> dict[str, Any]:
         d = self.design
         R, T = len(seeds), len(self.terms)
         Y = np.empty((d.n, R))
@@ -435,18 +481,21 @@ def power(
     -------
     PowerResult
     """
-    methods = tuple(methods)
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise DataError(
-            f"unknown method {bad[0] if bad else ''!r}; choose from {', '.join(METHODS)}"
-        )
-    if not isinstance(nsim, (int, np.integer)) or nsim < 1:
-        raise DataError(f"nsim must be a positive integer, got {nsim!r}")
-    if not 0.0 < alpha < 1.0:
-        raise DataError(f"alpha must be between 0 and 1, got {alpha!r}")
-    if ddf not in (None, "satterthwaite", "between-within", "normal"):
-        raise DataError(f"ddf must be 'satterthwaite', 'between-within' or 'normal', got {ddf!r}")
+    methods = tuple(check_names(methods, "methods", METHODS, "method"))
+    nsim = check_int(nsim, "nsim", low=1)
+    seed = check_seed(seed)
+    alpha = check_number(alpha, "alpha", 0.0, 1.0, open_low=True, open_high=True)
+    if ddf is not None:
+        ddf = check_choice(ddf, "ddf", DDF_CHOICES)
+    REML = check_bool(REML, "REML")
+    n_jobs = check_int(n_jobs, "n_jobs", low=-1)
+    if n_jobs == 0:
+        raise DataError("n_jobs must be a positive number of processes or -1 (one per CPU)")
+    if progress is not None:
+        progress = check_bool(progress, "progress")
+    for arg, value in (("fixef", fixef), ("varcorr", varcorr)):
+        if not isinstance(value, Mapping):
+            raise DataError(f"{arg} must be a dict by name, got {type(value).__name__}")
     parsed = parse_formula(formula)
     if not parsed.random:
         raise FormulaError(
@@ -457,10 +506,7 @@ def power(
     names = probe.design.fixed.names
     if terms is None:
         terms = [t for t in names if t != "(Intercept)"] or list(names)
-    terms = list(terms)
-    for t in terms:
-        if t not in names:
-            raise DataError(f"term {t!r} is not a fixed effect of the model ({', '.join(names)})")
+    terms = check_names(terms, "terms", names, "term")
     probe.terms = terms
     seeds = np.random.SeedSequence(seed).spawn(int(nsim))
     if n_jobs == -1:
