@@ -187,8 +187,14 @@ class Engine(ABC):
 
     @property
     def npar(self) -> int:
-        """β, θ, and σ where it is estimated."""
-        return self.p + self.design.theta_lower().size + int(self.has_dispersion)
+        """β, θ, σ where it is estimated, and the family's own parameters as lme4 counts
+        them (the negative binomial's θ)."""
+        return (
+            self.p
+            + self.design.theta_lower().size
+            + int(self.has_dispersion)
+            + self.family.extra_npar
+        )
 
     @property
     def is_singular(self) -> bool:

@@ -156,6 +156,10 @@ class Family:
     """The family's number in the compiled kernel :func:`mixedfx.linalg.kernels.glm_working`
     (built-in families only: see :func:`kernel_codes`)."""
 
+    extra_npar = 0
+    """Parameters of the family counted by lme4 (``npar.merMod``): 1 for the negative
+    binomial's θ, fixed or estimated."""
+
     def __init__(self, link: str | Link | None = None):
         link = link if link is not None else self.default_link
         name = link.name if isinstance(link, Link) else str(link)
@@ -168,6 +172,10 @@ class Family:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(link={self.link.name!r})"
+
+    def with_link(self, link: str | Link) -> Family:
+        """The same family with another link."""
+        return type(self)(link)
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and other.link == self.link  # type: ignore[attr-defined]
@@ -466,6 +474,11 @@ class NegativeBinomial(Family):
     links = ("log", "identity", "sqrt")
     default_link = "log"
 
+    extra_npar = 1
+
+    def with_link(self, link: str | Link) -> NegativeBinomial:
+        return type(self)(self.theta, link)
+
     def __init__(self, theta: float, link: str | Link | None = None):
         try:
             th = float(theta)
@@ -676,7 +689,7 @@ def get_family(family: str | Family | type[Family], link: str | None = None) -> 
     (only with a name or class)."""
     if isinstance(family, Family):
         if link is not None and link != family.link.name:
-            return type(family)(link)
+            return family.with_link(link)
         return family
     if isinstance(family, type) and issubclass(family, Family):
         return family(link)

@@ -300,7 +300,7 @@ class PIRLS:
         converged = False
         logdet = np.inf
         it = 0
-        for it in range(1, self.maxit + 1):  # noqa: B007 - the count is reported
+        for it in range(1, self.maxit + 1):
             # working response: what ZΛu (and Xβ) should explain, the offset taken off
             ywork = (eta - off if joint else zu) + wr
             plan.compute(sw, ywork, out=A, sum_log_w=False)

@@ -50,36 +50,9 @@ from ..glm.families import NegativeBinomial, Poisson
 from .base import Call
 from .glmer import GeneralizedLinearMixedModel
 
-__all__ = ["NegativeBinomialEngine", "NegativeBinomialMixedModel", "ThetaSearch", "glmer_nb"]
+__all__ = ["NegativeBinomialMixedModel", "ThetaSearch", "glmer_nb"]
 
 optimize = LazyModule("scipy.optimize")
-
-
-class NegativeBinomialEngine(GeneralizedEngine):
-    """The generalized engine for a negative binomial family: the same fit, with the shape
-    θ_nb counted among the model's parameters (lme4's ``npar.merMod`` adds 1 for a
-    "Negative Binomial" family), so that AIC, BIC, df.resid and likelihood-ratio tests agree
-    with lme4. Copies (:meth:`derive`) keep the family, hence θ_nb."""
-
-    @property
-    def npar(self) -> int:
-        return super().npar + 1
-
-    def derive(
-        self,
-        *,
-        y: np.ndarray | None = None,
-        design: Design | None = None,
-        REML: bool | None = None,
-    ) -> NegativeBinomialEngine:
-        if REML:
-            raise ModelError(
-                "REML is not defined for generalized linear mixed models: glmer fits maximize "
-                "the (Laplace or quadrature) likelihood"
-            )
-        d = self.design if design is None else design
-        yy = y if y is not None else (self.y if d is self.design else None)
-        return NegativeBinomialEngine(d, self.family, self.nAGQ, y=yy)
 
 
 @dataclass
@@ -108,7 +81,7 @@ class NegativeBinomialMixedModel(GeneralizedLinearMixedModel):
     """
 
     _option_names: ClassVar[tuple[str, ...]] = ("family", "nAGQ")
-    engine: NegativeBinomialEngine
+    engine: GeneralizedEngine
     theta_search: ThetaSearch | None = None
     """The search for θ̂_nb (None for a copy)."""
 
@@ -128,7 +101,7 @@ class NegativeBinomialMixedModel(GeneralizedLinearMixedModel):
         super().__init__(formula, data, family, weights, offset, nAGQ, design=design)
 
     @classmethod
-    def _make_engine(cls, design: Design, call: Call) -> NegativeBinomialEngine:
+    def _make_engine(cls, design: Design, call: Call) -> GeneralizedEngine:
         opts = dict(call.options)
         family = opts["family"]
         if not isinstance(family, NegativeBinomial):
@@ -136,7 +109,7 @@ class NegativeBinomialMixedModel(GeneralizedLinearMixedModel):
                 f"a negative binomial model keeps its family; got family={family!r}: use "
                 "mixedfx.glmer for another family"
             )
-        return NegativeBinomialEngine(design, family, _nagq(opts["nAGQ"]))
+        return GeneralizedEngine(design, family, _nagq(opts["nAGQ"]))
 
     @property
     def nb_theta(self) -> float:
@@ -309,12 +282,12 @@ def glmer_nb(
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise ModelError(f"interval must be two increasing finite numbers, got {interval!r}")
 
-    def engine_at(theta_nb: float) -> NegativeBinomialEngine:
-        return NegativeBinomialEngine(design, NegativeBinomial(theta_nb, link), nagq)
+    def engine_at(theta_nb: float) -> GeneralizedEngine:
+        return GeneralizedEngine(design, NegativeBinomial(theta_nb, link), nagq)
 
     # 2.-3. the profiled deviance, each fit started from the last one's θ
     evals: list[tuple[float, float]] = []
-    fits: dict[float, NegativeBinomialEngine] = {}
+    fits: dict[float, GeneralizedEngine] = {}
     last: dict[str, Any] = {"start": start}
 
     def deviance(t: float) -> float:
