@@ -33,7 +33,7 @@ from ..frame.checks import check_choice, check_level
 from ..frame.design import Design, FixedEffects, drop_rank_deficient
 from ..models.lmer import LinearMixedModel
 from ..models.ols import OLSModel
-from ..report.format import format_pvalue
+from ..report.batches import comparison_text
 from ..report.plots import plot_comparison
 
 __all__ = [
@@ -269,60 +269,7 @@ class ControlComparison:
         self.labels = APPROACHES
 
     def __str__(self) -> str:
-        t = self.table
-        lines = [
-            f"Controlling for batches: {self.formula}",
-            "  ols      = " + APPROACHES["ols"] + f": {self.fits['ols'].formula}",
-            "  nuisance = " + APPROACHES["nuisance"] + f": {self.fits['nuisance'].formula}",
-            "  mixed    = " + APPROACHES["mixed"] + f"; df: {self.mixed_df_method}",
-            "",
-        ]
-        pct = f"{100 * self.level:g}%"
-        header = [
-            "term",
-            "approach",
-            "Estimate",
-            "Std. Error",
-            "df",
-            "t value",
-            "Pr(>|t|)",
-            f"{pct} CI",
-            "note",
-        ]
-        rows = []
-        for _, r in t.iterrows():
-            if np.isfinite(r["estimate"]):
-                rows.append(
-                    [
-                        r["term"],
-                        r["approach"],
-                        f"{r['estimate']:.4g}",
-                        f"{r['std_error']:.4g}",
-                        "Inf" if math.isinf(r["df"]) else f"{r['df']:.4g}",
-                        f"{r['statistic']:.3f}",
-                        format_pvalue(r["p_value"]),
-                        f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]",
-                        r["note"],
-                    ]
-                )
-            else:
-                rows.append([r["term"], r["approach"], "NA", "NA", "NA", "NA", "NA", "", r["note"]])
-        widths = [max(len(header[c]), *(len(row[c]) for row in rows)) for c in range(len(header))]
-
-        def fmt(row: list[str]) -> str:
-            cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
-            cells += [row[c].rjust(widths[c]) for c in range(2, 8)]
-            cells.append(row[8])
-            return "  ".join(cells).rstrip()
-
-        lines.append(fmt(header))
-        prev = None
-        for row in rows:
-            if prev is not None and row[0] != prev:
-                lines.append("")
-            lines.append(fmt(row))
-            prev = row[0]
-        return "\n".join(lines)
+        return comparison_text(self)
 
     __repr__ = __str__
 

@@ -49,6 +49,7 @@ from ..frame.formula import parse_formula
 from ..linalg.zmul import z_times
 from ..models.lmer import LinearMixedModel
 from ..models.ols import QRLeastSquares
+from ..report.batches import power_text
 from ..report.plots import plot_power
 from .compare import DDF_CHOICES, mixed_inference, nuisance_columns
 
@@ -353,54 +354,7 @@ class PowerResult:
         self.n_singular = n_singular
 
     def __str__(self) -> str:
-        t = self.table
-        lines = [
-            f"Power by simulation: {self.formula}",
-            f"nsim = {self.nsim}, alpha = {self.alpha:g}, seed = {self.seed}; "
-            f"mixed-model df: {self.mixed_df_method}"
-            + (f"; singular mixed fits: {self.n_singular}" if self.n_singular else ""),
-            "rejection rate = power where the true value is not 0, the false-positive rate "
-            "where it is 0; MC interval: Clopper-Pearson 95%",
-            "",
-        ]
-        header = [
-            "term",
-            "method",
-            "true",
-            "rejection rate",
-            "MC 95% interval",
-            "mean estimate",
-            "sd estimate",
-            "mean SE",
-            "note",
-        ]
-        rows = []
-        for _, r in t.iterrows():
-            ok = r["n_valid"] > 0
-            rows.append(
-                [
-                    r["term"],
-                    r["method"],
-                    f"{r['true_value']:.4g}",
-                    f"{r['rejection_rate']:.3f}" if ok else "NA",
-                    f"[{r['mc_low']:.3f}, {r['mc_high']:.3f}]" if ok else "",
-                    f"{r['mean_estimate']:.4g}" if ok else "NA",
-                    f"{r['sd_estimate']:.4g}" if ok else "NA",
-                    f"{r['mean_se']:.4g}" if ok else "NA",
-                    r["note"],
-                ]
-            )
-        widths = [max(len(header[c]), *(len(row[c]) for row in rows)) for c in range(len(header))]
-
-        def fmt(row: list[str]) -> str:
-            cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
-            cells += [row[c].rjust(widths[c]) for c in range(2, 8)]
-            cells.append(row[8])
-            return "  ".join(cells).rstrip()
-
-        lines.append(fmt(header))
-        lines += [fmt(row) for row in rows]
-        return "\n".join(lines)
+        return power_text(self)
 
     __repr__ = __str__
 
