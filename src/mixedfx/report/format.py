@@ -17,6 +17,8 @@ __all__ = [
     "format_coef_table",
     "format_pvalue",
     "format_table",
+    "header_lines",
+    "quantile_lines",
     "signif_stars",
 ]
 
@@ -132,3 +134,20 @@ def format_coef_table(coef: pd.DataFrame, stat_name: str = "t value") -> str:
     if pcol:
         text += "\n---\n" + SIGNIF_LEGEND
     return text
+
+
+def quantile_lines(q: np.ndarray) -> list[str]:
+    """The five-number summary of residuals as R prints it: a header line (Min 1Q Median 3Q
+    Max) and a line of values with a common number of decimals."""
+    heads = ["Min", "1Q", "Median", "3Q", "Max"]
+    dq = decimals_for(q, 4)
+    strs = [f"{v:.{dq}f}" for v in q]
+    w = max(*map(len, heads), *map(len, strs)) + 1
+    return ["".join(h.rjust(w) for h in heads), "".join(s.rjust(w) for s in strs)]
+
+
+def header_lines(heads: list[str], values: list[str]) -> list[str]:
+    """A row of labels over a row of values, right-aligned to a common width (lme4's
+    AIC/BIC/logLik/deviance/df.resid block)."""
+    w = max(*map(len, heads), *map(len, values)) + 1
+    return ["".join(h.rjust(w) for h in heads), "".join(s.rjust(w) for s in values)]

@@ -9,9 +9,22 @@ import numpy as np
 import pandas as pd
 
 from . import html
-from .format import abbreviate, decimals_for, fmt_num, format_coef_table
+from .format import (
+    abbreviate,
+    decimals_for,
+    fmt_num,
+    format_coef_table,
+    header_lines,
+    quantile_lines,
+)
 
 __all__ = ["GlmerSummary", "LmerSummary", "model_summary", "varcorr_text"]
+
+
+def fit_statistics_lines(m: Any) -> list[str]:
+    """lme4's AIC, BIC, logLik, deviance and df.resid block."""
+    strs = [f"{v:.1f}" for v in (m.aic, m.bic, m.loglik, m.deviance)] + [str(int(m.df_resid))]
+    return header_lines(["AIC", "BIC", "logLik", "deviance", "df.resid"], strs)
 
 
 def model_summary(model: Any, ddf: str = "satterthwaite") -> Any:
@@ -102,9 +115,7 @@ def _fixef_corr_text(model: Any) -> str:
 class LmerSummary:
     """lme4's ``summary(lmer(...))``, printable; tables as attributes."""
 
-    def __init__(
-        self, model: Any, ddf: str = "satterthwaite", scaled_residuals: Any = None
-    ):
+    def __init__(self, model: Any, ddf: str = "satterthwaite", scaled_residuals: Any = None):
         self.model = model
         self.ddf = ddf
         if ddf == "satterthwaite":
@@ -143,20 +154,10 @@ class LmerSummary:
         if m.REML:
             lines.append(f"REML criterion at convergence: {m.objective:.1f}")
         else:
-            vals = [m.aic, m.bic, m.loglik, m.deviance, m.df_resid]
-            heads = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
-            strs = [f"{v:.1f}" for v in vals[:4]] + [str(int(vals[4]))]
-            w = [max(*map(len, heads), *map(len, strs)) + 1] * 5
-            lines.append("".join(h.rjust(wi) for h, wi in zip(heads, w, strict=True)))
-            lines.append("".join(s.rjust(wi) for s, wi in zip(strs, w, strict=True)))
+            lines += fit_statistics_lines(m)
         lines += ["", "Scaled residuals: "]
         q = self.scaled_residuals
-        heads = ["Min", "1Q", "Median", "3Q", "Max"]
-        dq = decimals_for(q, 4)
-        strs = [f"{v:.{dq}f}" for v in q]
-        w = [max(*map(len, heads), *map(len, strs)) + 1] * 5
-        lines.append("".join(h.rjust(wi) for h, wi in zip(heads, w, strict=True)))
-        lines.append("".join(s.rjust(wi) for s, wi in zip(strs, w, strict=True)))
+        lines += quantile_lines(q)
         lines += ["", "Random effects:", varcorr_text(m)]
         groups = "; ".join(f"{g}, {n}" for g, n in m.ngroups.items())
         lines.append(f"Number of obs: {m.nobs}, groups:  {groups}")
@@ -219,20 +220,10 @@ class GlmerSummary:
             fr = m.design.frame
             lines.append(f"Rows dropped for missing values: {fr.n_dropped} of {fr.n_original}")
         lines.append("")
-        vals = [m.aic, m.bic, m.loglik, m.deviance]
-        heads = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
-        strs = [f"{v:.1f}" for v in vals] + [str(int(m.df_resid))]
-        w = [max(*map(len, heads), *map(len, strs)) + 1] * 5
-        lines.append("".join(h.rjust(wi) for h, wi in zip(heads, w, strict=True)))
-        lines.append("".join(s.rjust(wi) for s, wi in zip(strs, w, strict=True)))
+        lines += fit_statistics_lines(m)
         lines += ["", "Scaled residuals: "]
         q = self.scaled_residuals
-        qh = ["Min", "1Q", "Median", "3Q", "Max"]
-        dq = decimals_for(q, 4)
-        qs = [f"{v:.{dq}f}" for v in q]
-        w = [max(*map(len, qh), *map(len, qs)) + 1] * 5
-        lines.append("".join(h.rjust(wi) for h, wi in zip(qh, w, strict=True)))
-        lines.append("".join(s.rjust(wi) for s, wi in zip(qs, w, strict=True)))
+        lines += quantile_lines(q)
         lines += ["", "Random effects:", varcorr_text(m, residual=fam.has_dispersion)]
         groups = "; ".join(f"{g}, {n}" for g, n in m.ngroups.items())
         lines.append(f"Number of obs: {m.nobs}, groups:  {groups}")
