@@ -144,8 +144,14 @@ def test_convergence_warning_on_a_bad_start(sleep):
 
 
 def test_too_many_levels_for_the_dense_block(monkeypatch):
-    import mixedfx.frame.design as design
+    # method="exact" beyond the memory an exact fit may use: refused with the estimate and
+    # the alternative (method="auto" would choose the method of moments: tests/test_moments.py)
+    import mixedfx.models.lmer as lmer_module
 
-    monkeypatch.setattr(design, "MAX_DENSE_BYTES", 1e3)
-    with pytest.raises(mfx.ModelError, match="too many to factor densely"):
-        mfx.lmer("diameter ~ 1 + (1 | plate) + (1 | sample)", mfx.datasets.load("Penicillin"))
+    monkeypatch.setattr(lmer_module, "MAX_BYTES", 1e3)
+    with pytest.raises(mfx.ModelError, match=r"dense block.*method='moments'"):
+        mfx.lmer(
+            "diameter ~ 1 + (1 | plate) + (1 | sample)",
+            mfx.datasets.load("Penicillin"),
+            method="exact",
+        )

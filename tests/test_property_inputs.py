@@ -207,19 +207,26 @@ def problems(draw, glmm: bool = False):
         rkind = draw(st.sampled_from(["float", "Float64", "Int64", "double[pyarrow]", "obj-num"]))
         yv = np.round(10 * (effect + rng.normal(size=n)))
         cols[rname] = make_column(rkind, yv.astype(np.int64), na(), rng)
+    # prior weights by column name (positive; missing values drop rows as anywhere else)
+    weights = None
+    if draw(st.integers(0, 3)) == 0:
+        wkind = draw(st.sampled_from(["float", "Float64", "Int64", "double[pyarrow]"]))
+        weights = "wts"
+        cols[weights] = make_column(wkind, rng.integers(1, 5, n), na(), rng)
     # formula
     dot = npred > 0 and draw(st.booleans())
-    rhs = "." if dot else " + ".join(q(c) for c in pnames) or "1"
+    joiner = draw(st.sampled_from([" + ", " + ", " * "]))  # main effects or interactions
+    rhs = "." if dot else joiner.join(q(c) for c in pnames) or "1"
     numeric_preds = [c for c in pnames if cols[c].kind == "num"]
     slope = bool(numeric_preds) and not glmm and draw(st.booleans())
     rterm = f"({q(numeric_preds[0])} | {q(gname)})" if slope else f"(1 | {q(gname)})"
     formula = f"{q(rname)} ~ {rhs} + {rterm}"
     order = draw(st.permutations(list(cols)))
-    used = list(cols) if dot else [rname, gname, *pnames]
+    used = list(cols) if dot else [rname, gname, *pnames, *([weights] if weights else [])]
     container = draw(st.sampled_from(["pandas", "pandas", "dict"]))
     raw = {c: cols[c].raw for c in order}
     data = pd.DataFrame(raw) if container == "pandas" else raw
-    return data, cols, order, used, formula, rname
+    return data, cols, order, used, formula, rname, weights
 
 
 def clean_frame(cols: dict[str, Column], order: list[str], used: list[str]):
@@ -255,15 +262,15 @@ def check_same(raw_fit, clean_fit, caught):
 
 
 def check_problem(problem, fit_fn):
-    data, cols, order, used, formula, rname = problem
-    raw_fit, raw_err, caught = fit_or_error(fit_fn, formula, data)
+    data, cols, order, used, formula, rname, weights = problem
+    raw_fit, raw_err, caught = fit_or_error(fit_fn, formula, data, weights=weights)
     clean, keep = clean_frame(cols, order, used)
     if raw_err is not None:
         if keep.any():
-            _, clean_err, _ = fit_or_error(fit_fn, formula, clean)
+            _, clean_err, _ = fit_or_error(fit_fn, formula, clean, weights=weights)
             assert clean_err is not None, f"{formula}: raw data refused ({raw_err}), clean fits"
         return
-    clean_fit, clean_err, _ = fit_or_error(fit_fn, formula, clean)
+    clean_fit, clean_err, _ = fit_or_error(fit_fn, formula, clean, weights=weights)
     assert clean_err is None, f"{formula}: raw data fit, clean refused: {clean_err}"
     assert raw_fit.nobs == int(keep.sum())
     check_same(raw_fit, clean_fit, caught)
@@ -272,7 +279,7 @@ def check_problem(problem, fit_fn):
     frame = pd.DataFrame(data) if isinstance(data, dict) else data
     pred_missing = np.zeros(len(keep), dtype=bool)
     for c in used:
-        if c != rname:
+        if c not in (rname, weights):
             pred_missing |= cols[c].missing
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -283,29 +290,29 @@ def check_problem(problem, fit_fn):
             assert np.isnan(raw_fit.predict(frame.iloc[np.flatnonzero(pred_missing)])).all()
 
 
-@_settings(ci_examples=70)
+@_settings(ci_examples=300)
 @given(problems())
 def test_lmer_on_any_column_types_is_the_fit_on_the_cleaned_data(problem):
     check_problem(problem, mfx.lmer)
 
 
-def _glmer(formula, data):
-    return mfx.glmer(formula, data, family="binomial")
+def _glmer(formula, data, weights=None):
+    return mfx.glmer(formula, data, family="binomial", weights=weights)
 
 
-@_settings(ci_examples=20)
+@_settings(ci_examples=80)
 @given(problems(glmm=True))
 def test_glmer_on_any_column_types_is_the_fit_on_the_cleaned_data(problem):
     check_problem(problem, _glmer)
 
 
-@_settings(ci_examples=25)
+@_settings(ci_examples=80)
 @given(problems())
 def test_polars_and_arrow_tables_are_read_as_pandas(problem):
     """The same data as a polars frame or an Arrow table: the same fit, or the same error."""
     pl = pytest.importorskip("polars")
     pa = pytest.importorskip("pyarrow")
-    _, cols, order, used, formula, _ = problem
+    _, cols, order, used, formula, _, weights = problem
     clean, keep = clean_frame(cols, order, used)
     if not keep.any():
         return
@@ -324,9 +331,9 @@ def test_polars_and_arrow_tables_are_read_as_pandas(problem):
             vals = vals.tolist()
         table[c] = pa.array(vals)
     arrow = pa.table(table)
-    ref, ref_err, _ = fit_or_error(mfx.lmer, formula, clean)
+    ref, ref_err, _ = fit_or_error(mfx.lmer, formula, clean, weights=weights)
     for other in (pl.from_arrow(arrow), arrow):
-        fit, err, caught = fit_or_error(mfx.lmer, formula, other)
+        fit, err, caught = fit_or_error(mfx.lmer, formula, other, weights=weights)
         if ref_err is not None:
             assert err is not None, f"{formula}: clean data refused ({ref_err}), this fits"
             continue
@@ -336,3 +343,72 @@ def test_polars_and_arrow_tables_are_read_as_pandas(problem):
             continue
         assert err is None, f"{formula}: {err}"
         check_same(fit, ref, caught)
+
+
+TOKENS = [
+    "y", "x", "g", "h", "`my x`", "déjà", "~", "~", "+", "+", "-", "*", ":", "/", "|", "||",
+    "(", "(", ")", ")", "1", "0", ".", "#", "I(", "log(", "^2", "**", "1e3", "'", '"', "`",
+    ",", "cbind(", "offset(", "C(", "np.", "[", "]", "=", " ",
+]  # fmt: skip
+
+
+def _formula_data() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 24
+    return pd.DataFrame(
+        {
+            "y": rng.normal(size=n),
+            "x": rng.normal(size=n),
+            "my x": rng.normal(size=n),
+            "déjà": rng.integers(0, 3, n),
+            "g": np.repeat(list("abcd"), 6),
+            "h": np.tile(list("pqr"), 8),
+        }
+    )
+
+
+FORMULA_DATA = _formula_data()
+
+
+FIXED_TERMS = [
+    "x", "`my x`", "déjà", "h", "log(x + 5)", "I(x^2)", "x:h", "x*h", ".", "(x + h)^3",
+    "C(h)", "0", "1", "-1", "offset(x)", "I(x * 1e3)", "y", "(x + `my x` + déjà)^2", ".^2",
+]  # fmt: skip
+RANDOM_TERMS = [
+    "(1 | g)", "(x | g)", "(x || g)", "(1 | g/h)", "(1 | g:h)", "((1 | g))", "(0 + x | g)",
+    "(1 | `g`)", "(déjà | g)", "(1 | h)", "(x + `my x` || g)",
+]  # fmt: skip
+
+
+@st.composite
+def formula_texts(draw) -> str:
+    """Formulas from lme4's grammar, sometimes with a stray token inserted."""
+    fixed = draw(st.lists(st.sampled_from(FIXED_TERMS), max_size=4))
+    ops = [draw(st.sampled_from([" + ", " + ", " - ", " * "])) for _ in fixed]
+    rand = draw(st.lists(st.sampled_from(RANDOM_TERMS), min_size=0, max_size=2))
+    rhs = "".join(op + t for op, t in zip(ops, fixed, strict=True)).lstrip(" +")
+    rhs = " + ".join(t for t in [rhs, *rand] if t) or "1"
+    text = f"y ~ {rhs}" + draw(st.sampled_from(["", "", " # a note"]))
+    if draw(st.integers(0, 3)) == 0:
+        i = draw(st.integers(0, len(text)))
+        text = text[:i] + draw(st.sampled_from(TOKENS)) + text[i:]
+    return text
+
+
+@_settings(ci_examples=300)
+@given(
+    formula_texts()
+    | st.lists(st.sampled_from(TOKENS), min_size=1, max_size=14).map("".join)
+    | st.builds(
+        lambda a, b: f"y ~ {a} + ({b} | g)",
+        st.lists(st.sampled_from(TOKENS), max_size=6).map("".join),
+        st.lists(st.sampled_from(TOKENS), max_size=4).map("".join),
+    )
+)
+def test_any_formula_text_fits_or_is_a_mixedfx_error(text):
+    """Whatever the formula text: a fit, or a mixedfx error (never another exception)."""
+    fit, _, caught = fit_or_error(mfx.lmer, text, FORMULA_DATA)
+    if fit is not None:
+        numbers = np.concatenate([[fit.objective], fit.fixef, fit.theta])
+        if not np.all(np.isfinite(numbers)):
+            assert any(issubclass(w.category, mfx.MixedFXWarning) for w in caught)

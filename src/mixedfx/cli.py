@@ -199,6 +199,8 @@ def model_results(m: Any) -> dict[str, Any]:
             out["nb_theta"] = fam.theta
     for name in (
         "REML",
+        "method",
+        "approximate",
         "objective",
         "deviance",
         "loglik",
@@ -275,11 +277,71 @@ def _check_glmm_options(args: argparse.Namespace) -> None:
         raise CLIError(f"--nagq must be 0, 1 or a number of quadrature nodes, got {args.nagq}")
 
 
+LAZY_BYTES = 256e6
+"""A Parquet file larger than this is read lazily with Dask (when Dask is installed)."""
+
+
+def read_dask(source: str, force: bool = False) -> tuple[Any, str] | None:
+    """A Dask data frame read lazily from a Parquet directory, a glob of Parquet files, or a
+    Parquet file (when ``force`` or larger than :data:`LAZY_BYTES`); None for anything else."""
+    path = pathlib.Path(source)
+    is_glob = any(c in source for c in "*?[")
+    parquet_file = path.is_file() and path.suffix.lower() in (".parquet", ".pq")
+    big = parquet_file and path.stat().st_size > LAZY_BYTES
+    if not (path.is_dir() or is_glob or (parquet_file and (force or big))):
+        return None
+    try:
+        import dask.dataframe as dd
+    except ImportError:
+        if parquet_file and not force:
+            return None
+        raise CLIError(
+            f"{source}: a directory, a glob or --dask/--scheduler reads the data with Dask: "
+            "pip install 'mixedfx[dask]'"
+        ) from None
+    try:
+        ddf = dd.read_parquet(source)
+    except Exception as exc:  # pyarrow/fsspec errors of many types
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CLIError(f"cannot read {source} as Parquet: {msg}") from None
+    name = path.stem if not is_glob else pathlib.Path(source.split("*")[0]).name or source
+    return ddf, name
+
+
+def _connect(args: argparse.Namespace) -> Any:
+    """The Dask client of ``--scheduler``; on a terminal, a progress bar for local passes."""
+    address = getattr(args, "scheduler", None)
+    if address:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise CLIError(
+                "--scheduler needs Dask's distributed: pip install 'mixedfx[dask]'"
+            ) from None
+        try:
+            return Client(address, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise CLIError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
+    if sys.stderr.isatty():
+        try:
+            from dask.diagnostics import ProgressBar
+        except ImportError:
+            return None
+        ProgressBar(minimum=2.0).register()
+    return None
+
+
 def _fit(args: argparse.Namespace) -> int:
     import mixedfx as mfx
 
     _check_glmm_options(args)
-    data, name = read_data(args.data)
+    force = bool(getattr(args, "dask", False) or getattr(args, "scheduler", None))
+    lazy = read_dask(args.data, force)
+    if lazy is not None:
+        client = _connect(args)  # noqa: F841 - the default scheduler while it lives
+        data, name = lazy
+    else:
+        data, name = read_data(args.data)
     parsed = mfx.parse_formula(args.formula)
     family = (args.family or "gaussian").lower()
     if family in NEGBIN_NAMES:
@@ -304,7 +366,14 @@ def _fit(args: argparse.Namespace) -> int:
     elif not parsed.random:
         m = mfx.ols(args.formula, data, weights=args.weights, offset=args.offset)
     else:
-        m = mfx.lmer(args.formula, data, REML=not args.ml, weights=args.weights, offset=args.offset)
+        m = mfx.lmer(
+            args.formula,
+            data,
+            REML=not args.ml,
+            weights=args.weights,
+            offset=args.offset,
+            method=getattr(args, "method", "auto"),
+        )
         m.data_name = name
     if args.json:
         _write_json(model_results(m), args.json)
@@ -487,7 +556,8 @@ EXAMPLES = {
   mixedfx fit data.parquet "y ~ x + (1 | g)" --weights w --plot caterpillar.png
   mixedfx fit data.csv "y ~ x + C(g)"          (no random-effects term: least squares)
   mixedfx fit cbpp "cbind(incidence, size - incidence) ~ period + (1 | herd)" --family binomial
-  mixedfx fit grouseticks "TICKS ~ YEAR + cHEIGHT + (1 | BROOD)" --family negbin""",
+  mixedfx fit grouseticks "TICKS ~ YEAR + cHEIGHT + (1 | BROOD)" --family negbin
+  mixedfx fit "ratings/*.parquet" "rating ~ x + (1 | user) + (1 | item)" --scheduler tcp://host:8786""",
     "emmeans": """examples:
   mixedfx emmeans cake "angle ~ recipe * temperature + (1 | recipe:replicate)" recipe --pairs
   mixedfx emmeans cake "angle ~ recipe * temperature + (1 | recipe:replicate)" recipe \\
@@ -561,6 +631,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="K",
         help="GLMM: 1 = Laplace (default); K > 1 = adaptive Gauss-Hermite quadrature",
+    )
+    s.add_argument(
+        "--method",
+        choices=("auto", "exact", "moments"),
+        default="auto",
+        help="lmer: exact (REML/ML), moments (approximate, crossed random intercepts), or "
+        "auto (exact while it fits in memory and time; default)",
+    )
+    s.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="fit on a Dask cluster (e.g. tcp://scheduler:8786); the data are read lazily",
+    )
+    s.add_argument(
+        "--dask",
+        action="store_true",
+        help="read a Parquet file lazily with Dask (implied for a directory, a glob, a file "
+        "over 256 MB, or --scheduler)",
     )
     s.set_defaults(func=_fit)
 

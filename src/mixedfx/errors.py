@@ -61,3 +61,8 @@ class SingularFitWarning(MixedFXWarning):
 class DataWarning(MixedFXWarning):
     """The data are usable but not what the model expects (lme4 warns too): e.g. binomial
     proportions without the number of trials as weights."""
+
+
+class ApproximateFitWarning(MixedFXWarning):
+    """The model was fitted by an approximate method (``method="auto"`` chose the method of
+    moments because the exact fit would not fit in memory or time)."""

@@ -89,6 +89,9 @@ class LinearEngine(Engine):
 
     gaussian: ClassVar[bool] = True
     family: Family = Gaussian()
+    # BOBYQA may stop early: the Newton steps that follow take θ to the optimum (~1e-10), and
+    # fewer BOBYQA evaluations cost less than the one or two Newton steps they save
+    _bobyqa_options: ClassVar[dict[str, float]] = {"ftol_abs": 1e-5, "xtol_abs": 1e-5}
 
     def __init__(
         self,
@@ -98,10 +101,12 @@ class LinearEngine(Engine):
         *,
         units: Units | None = None,
         grouped: bool = True,
+        A: CrossProducts | None = None,
     ):
         super().__init__(design)
         self.REML = bool(REML)
         self._n_failed = 0
+        self._n_evals = 0
         if y is None:
             yy = design.y
         else:
@@ -114,11 +119,18 @@ class LinearEngine(Engine):
                 i = int(np.flatnonzero(~np.isfinite(yy))[0])
                 raise DataError(f"new response has a missing or infinite value (row {i + 1})")
         self._y = yy
-        self.units = units if units is not None else Units.of(self._yeff(yy), design.weights)
-        self.plan = CrossProductPlan(design)
-        self.A: CrossProducts = self.plan.compute(
-            self.units.sqrtw(design.weights), self._yeff(yy) / self.units.s
-        )
+        if A is not None:
+            # cross-products formed elsewhere (a Dask pass over the rows) in ``units``:
+            # from (y − o)/s and w/c exactly as below
+            if units is None:
+                raise ValueError("precomputed cross-products need the units they are in")
+            self.units, self.plan, self.A = units, None, A
+        else:
+            self.units = units if units is not None else Units.of(self._yeff(yy), design.weights)
+            self.plan = CrossProductPlan(design)
+            self.A = self.plan.compute(
+                self.units.sqrtw(design.weights), self._yeff(yy) / self.units.s
+            )
         self.factor = BlockedFactor(self.A, design.terms, grouped=grouped)
 
     def _yeff(self, y: np.ndarray) -> np.ndarray:
@@ -154,6 +166,10 @@ class LinearEngine(Engine):
         yy = y if y is not None else (self._y if d is self.design else None)
         if yy is d.y:
             yy = None
+        if yy is None and d is self.design and self.plan is None:  # cross-products given
+            return LinearEngine(
+                d, REML=self.REML if REML is None else REML, units=self.units, A=self.A
+            )
         return LinearEngine(d, REML=self.REML if REML is None else REML, y=yy)
 
     def restart(self) -> np.ndarray:
@@ -182,6 +198,7 @@ class LinearEngine(Engine):
         """The criterion in the original units at the internal θ' = θ√c."""
         reml = self.REML if reml is None else reml
         stats = self.factor.update(theta_int)
+        self._n_evals += 1
         if not stats.ok:
             self._n_failed += 1
         crit = profiled_deviance(stats, self.n, self.p, reml, self.A.sum_log_w)
@@ -229,11 +246,12 @@ class LinearEngine(Engine):
         x0 = np.maximum(x0, lower)
         f = self._criterion
         self._n_failed = 0
+        self._n_evals = 0
         with self.factor.blas_threads():
             # From a given start (refits, profiles, the bootstrap) nlopt's default first step
             # is a fraction of each |θ_i|: a θ_i near 0 would get a step too small to leave it.
             step = None if start is None else np.maximum(0.1 * np.abs(x0), 0.05)
-            res = bobyqa(f, x0, lower, initial_step=step)
+            res = bobyqa(f, x0, lower, initial_step=step, **self._bobyqa_options)
             if start is not None:
                 # a start far from the optimum can leave BOBYQA on a plateau or at a bound:
                 # compare with lme4's default start and keep the better answer
@@ -246,8 +264,7 @@ class LinearEngine(Engine):
             # BOBYQA's stopping rule can leave a flat criterion ~1e-9 above its minimum:
             # Newton steps from its answer finish the job (2m evaluations when it is done)
             x, fx, probe = newton_polish(f, res.x, res.fun, lower)
-            res.nfev += int(probe.idx.size) * 2
-            res.x, res.fun = x / rc, fx
+            res.x, res.fun, res.nfev = x / rc, fx, self._n_evals
             self.optinfo = res
             self.convergence_messages = (
                 check_convergence(f, x, lower, probe=probe) if check_conv else []

@@ -17,6 +17,7 @@ from ..errors import DataError, ModelError
 __all__ = [
     "check_bool",
     "check_choice",
+    "check_finite_fit",
     "check_int",
     "check_level",
     "check_names",
@@ -140,7 +141,8 @@ def check_vector(value: Any, name: str, n: int | None = None, *, finite: bool = 
     if arr.ndim != 1:
         raise DataError(f"{name} must be one-dimensional, got an array of shape {arr.shape}")
     if n is not None and arr.shape[0] != n:
-        raise DataError(f"{name} has {arr.shape[0]} values; the model needs {n}")
+        k = arr.shape[0]
+        raise DataError(f"{name} has {k} value{'' if k == 1 else 's'}; the model needs {n}")
     if finite and not np.all(np.isfinite(arr)):
         i = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise DataError(
@@ -183,4 +185,16 @@ def check_response_varies(y: np.ndarray, name: str) -> None:
         raise ModelError(
             f"response {name!r} is constant (every value is {y.flat[0]:g}): a mixed model "
             "cannot be fitted to it (lme4: 'Response is constant')"
+        )
+
+
+def check_finite_fit(engine: Any, name: str) -> None:
+    """A fitted engine's σ̂, θ̂ and β̂ are finite, or a ModelError: a response that the model's
+    columns reproduce exactly (a perfect fit) leaves no variance to estimate."""
+    values = np.concatenate([[engine.sigma], engine.theta, engine.beta])
+    if not np.all(np.isfinite(values)):
+        raise ModelError(
+            f"the fit to {name!r} is degenerate (its estimates are not finite): the response is "
+            "an exact function of the model's columns (a perfect fit), so no variance can be "
+            "estimated; check that no predictor repeats the response"
         )

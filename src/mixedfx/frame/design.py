@@ -13,6 +13,7 @@ penalized system block-diagonal (ARCHITECTURE.md).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import pandas as pd
 import scipy.linalg as sla
 
 from .._lazy import formulaic
-from ..errors import DataError, FormulaError, ModelError, RankDeficiencyWarning
+from ..errors import DataError, DataWarning, FormulaError, ModelError, RankDeficiencyWarning
 from .data import ModelFrame, column_names_in, missing_column_error, model_frame, to_pandas
 from .formula import (
     ParsedFormula,
@@ -71,6 +72,22 @@ def r_name(name: str) -> str:
     return name.replace(" ** ", "^").replace("**", "^")
 
 
+def _ordered_as_poly(rhs: str, frame: pd.DataFrame) -> tuple[str, list[str]]:
+    """R codes an ordered factor by polynomial contrasts (``contr.poly``: o.L, o.Q, ...), an
+    unordered one by treatment contrasts: the ordered categoricals of ``rhs`` (not already in
+    ``C(...)``) are written ``C(o, Poly)``."""
+    ordered = [
+        c
+        for c in column_names_in([rhs], frame.columns)
+        if isinstance(frame[c].dtype, pd.CategoricalDtype) and frame[c].dtype.ordered
+    ]
+    for name in ordered:
+        q = quote_name(name)
+        token = re.escape(q) if q != name else rf"(?<![\w.`]){re.escape(name)}(?![\w.`(])"
+        rhs = re.sub(rf"(?<!C\()(?<!C\( ){token}", f"C({q}, Poly)", rhs)
+    return rhs, ordered
+
+
 def _is_plain_numeric(frame: pd.DataFrame, name: str) -> bool:
     return name in frame.columns and frame[name].dtype.kind in "fiu"
 
@@ -101,8 +118,8 @@ class ColumnMaker:
                 intercept = False
             elif p == "1" and sign == "+":
                 intercept = True
-            elif sign == "+" and _is_plain_numeric(frame, p) and p not in plain:
-                plain.append(p)
+            elif sign == "+" and _is_plain_numeric(frame, unquote(p)) and unquote(p) not in plain:
+                plain.append(unquote(p))
             else:
                 simple = False
                 break
@@ -117,12 +134,22 @@ class ColumnMaker:
                     f"enter the {what} columns: convert it to numbers (e.g. days since the first "
                     "date) or to strings (categories)"
                 )
-
+            if name in ("0", "1", "-1"):
+                raise FormulaError(
+                    f"a column named {name!r} would be read as the intercept in {rhs!r}: "
+                    "rename the column"
+                )
+        rhs_poly, ordered = _ordered_as_poly(rhs, frame)
         try:
-            mm = formulaic.model_matrix(rhs, frame, context=FORMULA_CONTEXT, na_action="ignore")
+            mm = formulaic.model_matrix(
+                rhs_poly, frame, context=FORMULA_CONTEXT, na_action="ignore"
+            )
         except Exception as exc:  # formulaic raises many types; report the term
             raise FormulaError(f"cannot build the {what} columns from {rhs!r}: {exc}") from None
         names = [r_name(str(c)) for c in mm.columns]
+        for name in ordered:  # R's names of polynomial contrasts: o.L, o.Q, o.C, o^4
+            q = quote_name(name)
+            names = [nm.replace(f"C({q}, Poly)", name) for nm in names]
         try:
             values = np.asarray(mm, dtype=float)
         except (TypeError, ValueError) as exc:
@@ -135,7 +162,7 @@ class ColumnMaker:
         """The model columns for ``frame`` (n x len(names))."""
         n = len(frame)
         if self.plain is not None:
-            out = np.empty((n, len(self.names)), dtype=float)
+            out = np.empty((n, int(self.intercept) + len(self.plain)), dtype=float)
             j = 0
             if self.intercept:
                 out[:, 0] = 1.0
@@ -149,7 +176,7 @@ class ColumnMaker:
                         "but was numeric in the fit"
                     ) from None
                 j += 1
-            return out
+            return out if self.keep is None else out[:, self.keep]
         try:
             mm = self.spec.get_model_matrix(frame, context=FORMULA_CONTEXT, na_action="ignore")
             values = np.asarray(mm, dtype=float)
@@ -456,6 +483,28 @@ def _make_unique(names: list[str]) -> list[str]:
     return out
 
 
+def _drop_response_from_rhs(parsed: ParsedFormula) -> ParsedFormula:
+    """R's terms(): a fixed-effects term that is the response itself is dropped, with R's
+    warning (``y ~ y + x`` is ``y ~ x``)."""
+    resp = unquote(parsed.response.strip())
+    pieces = split_top_level(parsed.fixed)
+    kept = [
+        (sign, piece)
+        for sign, piece, _ in pieces
+        if not (sign == "+" and unquote(piece.strip()) == resp)
+    ]
+    if len(kept) == len(pieces):
+        return parsed
+    warnings.warn(
+        f"the response {parsed.response!r} appeared on the right-hand side and was dropped "
+        "(R's warning)",
+        DataWarning,
+        stacklevel=4,
+    )
+    fixed = " ".join(f"{sign} {piece.strip()}" for sign, piece in kept).lstrip("+ ")
+    return dataclasses.replace(parsed, fixed=fixed or "1")
+
+
 def build_design(
     formula: str | ParsedFormula,
     data: object,
@@ -465,6 +514,7 @@ def build_design(
     check_nobs_vs_nre: bool = True,
     require_random: bool = True,
     response_maker: Any = None,
+    check_dense: bool = True,
 ) -> Design:
     """Build the design of a mixed model from a formula and data.
 
@@ -480,6 +530,8 @@ def build_design(
         Raise if the formula has no random-effects term.
     response_maker : callable, optional
         ``f(frame, response_text) -> ndarray`` to build the response (glmer's ``cbind``).
+    check_dense : bool
+        Refuse a model whose dense trailing block would not fit in memory.
 
     Raises
     ------
@@ -492,7 +544,7 @@ def build_design(
             "or use mixedfx.ols for a model without random effects"
         )
     df = to_pandas(data)
-    parsed = expand_dot(parsed, df.columns)
+    parsed = _drop_response_from_rhs(expand_dot(parsed, df.columns))
     texts = [parsed.response, parsed.fixed, *parsed.offsets]
     for t in parsed.random:
         texts.append(t.expr)
@@ -577,7 +629,8 @@ def build_design(
         )
     order = _lme4_term_order([t.nlevels for t in terms])
     terms = [terms[i] for i in order]
-    _check_dense_size(terms, fixed.p)
+    if check_dense:  # off: the caller weighs the exact fit's cost (lmer's method="auto")
+        _check_dense_size(terms, fixed.p)
     for t, name in zip(terms, _make_unique([t.group for t in terms]), strict=True):
         t.vc_name = name
     w = None

@@ -20,7 +20,9 @@ fixed part stands for every column of the data not in the response (:func:`expan
 
 from __future__ import annotations
 
+import itertools
 import keyword
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -274,6 +276,40 @@ def _group_factors(text: str, formula: str, offset: int) -> list[tuple[str, ...]
     return out
 
 
+_GROUP_POWER = re.compile(r"^\((?P<inner>.*)\)\s*(?:\^|\*\*)\s*(?P<k>\d+)\s*$", re.S)
+
+MAX_POWER_TERMS = 10_000
+"""The most terms ``(a + b + ...)^k`` may expand to."""
+
+
+def _expand_powers(text: str) -> str:
+    """R's ``(a + b + c)^k``: the terms and their interactions up to order k, written out
+    (``(a + b)^2`` is ``(a + b + a:b)``); k beyond the number of terms adds nothing.
+    formulaic's own expansion takes time exponential in k (``(a + ... + h)^7``: half a
+    minute), so it never sees a power of a bracketed sum."""
+    pieces = split_top_level(text)
+    if not any("^" in p or "**" in p for _, p, _ in pieces):
+        return text
+    out = []
+    for sign, piece, _ in pieces:
+        m = _GROUP_POWER.match(piece.strip())
+        if m and _strip_outer_parens(f"({m.group('inner')})") is not None:
+            inner = split_top_level(m.group("inner"))
+            terms = [q.strip() for _, q, _ in inner if q.strip()]
+            if all(sg == "+" for sg, _, _ in inner) and terms:
+                k = min(int(m.group("k")), len(terms))
+                count = sum(math.comb(len(terms), j) for j in range(1, k + 1))
+                if count > MAX_POWER_TERMS:
+                    raise FormulaError(
+                        f"{piece.strip()} has {count} terms (interactions up to order {k} of "
+                        f"{len(terms)} terms): too many"
+                    )
+                subsets = (c for j in range(1, k + 1) for c in itertools.combinations(terms, j))
+                piece = "(" + " + ".join(":".join(c) for c in subsets) + ")"
+        out.append(piece.strip() if not out else f"{sign} {piece.strip()}")
+    return " ".join(out)
+
+
 def unquote(name: str) -> str:
     """A back-quoted name without its quotes; other names as they are."""
     if len(name) >= 2 and name[0] == "`" and name[-1] == "`":
@@ -377,7 +413,7 @@ def parse_formula(formula: str) -> ParsedFormula:
                         )
                     random_terms.append(
                         RandomTerm(
-                            expr=_translate_r(e),
+                            expr=_expand_powers(_translate_r(e)),
                             factors=factors,
                             text=f"({e} | {':'.join(quote_name(f) for f in factors)})",
                         )
@@ -396,7 +432,7 @@ def parse_formula(formula: str) -> ParsedFormula:
         if p.startswith("offset(") and p.endswith(")"):
             offsets.append(_translate_r(p[len("offset(") : -1]))
             continue
-        fixed_terms.append(("- " if sign == "-" else "") + _translate_r(p))
+        fixed_terms.append(("- " if sign == "-" else "") + _expand_powers(_translate_r(p)))
 
     plus_terms = [t for t in fixed_terms if not t.startswith("- ")]
     minus_terms = [t for t in fixed_terms if t.startswith("- ")]
@@ -435,11 +471,18 @@ def expand_dot(parsed: ParsedFormula, columns: Iterable[str]) -> ParsedFormula:
     tokens |= {m.group(1) for m in re.finditer(r"`([^`]*)`", parsed.response)}
     others = [quote_name(c) for c in cols if c not in tokens]
     fill = "(" + " + ".join(others) + ")" if others else "1"
-    masked = _mask(parsed.fixed)
-    out, last = [], 0
-    for m in _DOT.finditer(masked):
-        out.append(parsed.fixed[last : m.start()])
-        out.append(fill)
-        last = m.end()
-    out.append(parsed.fixed[last:])
-    return replace(parsed, fixed="".join(out))
+    pieces = []
+    for sign, piece, _ in split_top_level(parsed.fixed):
+        if piece.strip() == "." and sign == "+":  # a term of its own: the columns as terms
+            pieces.append((sign, " + ".join(others) if others else "1"))
+            continue
+        masked = _mask(piece)
+        out, last = [], 0
+        for m in _DOT.finditer(masked):
+            out.append(piece[last : m.start()])
+            out.append(fill)
+            last = m.end()
+        out.append(piece[last:])
+        pieces.append((sign, "".join(out).strip()))
+    fixed = " ".join(p if i == 0 else f"{sg} {p}" for i, (sg, p) in enumerate(pieces))
+    return replace(parsed, fixed=_expand_powers(fixed))

@@ -15,7 +15,7 @@ import math
 import multiprocessing as mp
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +139,15 @@ def bootstrap(
     stat = statistics or default_statistics
     if not callable(stat):
         raise DataError(f"statistics must be a function of a fitted model, got {stat!r}")
-    t0 = pd.Series(dict(stat(model)), dtype=float)
+    first = stat(model)
+    if not isinstance(first, Mapping):
+        raise DataError(
+            f"statistics must return a dict of named numbers, got {type(first).__name__}"
+        )
+    try:
+        t0 = pd.Series(dict(first), dtype=float)
+    except (TypeError, ValueError):
+        raise DataError(f"statistics must return numbers, got {first!r}") from None
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int | np.integer):
         raise DataError(f"n_jobs must be a whole number of processes or -1, got {n_jobs!r}")
     if progress is not None and not isinstance(progress, bool):

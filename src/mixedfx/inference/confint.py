@@ -18,7 +18,7 @@ import pandas as pd
 
 from .._lazy import stats
 from ..errors import DataError, ModelError
-from ..frame.checks import check_bool, check_int, check_seed
+from ..frame.checks import check_bool, check_int, check_names, check_seed
 from .bootstrap import bootstrap, percent_label
 from .parameters import parameter_names
 from .profile import Profiler
@@ -68,10 +68,7 @@ def confint(
     if parm is None:
         chosen = names
     else:
-        chosen = [parm] if isinstance(parm, str) else list(parm)
-        bad = [p for p in chosen if not isinstance(p, str) or p not in names]
-        if bad:
-            raise DataError(f"unknown parameter {bad[0]!r}; parameters: {', '.join(names)}")
+        chosen = check_names(parm, "parm", names, "parameter")
     a = (1.0 - level) / 2.0
     cols = [percent_label(a), percent_label(1.0 - a)]
     z = float(stats.norm.ppf(1.0 - a))

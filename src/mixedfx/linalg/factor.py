@@ -180,7 +180,7 @@ class BlockedFactor:
             scale[pos : pos + nl] = lam[0, 0]
         return scale
 
-    def _setup_grouped(self, max_bytes: float = 256e6) -> tuple | None:
+    def _setup_grouped(self, max_bytes: float = 1e9) -> tuple | None:
         """Precompute the Schur update of a balanced scalar first term, when it pays.
 
         For a scalar first term (k1 = 1) the block column P has, in the column of level l,

@@ -8,14 +8,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..engines.dask_generalized import DaskGeneralizedEngine
 from ..engines.generalized import GeneralizedEngine
 from ..errors import DataWarning, FormulaError, ModelError
-from ..frame.checks import check_bool, check_response_varies, check_start
+from ..frame.checks import check_bool, check_finite_fit, check_response_varies, check_start
+from ..frame.dask_frame import DaskDesign, dask_design, is_dask_frame
 from ..frame.design import Design, build_design
 from ..frame.formula import parse_formula
 from ..frame.responses import CBIND, binomial_response
 from ..glm.families import Binomial, Family, get_family
 from .base import Call, MixedModel
+from .dask_rows import DaskRows
 
 __all__ = ["GeneralizedLinearMixedModel", "glmer"]
 
@@ -88,6 +91,15 @@ class GeneralizedLinearMixedModel(MixedModel):
             raise FormulaError(
                 f"cbind() responses are for the binomial family, not {fam.name}: {call.formula!r}"
             )
+        if is_dask_frame(call.data):
+            return dask_design(
+                parsed,
+                call.data,
+                call.weights,
+                call.offset,
+                check_nobs_vs_nre=False,
+                response_maker=maker,
+            )
         design = build_design(
             parsed,
             call.data,
@@ -114,7 +126,14 @@ class GeneralizedLinearMixedModel(MixedModel):
     @classmethod
     def _make_engine(cls, design: Design, call: Call) -> GeneralizedEngine:
         opts = dict(call.options)
+        if isinstance(design, DaskDesign):  # PIRLS by passes over the partitions
+            return DaskGeneralizedEngine(design, get_family(opts["family"]), _nagq(opts["nAGQ"]))
         return GeneralizedEngine(design, get_family(opts["family"]), _nagq(opts["nAGQ"]))
+
+    def _init(self, call: Call, design: Design | None, engine: Any = None) -> None:
+        super()._init(call, design, engine)
+        if isinstance(self.engine.design, DaskDesign):
+            self.__class__ = DaskGeneralizedLinearMixedModel
 
     def fit(self, start: Any = None, *, check_conv: bool = True) -> GeneralizedLinearMixedModel:
         """Fit the model: ``start`` is θ, or ``{"theta": θ, "fixef": β}`` (with fixef, stage
@@ -132,6 +151,7 @@ class GeneralizedLinearMixedModel(MixedModel):
         check_conv = check_bool(check_conv, "check_conv")
         check_response_varies(self.engine.y, d.response_name)
         super().fit(start=start, check_conv=check_conv)
+        check_finite_fit(self.engine, d.response_name)
         return self
 
     @property
@@ -248,3 +268,8 @@ def glmer(
     )
     model.fit(start=start, check_conv=check_conv)
     return model
+
+
+class DaskGeneralizedLinearMixedModel(DaskRows, GeneralizedLinearMixedModel):
+    """A GLMM fitted to a Dask data frame: PIRLS by one pass per iteration over the persisted
+    partitions (``passes`` counts them); fitted values and residuals are lazy Dask series."""

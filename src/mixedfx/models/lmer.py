@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..engines.linear import LinearEngine
-from ..errors import ModelError
-from ..frame.checks import check_bool, check_response_varies, check_start
+from ..engines.linear import LinearEngine, Units
+from ..engines.moments import MomentsEngine, check_moments_model
+from ..errors import ApproximateFitWarning, ModelError
+from ..frame.checks import check_bool, check_finite_fit, check_response_varies, check_start
+from ..frame.dask_frame import DaskDesign, dask_design, is_dask_frame, release_memory
 from ..frame.design import Design, build_design
+from ..linalg.cost import MAX_BYTES, MAX_SECONDS, exact_cost
+from ..linalg.dask_crossprod import dask_crossproducts
+from .approximate import Approximate
 from .base import Call, MixedModel
+from .dask_rows import DaskRows
 
 __all__ = ["LinearMixedModel", "lmer"]
 
@@ -19,6 +26,49 @@ def _reml(value: Any) -> bool:
     if isinstance(value, bool | np.bool_):
         return bool(value)
     raise ModelError(f"REML must be True or False, got {value!r}")
+
+
+METHODS = ("auto", "exact", "moments")
+
+
+def _method(value: Any) -> str:
+    if isinstance(value, str) and value.lower() in METHODS:
+        return value.lower()
+    raise ModelError(f"method must be 'auto', 'exact' or 'moments', got {value!r}")
+
+
+def choose_method(design: Design, method: str) -> tuple[str, str]:
+    """The method a fit uses and why (``method="auto"``: exact when its estimated cost fits
+    :data:`mixedfx.linalg.cost.MAX_BYTES` and ``MAX_SECONDS``, else the method of moments,
+    with an :class:`ApproximateFitWarning`)."""
+    if method == "moments":
+        check_moments_model(design)
+        return "moments", "method='moments' (as asked)"
+    terms = design.terms
+    cost = exact_cost([t.nlevels for t in terms], [t.k for t in terms], design.fixed.p, design.n)
+    if method == "exact" or cost.fits(MAX_BYTES, MAX_SECONDS):
+        if cost.bytes > MAX_BYTES:
+            sizes = ", ".join(f"{t.group}: {t.q}" for t in terms[1:])
+            raise ModelError(
+                f"the exact fit needs {cost.describe()} ({sizes}), more than the "
+                f"{MAX_BYTES / 1e9:.0f} GB it may use: mixedfx puts the term with the most "
+                "levels first and holds the others in a dense block. Use method='moments' "
+                "(approximate: crossed random intercepts) or fewer levels"
+            )
+        return "exact", ""
+    try:
+        check_moments_model(design)
+    except ModelError as exc:
+        raise ModelError(
+            f"the exact fit needs {cost.describe()} (limits: {MAX_BYTES / 1e9:.0f} GB, "
+            f"{MAX_SECONDS:.0f} s), and {exc}"
+        ) from None
+    note = (
+        f"method='auto' chose the method of moments (approximate): an exact fit would need "
+        f"{cost.describe()} (limits {MAX_BYTES / 1e9:.0f} GB, {MAX_SECONDS:.0f} s)"
+    )
+    warnings.warn(note, ApproximateFitWarning, stacklevel=5)
+    return "moments", note
 
 
 class LinearMixedModel(MixedModel):
@@ -39,7 +89,7 @@ class LinearMixedModel(MixedModel):
         A known term added to the linear predictor: column name or array.
     """
 
-    _option_names: ClassVar[tuple[str, ...]] = ("REML",)
+    _option_names: ClassVar[tuple[str, ...]] = ("REML", "method")
     engine: LinearEngine
 
     def __init__(
@@ -50,18 +100,56 @@ class LinearMixedModel(MixedModel):
         weights: Any = None,
         offset: Any = None,
         *,
+        method: str = "auto",
         design: Design | None = None,
     ):
-        call = Call(formula, data, weights, offset, (("REML", _reml(REML)),))
+        opts = (("REML", _reml(REML)), ("method", _method(method)))
+        call = Call(formula, data, weights, offset, opts)
         self._init(call, design)
+
+    def _init(self, call: Call, design: Design | None, engine: Any = None) -> None:
+        super()._init(call, design, engine)
+        # rows on Dask, an approximate fit: the same model with those members replaced
+        dask = isinstance(self.engine.design, DaskDesign)
+        approx = bool(getattr(self.engine, "approximate", False))
+        self.__class__ = _VARIANTS[dask, approx]
 
     @classmethod
     def _build_design(cls, call: Call) -> Design:
-        return build_design(call.formula, call.data, call.weights, call.offset)
+        if is_dask_frame(call.data):
+            return dask_design(call.formula, call.data, call.weights, call.offset)
+        return build_design(call.formula, call.data, call.weights, call.offset, check_dense=False)
 
     @classmethod
-    def _make_engine(cls, design: Design, call: Call) -> LinearEngine:
-        return LinearEngine(design, REML=dict(call.options)["REML"])
+    def _make_engine(cls, design: Design, call: Call) -> Any:
+        opts = dict(call.options)
+        method, note = choose_method(design, opts.get("method", "auto"))
+        dask = isinstance(design, DaskDesign)
+        if method == "moments":
+            if dask:
+                cp = dask_crossproducts(design, level_xy=True)
+                engine: Any = MomentsEngine(design, cp.stats, cp.s, rows=False, keep=cp.layout.keep)
+            else:
+                engine = MomentsEngine(design)
+            engine.method_note = note
+            return engine
+        if dask:
+            cp = dask_crossproducts(design)
+            A, units = cp.A, Units(cp.s, cp.c)
+            del cp  # the summed tables: not kept while the factor is set up
+            release_memory()
+            return LinearEngine(design, REML=opts["REML"], units=units, A=A)
+        return LinearEngine(design, REML=opts["REML"])
+
+    @property
+    def approximate(self) -> bool:
+        """Whether the estimates are approximate (the method of moments, see :attr:`method`)."""
+        return False
+
+    @property
+    def method(self) -> str:
+        """How the model was fitted: "exact" (REML/ML) or "moments" (approximate)."""
+        return str(getattr(self.engine, "method", "exact"))
 
     def fit(self, start: Any = None, *, check_conv: bool = True) -> LinearMixedModel:
         """Fit the model: ``start`` is θ in lme4's order (or ``{"theta": θ}``); returns
@@ -72,13 +160,15 @@ class LinearMixedModel(MixedModel):
         DataError
             ``start`` of the wrong length or with a missing value, ``check_conv`` not a bool.
         ModelError
-            A constant response (lme4: "Response is constant").
+            A constant response (lme4: "Response is constant"), or a perfect fit (no
+            residual variance left to estimate).
         """
         d = self.design
         start = check_start(start, d.theta_lower().size, d.fixed.p, fixef=False)
         check_conv = check_bool(check_conv, "check_conv")
         check_response_varies(self.engine.y, d.response_name)
         super().fit(start=start, check_conv=check_conv)
+        check_finite_fit(self.engine, d.response_name)
         return self
 
     @property
@@ -129,6 +219,7 @@ def lmer(
     weights: Any = None,
     offset: Any = None,
     *,
+    method: str = "auto",
     start: np.ndarray | None = None,
     check_conv: bool = True,
 ) -> LinearMixedModel:
@@ -138,7 +229,10 @@ def lmer(
     ----------
     formula : str
         ``"y ~ fixed + (expr | group) + ..."`` in lme4's formula language.
-    data : pandas or polars data frame, or dict of arrays
+    data : pandas or polars data frame, dict of arrays, or a Dask data frame
+        A Dask data frame is read partition by partition and never gathered: one pass for its
+        levels and counts, one for the cross-products (exact fits); fitted values and
+        residuals are then lazy Dask series.
     REML : bool, default True
         REML (default) or maximum likelihood.
     weights, offset : column name or array, optional
@@ -147,11 +241,16 @@ def lmer(
         Starting θ (lme4's order), or ``{"theta": θ}``.
     check_conv : bool, default True
         Run lme4's convergence checks at the optimum.
+    method : "auto" (default), "exact" or "moments"
+        "exact": lme4's REML/ML fit. "moments": crossed random intercepts by the method of
+        moments and GLS (approximate, O(N); see :mod:`mixedfx.engines.moments`). "auto":
+        exact while its estimated memory and time fit (:mod:`mixedfx.linalg.cost`), else
+        moments with an :class:`~mixedfx.errors.ApproximateFitWarning` saying why.
 
     Returns
     -------
     LinearMixedModel
-        The fitted model.
+        The fitted model (``m.method``, ``m.approximate`` say how).
 
     Examples
     --------
@@ -160,6 +259,35 @@ def lmer(
     >>> round(m.objective, 3)
     1743.628
     """
-    model = LinearMixedModel(formula, data, REML=REML, weights=weights, offset=offset)
+    model = LinearMixedModel(
+        formula, data, REML=REML, weights=weights, offset=offset, method=method
+    )
     model.fit(start=start, check_conv=check_conv)
     return model
+
+
+class DaskLinearMixedModel(DaskRows, LinearMixedModel):
+    """A linear mixed model fitted to a Dask data frame (exact): fitted values, residuals
+    and predictions are lazy Dask series (see :mod:`mixedfx.models.dask_rows`)."""
+
+
+class ApproximateLinearMixedModel(Approximate, LinearMixedModel):
+    """A linear mixed model fitted by the method of moments (approximate; see
+    :mod:`mixedfx.models.approximate`)."""
+
+    def __repr__(self) -> str:
+        if not self.engine.fitted:
+            return f"<LinearMixedModel {self.formula!r} (not fitted)>"
+        return f"<LinearMixedModel {self.formula!r}: method of moments (approximate), n = {self.n}>"
+
+
+class DaskApproximateLinearMixedModel(DaskRows, ApproximateLinearMixedModel):
+    """A linear mixed model fitted by the method of moments to a Dask data frame."""
+
+
+_VARIANTS: dict[tuple[bool, bool], type[LinearMixedModel]] = {
+    (False, False): LinearMixedModel,
+    (True, False): DaskLinearMixedModel,
+    (False, True): ApproximateLinearMixedModel,
+    (True, True): DaskApproximateLinearMixedModel,
+}
