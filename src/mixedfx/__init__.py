@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from . import datasets, families
+from ._version import __version__
 from .errors import (
     ColumnNotFoundError,
     ConvergenceWarning,
@@ -31,8 +32,6 @@ from .models.ols import OLSModel, ols
 from .report.tables import AnovaResult
 from .workflows.compare import ControlComparison, compare_controls
 from .workflows.power import PowerResult, power
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AnovaResult",

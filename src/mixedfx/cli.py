@@ -28,11 +28,17 @@ from typing import Any, NoReturn
 import numpy as np
 import pandas as pd
 
+from . import datasets
+from ._version import __version__
+from .errors import FormulaError, MixedFXError
 from .frame.formula import parse_formula
 from .glm.families import get_family
 from .models.glmer import glmer
 from .models.glmer_nb import glmer_nb
 from .models.lmer import lmer
+from .models.ols import ols
+from .workflows.compare import compare_controls
+from .workflows.power import power
 
 __all__ = ["main"]
 
@@ -53,8 +59,6 @@ class _Parser(argparse.ArgumentParser):
 # ----------------------------------------------------------------- input
 def read_data(source: str) -> tuple[pd.DataFrame, str]:
     """A data frame from a CSV/TSV/Parquet file or a bundled data set's name."""
-    from . import datasets
-
     path = pathlib.Path(source)
     if path.is_file():
         suffix = path.suffix.lower()
@@ -332,8 +336,6 @@ def _connect(args: argparse.Namespace) -> Any:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    import mixedfx as mfx
-
     _check_glmm_options(args)
     force = bool(getattr(args, "dask", False) or getattr(args, "scheduler", None))
     lazy = read_dask(args.data, force)
@@ -342,31 +344,25 @@ def _fit(args: argparse.Namespace) -> int:
         data, name = lazy
     else:
         data, name = read_data(args.data)
-    parsed = mfx.parse_formula(args.formula)
+    parsed = parse_formula(args.formula)
     family = (args.family or "gaussian").lower()
     if family in NEGBIN_NAMES:
         m = _fit_negbin(args, data, parsed.random)
     elif family != "gaussian":
-        glmer = getattr(mfx, "glmer", None)
-        if glmer is None:
-            raise CLIError(
-                f"--family {args.family}: generalized mixed models (mixedfx.glmer) are not "
-                "available in this version"
-            )
         if not parsed.random:
             raise CLIError("--family needs a formula with a random-effects term, e.g. (1 | g)")
         m = glmer(
             args.formula,
             data,
-            family=mfx.families.get_family(family, args.link),
+            family=get_family(family, args.link),
             weights=args.weights,
             offset=args.offset,
             nAGQ=args.nagq,
         )
     elif not parsed.random:
-        m = mfx.ols(args.formula, data, weights=args.weights, offset=args.offset)
+        m = ols(args.formula, data, weights=args.weights, offset=args.offset)
     else:
-        m = mfx.lmer(
+        m = lmer(
             args.formula,
             data,
             REML=not args.ml,
@@ -465,10 +461,8 @@ def _emmeans(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    import mixedfx as mfx
-
     data, _ = read_data(args.data)
-    cmp = mfx.compare_controls(
+    cmp = compare_controls(
         args.formula,
         data,
         REML=not args.ml,
@@ -494,14 +488,12 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _power(args: argparse.Namespace) -> int:
-    import mixedfx as mfx
-
     if (args.design is None) == (args.design_data is None):
         raise CLIError("give the design either as --design name=value ... or as --design-data FILE")
     design: Any = parse_design(args.design) if args.design else read_data(args.design_data)[0]
     fixef = {k: _number(v, f"--fixef {k}") for k, v in _pairs(args.fixef, "--fixef").items()}
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    sim = mfx.power(
+    sim = power(
         args.formula,
         design=design,
         fixef=fixef,
@@ -538,8 +530,6 @@ def _power(args: argparse.Namespace) -> int:
 
 
 def _datasets(args: argparse.Namespace) -> int:
-    from . import datasets
-
     for name in datasets.list_datasets():
         schema = datasets.describe(name)
         cols = ", ".join(c["name"] for c in schema["columns"])
@@ -582,8 +572,6 @@ false-positive rate, any other value the power.""",
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     p = _Parser(
         prog="mixedfx",
         description="Linear mixed models with lme4's formula language: fit, compare ways of "
@@ -751,8 +739,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(exc: BaseException) -> str:
-    from .errors import FormulaError
-
     text = str(exc).strip()
     if isinstance(exc, FormulaError) and exc.formula is not None and exc.position is not None:
         first = text.splitlines()[0] if text else "bad formula"
@@ -787,8 +773,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:
             return 0
         except Exception as exc:  # every error becomes one line, never a traceback
-            from .errors import MixedFXError
-
             known = isinstance(
                 exc,
                 (
