@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import datasets, families
 from ._version import __version__
 from .errors import (
+    ApproximateFitWarning,
     ColumnNotFoundError,
     ConvergenceWarning,
     DataError,
@@ -35,6 +36,7 @@ from .workflows.power import PowerResult, power
 
 __all__ = [
     "AnovaResult",
+    "ApproximateFitWarning",
     "ColumnNotFoundError",
     "ControlComparison",
     "ConvergenceWarning",

@@ -24,9 +24,15 @@ from ..frame.formula import parse_formula
 from ..frame.formula_update import update_formula
 from ..inference import bootstrap as _bootstrap
 from ..inference import confint as _confint
+from ..inference import emmeans as _emmeans
 from ..inference import ftests, kenward_roger, predict, simulate, wald
+from ..inference import r2 as _r2
+from ..inference import repca as _repca
 from ..inference.profile import Profiler
+from ..report import emmeans as _emmeans_report
+from ..report import html as _html
 from ..report import plots, summary
+from ..report import tidy as _tidy
 from ..report.tables import AnovaTable
 
 __all__ = ["Call", "MixedModel"]
@@ -461,12 +467,6 @@ class MixedModel:
 
     # ------------------------------------------------ what lme4 users reach for next
     # (R² and ICC, rePCA, tidy/glance, HTML display)
-    # The modules this section uses are bound here, as class attributes, so that the section
-    # stays self-contained.
-    from ..inference import r2 as _r2
-    from ..inference import repca as _repca
-    from ..report import html as _html
-    from ..report import tidy as _tidy
 
     def r2(self, tolerance: float = 1e-5) -> Any:
         """Nakagawa's marginal and conditional R², as ``performance::r2_nakagawa(m)``.
@@ -476,18 +476,18 @@ class MixedModel:
         distribution-specific variance (see :mod:`mixedfx.inference.r2`). Returns an object
         with ``marginal``, ``conditional`` and ``variances``. ``tolerance``: below it a
         variance parameter counts as zero (singular fit: conditional R² NaN)."""
-        return self._r2.r2_nakagawa(self.engine, tolerance)
+        return _r2.r2_nakagawa(self.engine, tolerance)
 
     def icc(self, tolerance: float = 1e-5) -> Any:
         """Intraclass correlation, as ``performance::icc(m)``: ``adjusted`` σ²_r / (σ²_r +
         σ²_e) and ``unadjusted`` σ²_r / (σ²_f + σ²_r + σ²_e)."""
-        return self._r2.icc(self.engine, tolerance)
+        return _r2.icc(self.engine, tolerance)
 
     def repca(self) -> Any:
         """Principal components of each grouping factor's relative covariance factor Λ, as
         lme4's ``rePCA(m)``: per factor ``sdev`` (singular values of Λ, in units of σ),
         ``proportion``, ``cumulative`` and ``rotation``; ``.table`` for all at once."""
-        return self._repca.repca(self.engine)
+        return _repca.repca(self.engine)
 
     def tidy(
         self,
@@ -501,7 +501,7 @@ class MixedModel:
         ``effects`` "fixed", "ran_pars", "ran_vals" or a list of them; broom.mixed's columns
         (``effect, group, level, term, estimate, std.error, statistic, df, p.value,
         conf.low, conf.high``). See :func:`mixedfx.report.tidy.tidy`."""
-        return self._tidy.tidy(
+        return _tidy.tidy(
             self,
             effects=effects,
             conf_int=conf_int,
@@ -513,18 +513,14 @@ class MixedModel:
     def glance(self) -> pd.DataFrame:
         """One row of fit statistics, as broom.mixed's ``glance(m)``: ``nobs, sigma, logLik,
         AIC, BIC, REMLcrit`` (or ``deviance``) ``, df.residual``."""
-        return self._tidy.glance(self)
+        return _tidy.glance(self)
 
     def _repr_html_(self) -> str:
         """The summary as HTML tables, for notebooks."""
-        return self._html.model_html(self)
+        return _html.model_html(self)
 
     # ------------------------------------------------ marginal means
     # (emmeans)
-    # The modules this section uses are bound here, as class attributes, so that the section
-    # stays self-contained.
-    from ..inference import emmeans as _emmeans
-    from ..report import emmeans as _emmeans_report
 
     def emmeans(
         self,
@@ -559,7 +555,5 @@ class MixedModel:
             glmer: link scale (default) or back-transformed (delta method).
         """
         self.engine.require_fit()
-        result = self._emmeans.emmeans(
-            self.engine, specs, by=by, at=at, ddf=ddf, level=level, type=type
-        )
-        return self._emmeans_report.EmmeansResult(result)
+        result = _emmeans.emmeans(self.engine, specs, by=by, at=at, ddf=ddf, level=level, type=type)
+        return _emmeans_report.EmmeansResult(result)
