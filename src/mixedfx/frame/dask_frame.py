@@ -50,6 +50,7 @@ from .design import (
     Design,
     FixedEffects,
     RandomEffectsTerm,
+    check_term_size,
     drop_rank_deficient,
     level_names,
     response_values,
@@ -868,23 +869,7 @@ def dask_design(
         else:
             levels, stages = flev[t.factors[0]].names, []
         per_factor = tuple(flev[f].names for f in t.factors)
-        if len(levels) < 2:
-            raise ModelError(
-                f"grouping factor {t.group!r} has only {len(levels)} level in the data used: "
-                "a random effect needs at least 2 levels (drop the term or use a fixed effect)"
-            )
-        if check_nobs_vs_nre and len(levels) >= n:
-            raise ModelError(
-                f"grouping factor {t.group!r} has {len(levels)} levels for {n} observations: "
-                "the number of levels of each grouping factor must be less than the number of "
-                "observations, or its variance is confounded with the residual variance"
-            )
-        if check_nobs_vs_nre and len(levels) * Z0.shape[1] >= n:
-            raise ModelError(
-                f"number of observations ({n}) <= number of random effects "
-                f"({len(levels) * Z0.shape[1]}) for term {t.text}: the random-effects "
-                "parameters and the residual variance are probably unidentifiable"
-            )
+        check_term_size(t, len(levels), Z0.shape[1], n, check_nobs_vs_nre)
         specs.append(TermSpec(t, maker, levels, per_factor, stages))
     specs = [specs[i] for i in _lme4_order([s.nlevels for s in specs])]
     fnames = list(fmaker.names)

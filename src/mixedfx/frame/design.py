@@ -505,6 +505,28 @@ def _drop_response_from_rhs(parsed: ParsedFormula) -> ParsedFormula:
     return dataclasses.replace(parsed, fixed=fixed or "1")
 
 
+def check_term_size(t: RandomTerm, nlevels: int, ncols: int, n: int, vs_nobs: bool) -> None:
+    """lme4's checks of a random-effects term's size: at least 2 levels and, when ``vs_nobs``
+    (lmer), fewer levels and fewer random effects than observations."""
+    if nlevels < 2:
+        raise ModelError(
+            f"grouping factor {t.group!r} has only {nlevels} level in the data used: "
+            "a random effect needs at least 2 levels (drop the term or use a fixed effect)"
+        )
+    if vs_nobs and nlevels >= n:
+        raise ModelError(
+            f"grouping factor {t.group!r} has {nlevels} levels for {n} observations: "
+            "the number of levels of each grouping factor must be less than the number of "
+            "observations, or its variance is confounded with the residual variance"
+        )
+    if vs_nobs and nlevels * ncols >= n:
+        raise ModelError(
+            f"number of observations ({n}) <= number of random effects "
+            f"({nlevels * ncols}) for term {t.text}: the random-effects parameters "
+            "and the residual variance are probably unidentifiable"
+        )
+
+
 def build_design(
     formula: str | ParsedFormula,
     data: object,
@@ -596,23 +618,7 @@ def build_design(
         if Zt.shape[1] == 0:
             raise FormulaError(f"random-effects term {t.text} has no columns")
         _check_finite(Zt, f"random-effects term {t.text}", maker.names)
-        if len(levels) < 2:
-            raise ModelError(
-                f"grouping factor {t.group!r} has only {len(levels)} level in the data used: "
-                "a random effect needs at least 2 levels (drop the term or use a fixed effect)"
-            )
-        if check_nobs_vs_nre and len(levels) >= n:
-            raise ModelError(
-                f"grouping factor {t.group!r} has {len(levels)} levels for {n} observations: "
-                "the number of levels of each grouping factor must be less than the number of "
-                "observations, or its variance is confounded with the residual variance"
-            )
-        if check_nobs_vs_nre and len(levels) * Zt.shape[1] >= n:
-            raise ModelError(
-                f"number of observations ({n}) <= number of random effects "
-                f"({len(levels) * Zt.shape[1]}) for term {t.text}: the random-effects parameters "
-                "and the residual variance are probably unidentifiable"
-            )
+        check_term_size(t, len(levels), Zt.shape[1], n, check_nobs_vs_nre)
         terms.append(
             RandomEffectsTerm(
                 term=t,

@@ -89,11 +89,31 @@ class MixedModel:
         new.data_name = data_name
         return new
 
+    _start_with_fixef: ClassVar[bool] = False
+    """Whether ``start`` may hold fixed effects (``{"theta": θ, "fixef": β}``: glmer)."""
+
     def fit(self, start: Any = None, *, check_conv: bool = True) -> MixedModel:
-        """Fit the model (see :func:`mixedfx.lmer` / :func:`mixedfx.glmer` for ``start``);
-        returns ``self``. Warns when the fit is singular or a convergence check fails."""
+        """Fit the model: ``start`` is θ in lme4's order or ``{"theta": θ}`` (for glmer also
+        ``{"theta": θ, "fixef": β}``, which skips the first stage); returns ``self``. Warns
+        when the fit is singular or a convergence check fails.
+
+        Raises
+        ------
+        DataError
+            ``start`` of the wrong length or with a missing value, ``check_conv`` not a bool.
+        ModelError
+            A constant response (lme4: "Response is constant"), or a fit without finite
+            estimates (e.g. no residual variance left to estimate).
+        """
+        d = self.design
+        start = checks.check_start(
+            start, d.theta_lower().size, d.fixed.p, fixef=self._start_with_fixef
+        )
+        check_conv = checks.check_bool(check_conv, "check_conv")
+        checks.check_response_varies(self.engine.y, d.response_name)
         self.engine.fit(start=start, check_conv=check_conv)
         self.engine.warn_if_singular(stacklevel=3)
+        checks.check_finite_fit(self.engine, d.response_name)
         return self
 
     def copy(

@@ -11,7 +11,6 @@ import numpy as np
 from ..engines.dask_generalized import DaskGeneralizedEngine
 from ..engines.generalized import GeneralizedEngine
 from ..errors import DataWarning, FormulaError, ModelError
-from ..frame.checks import check_bool, check_finite_fit, check_response_varies, check_start
 from ..frame.dask_frame import DaskDesign, dask_design, is_dask_frame
 from ..frame.design import Design, build_design
 from ..frame.formula import parse_formula
@@ -64,6 +63,7 @@ class GeneralizedLinearMixedModel(MixedModel):
     """
 
     _option_names: ClassVar[tuple[str, ...]] = ("family", "nAGQ")
+    _start_with_fixef: ClassVar[bool] = True
     engine: GeneralizedEngine
 
     def __init__(
@@ -134,25 +134,6 @@ class GeneralizedLinearMixedModel(MixedModel):
         super()._init(call, design, engine)
         if isinstance(self.engine.design, DaskDesign):
             self.__class__ = DaskGeneralizedLinearMixedModel
-
-    def fit(self, start: Any = None, *, check_conv: bool = True) -> GeneralizedLinearMixedModel:
-        """Fit the model: ``start`` is θ, or ``{"theta": θ, "fixef": β}`` (with fixef, stage
-        1 is skipped); returns ``self``.
-
-        Raises
-        ------
-        DataError
-            ``start`` of the wrong length or with a missing value, ``check_conv`` not a bool.
-        ModelError
-            A constant response (lme4: "Response is constant").
-        """
-        d = self.design
-        start = check_start(start, d.theta_lower().size, d.fixed.p, fixef=True)
-        check_conv = check_bool(check_conv, "check_conv")
-        check_response_varies(self.engine.y, d.response_name)
-        super().fit(start=start, check_conv=check_conv)
-        check_finite_fit(self.engine, d.response_name)
-        return self
 
     @property
     def family(self) -> Family:

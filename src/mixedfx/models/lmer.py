@@ -10,7 +10,6 @@ import numpy as np
 from ..engines.linear import LinearEngine, Units
 from ..engines.moments import MomentsEngine, check_moments_model
 from ..errors import ApproximateFitWarning, ModelError
-from ..frame.checks import check_bool, check_finite_fit, check_response_varies, check_start
 from ..frame.dask_frame import DaskDesign, dask_design, is_dask_frame, release_memory
 from ..frame.design import Design, build_design
 from ..linalg.cost import MAX_BYTES, MAX_SECONDS, exact_cost
@@ -150,26 +149,6 @@ class LinearMixedModel(MixedModel):
     def method(self) -> str:
         """How the model was fitted: "exact" (REML/ML) or "moments" (approximate)."""
         return str(getattr(self.engine, "method", "exact"))
-
-    def fit(self, start: Any = None, *, check_conv: bool = True) -> LinearMixedModel:
-        """Fit the model: ``start`` is θ in lme4's order (or ``{"theta": θ}``); returns
-        ``self``. Warns when the fit is singular or a convergence check fails.
-
-        Raises
-        ------
-        DataError
-            ``start`` of the wrong length or with a missing value, ``check_conv`` not a bool.
-        ModelError
-            A constant response (lme4: "Response is constant"), or a perfect fit (no
-            residual variance left to estimate).
-        """
-        d = self.design
-        start = check_start(start, d.theta_lower().size, d.fixed.p, fixef=False)
-        check_conv = check_bool(check_conv, "check_conv")
-        check_response_varies(self.engine.y, d.response_name)
-        super().fit(start=start, check_conv=check_conv)
-        check_finite_fit(self.engine, d.response_name)
-        return self
 
     @property
     def REML(self) -> bool:
