@@ -70,6 +70,7 @@ def test_equal_weights_are_no_weights(c):
     _close(vc["vcov"].iloc[:-1], vc0["vcov"].iloc[:-1])
     # the residual variance of an observation, σ²/w, is the unweighted σ²
     assert m.sigma**2 / c == pytest.approx(base.sigma**2, rel=1e-8)
+    assert m.is_singular == base.is_singular  # the weights' units do not make a fit singular
 
 
 def test_variance_ratio_beyond_double_precision_is_not_silent():

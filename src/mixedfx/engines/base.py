@@ -200,7 +200,12 @@ class Engine(ABC):
     def is_singular(self) -> bool:
         """lme4's ``isSingular``: a bounded θ element within 1e-4 of its bound 0."""
         lower = self.design.theta_lower()
-        return bool(np.any(self.theta[lower == 0.0] < SINGULAR_TOL))
+        return bool(np.any(self.relative_theta()[lower == 0.0] < SINGULAR_TOL))
+
+    def relative_theta(self) -> np.ndarray:
+        """θ on the scale the singularity tolerance applies to (θ itself; the linear engine
+        takes the weights' units out, so that weights times c do not make a fit singular)."""
+        return self.theta
 
     def warn_if_singular(self, stacklevel: int = 3) -> None:
         if self.is_singular:

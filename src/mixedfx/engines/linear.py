@@ -175,6 +175,11 @@ class LinearEngine(Engine):
     def restart(self) -> np.ndarray:
         return self.theta
 
+    def relative_theta(self) -> np.ndarray:
+        """θ√c: θ for weights scaled to a maximum of 1 (the same as θ for unweighted fits and
+        lme4's isSingular there)."""
+        return self.theta * self.units.rc
+
     def refitter(self) -> Callable[[np.ndarray], LinearEngine]:
         """A function y ↦ this model refitted to response y from θ̂, for many responses (the
         bootstrap): the cross-products' pattern and the factor's buffers are made once and
