@@ -194,7 +194,7 @@ class LinearEngine(Engine):
         def refit(y: np.ndarray) -> LinearEngine:
             work.plan.compute(sqrtw, work._yeff(y) / units.s, out=work.A)
             work._y = y
-            return work.fit(start=start, check_conv=False)
+            return work.fit(start=start, check_conv=False, polish=False)
 
         return refit
 
@@ -234,11 +234,14 @@ class LinearEngine(Engine):
         """Σ log w of the prior weights (0 without weights)."""
         return self.A.sum_log_w + self.n * math.log(self.units.c)
 
-    def fit(self, start: Any = None, *, check_conv: bool = True) -> LinearEngine:
+    def fit(
+        self, start: Any = None, *, check_conv: bool = True, polish: bool = True
+    ) -> LinearEngine:
         """Minimize the profiled criterion over θ with BOBYQA from ``start`` (default: lme4's,
         1 on Λ's diagonal and 0 elsewhere), finished by Newton steps on the free θ
         (:func:`mixedfx.linalg.optimizer.newton_polish`); lme4's gradient check when
-        ``check_conv``. The optimizer works on θ' = θ√c (c the weights' scale, see
+        ``check_conv``; ``polish=False`` skips the Newton steps (bootstrap replicates, whose
+        Monte Carlo error is far larger). The optimizer works on θ' = θ√c (c the weights' scale, see
         :class:`Units`), which does not depend on the units of the data."""
         d = self.design
         lower = d.theta_lower()
@@ -256,7 +259,9 @@ class LinearEngine(Engine):
             # From a given start (refits, profiles, the bootstrap) nlopt's default first step
             # is a fraction of each |θ_i|: a θ_i near 0 would get a step too small to leave it.
             step = None if start is None else np.maximum(0.1 * np.abs(x0), 0.05)
-            res = bobyqa(f, x0, lower, initial_step=step, **self._bobyqa_options)
+            # without the Newton steps, BOBYQA's own (lme4's) tolerances
+            opts = self._bobyqa_options if polish else {}
+            res = bobyqa(f, x0, lower, initial_step=step, **opts)
             if start is not None:
                 # a start far from the optimum can leave BOBYQA on a plateau or at a bound:
                 # compare with lme4's default start and keep the better answer
@@ -268,7 +273,10 @@ class LinearEngine(Engine):
                         res = alt
             # BOBYQA's stopping rule can leave a flat criterion ~1e-9 above its minimum:
             # Newton steps from its answer finish the job (2m evaluations when it is done)
-            x, fx, probe = newton_polish(f, res.x, res.fun, lower)
+            if polish:
+                x, fx, probe = newton_polish(f, res.x, res.fun, lower)
+            else:  # many refits of one model (the bootstrap): BOBYQA's answer is enough
+                x, fx, probe = res.x, res.fun, None
             res.x, res.fun, res.nfev = x / rc, fx, self._n_evals
             self.optinfo = res
             self.convergence_messages = (
