@@ -32,7 +32,13 @@ from ..frame.design import Design
 from ..glm.families import Binomial, Family
 from ..glm.pirls import PIRLS, PirlsResult, agq_correction, gauss_hermite
 from ..linalg.factor import rx_crossprod_inverse
-from ..linalg.optimizer import OptimizerResult, bobyqa, check_convergence, fd_gradient_hessian
+from ..linalg.optimizer import (
+    OptimizerResult,
+    bobyqa,
+    check_convergence,
+    fd_gradient_hessian,
+    minimize,
+)
 from .base import Engine
 
 __all__ = ["GeneralizedEngine", "family_response"]
@@ -129,6 +135,7 @@ class GeneralizedEngine(Engine):
         self.stage1: OptimizerResult | None = None
         self._Rx1 = np.eye(design.fixed.p)
         self._beta1: np.ndarray | None = None
+        self._theta1 = design.theta_start()
         self.pirls_result: PirlsResult | None = None
 
     # ----------------------------------------------------------- interface
@@ -320,7 +327,7 @@ class GeneralizedEngine(Engine):
             Rx = pirls.factor_b.Rx()
             if not np.all(np.isfinite(Rx)) or np.any(np.abs(np.diag(Rx)) < 1e-12):
                 Rx = np.eye(d.fixed.p)
-            self._Rx1, self._beta1 = Rx, beta1
+            self._Rx1, self._beta1, self._theta1 = Rx, beta1, theta1
 
             # ---- stage 2: θ and β together, u by PIRLS
             warm_u = [u1]
@@ -345,6 +352,25 @@ class GeneralizedEngine(Engine):
         self.convergence_messages = msgs
         for msg in msgs:
             warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+
+    def reoptimize(self, method: str) -> OptimizerResult:
+        """Stage 2 (θ and β, u by PIRLS) by another optimizer from stage 1's answer, as lme4's
+        ``allFit`` varies the optimizer of the second stage; the state is set at its answer.
+        The engine is fitted first (stage 1 gives the start and R_X) if it is not."""
+        if not self.fitted or self._beta1 is None:
+            self.fit(check_conv=False)
+        ntheta = self.design.theta_lower().size
+        p = self.design.fixed.p
+        warm = [self._u.copy()]
+        f2 = self._stage2_criterion(warm)
+        x0 = np.concatenate([self._theta1, np.zeros(p)])
+        lower2 = np.concatenate([self.design.theta_lower(), np.full(p, -np.inf)])
+        with self.factor.blas_threads():
+            res = minimize(f2, x0, lower2, method)
+        theta, beta = res.x[:ntheta], self._to_beta(res.x[ntheta:])
+        self.install(theta, beta, self.pirls.fit_u(theta, beta, warm[0]).u)
+        self.optinfo = res
+        return res
 
     def _to_beta(self, delta: np.ndarray) -> np.ndarray:
         """β from stage 2's whitened coordinates δ = R_X (β − β₁)."""

@@ -27,7 +27,13 @@ from ..glm.families import Family, Gaussian
 from ..linalg.criterion import profiled_deviance, sigma_hat
 from ..linalg.crossprod import CrossProductPlan, CrossProducts
 from ..linalg.factor import BlockedFactor, FactorStats
-from ..linalg.optimizer import bobyqa, check_convergence, newton_polish
+from ..linalg.optimizer import (
+    OptimizerResult,
+    bobyqa,
+    check_convergence,
+    minimize,
+    newton_polish,
+)
 from .base import SINGULAR_TOL, Engine
 
 __all__ = ["LinearEngine", "Units"]
@@ -314,6 +320,19 @@ class LinearEngine(Engine):
         if not st.ok or not st.pwrss > 0.0 or not yy > 0.0:
             return 0.0
         return max(0.0, math.log10(yy / st.pwrss))
+
+    def reoptimize(self, method: str) -> OptimizerResult:
+        """Fit from lme4's start with another optimizer (see
+        :func:`mixedfx.linalg.optimizer.minimize`; no Newton polish, so that optimizers can
+        be compared as lme4's ``allFit`` does); the state is set at its answer."""
+        d = self.design
+        lower = d.theta_lower()
+        with self.factor.blas_threads():
+            res = minimize(self._criterion, d.theta_start(), lower, method)
+        res.x = res.x / self.units.rc
+        self.optinfo = res
+        self.install(res.x)
+        return res
 
     def install(self, theta: np.ndarray) -> None:
         """Set the state (factor, β, u, σ, criterion) to the values at θ."""

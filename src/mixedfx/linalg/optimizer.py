@@ -14,19 +14,23 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import nlopt
 import numpy as np
+from scipy.optimize import minimize as scipy_minimize
 from scipy.optimize import minimize_scalar
 
 from ..errors import ConvergenceWarning
 
 __all__ = [
+    "OPTIMIZERS",
     "OptimizerResult",
     "Probe",
     "bobyqa",
     "check_convergence",
     "fd_gradient_hessian",
+    "minimize",
     "newton_polish",
 ]
 
@@ -107,6 +111,61 @@ def bobyqa(
     if best[0] < fval:
         x, fval = best[1], best[0]
     return OptimizerResult(x=np.asarray(x), fun=float(fval), nfev=count[0], status=status)
+
+
+OPTIMIZERS = ("bobyqa", "nelder_mead", "sbplx", "lbfgsb", "powell")
+"""The optimizers :func:`minimize` offers (lme4's allFit tries its own set likewise)."""
+
+
+def minimize(
+    fun: Callable[[np.ndarray], float],
+    x0: np.ndarray,
+    lower: np.ndarray,
+    method: str = "bobyqa",
+    maxeval: int = 100_000,
+) -> OptimizerResult:
+    """Minimize ``fun`` from ``x0`` within lower bounds by a named optimizer: nlopt's BOBYQA,
+    Nelder–Mead or Subplex (derivative-free), or scipy's L-BFGS-B (finite-difference
+    gradients) or Powell. Non-finite values count as 1e300."""
+    x0 = np.asarray(x0, dtype=float)
+    lower = np.asarray(lower, dtype=float)
+    if method == "bobyqa":
+        return bobyqa(fun, x0, lower, maxeval=maxeval)
+    count = [0]
+
+    def f(x: np.ndarray, grad: Any = None) -> float:
+        count[0] += 1
+        v = fun(np.asarray(x, dtype=float))
+        return v if math.isfinite(v) else 1e300
+
+    if method in ("nelder_mead", "sbplx"):
+        alg = nlopt.LN_NELDERMEAD if method == "nelder_mead" else nlopt.LN_SBPLX
+        opt = nlopt.opt(alg, x0.size)
+        opt.set_min_objective(f)
+        opt.set_lower_bounds(lower)
+        opt.set_ftol_abs(1e-8)
+        opt.set_ftol_rel(1e-12)
+        opt.set_xtol_abs(1e-8)
+        opt.set_maxeval(maxeval)
+        status = "ok"
+        try:
+            x = opt.optimize(np.maximum(x0, lower))
+            fx = opt.last_optimum_value()
+        except (nlopt.RoundoffLimited, RuntimeError) as exc:
+            x, fx, status = x0, f(x0), f"stopped: {exc}"
+        return OptimizerResult(np.asarray(x), float(fx), count[0], status)
+    if method in ("lbfgsb", "powell"):
+        bounds = [(lo if math.isfinite(lo) else None, None) for lo in lower]
+        res = scipy_minimize(
+            f,
+            np.maximum(x0, lower),
+            method="L-BFGS-B" if method == "lbfgsb" else "Powell",
+            bounds=bounds,
+            options={"maxiter": maxeval},
+        )
+        status = "ok" if res.success else str(res.message)
+        return OptimizerResult(np.asarray(res.x), float(res.fun), count[0], status)
+    raise ValueError(f"unknown optimizer {method!r}; optimizers: {', '.join(OPTIMIZERS)}")
 
 
 def _scalar(fun, x0, lower, upper, xtol):

@@ -22,6 +22,7 @@ from ..frame import checks
 from ..frame.design import Design
 from ..frame.formula import parse_formula
 from ..frame.formula_update import update_formula
+from ..inference import allfit as _allfit
 from ..inference import bootstrap as _bootstrap
 from ..inference import confint as _confint
 from ..inference import emmeans as _emmeans
@@ -502,6 +503,13 @@ class MixedModel:
         """Intraclass correlation, as ``performance::icc(m)``: ``adjusted`` σ²_r / (σ²_r +
         σ²_e) and ``unadjusted`` σ²_r / (σ²_f + σ²_r + σ²_e)."""
         return _r2.icc(self.engine, tolerance)
+
+    def allfit(self, optimizers: list[str] | None = None) -> pd.DataFrame:
+        """The model fitted by every available optimizer, as lme4's ``allFit(m)``: one row per
+        optimizer with ``objective``, ``loglik``, the sd/cor parameters, the fixed effects,
+        ``feval``, ``seconds`` and ``message``. Agreement across optimizers is lme4's check of
+        a doubtful convergence. See :func:`mixedfx.inference.allfit.allfit`."""
+        return _allfit.allfit(self.engine, optimizers)
 
     def repca(self) -> Any:
         """Principal components of each grouping factor's relative covariance factor Λ, as
