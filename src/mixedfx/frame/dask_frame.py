@@ -53,6 +53,8 @@ from .design import (
     check_term_size,
     drop_rank_deficient,
     level_names,
+    lme4_term_order,
+    make_unique,
     response_values,
 )
 from .formula import ParsedFormula, RandomTerm, expand_dot, parse_formula, quote_name
@@ -416,26 +418,6 @@ def _template(
             out[c] = pd.Categorical(out[c], categories=[v for v in order if v in used])
         elif all(s.to_numpy().dtype.kind == "b" for s in found):
             out[c] = out[c].astype(bool)
-    return out
-
-
-def _lme4_order(nlevels: list[int]) -> list[int]:
-    nl = np.asarray(nlevels)
-    if len(nl) > 1 and np.any(np.diff(nl) > 0):
-        return list(np.argsort(nl, kind="stable")[::-1])
-    return list(range(len(nl)))
-
-
-def _make_unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        if n in seen:
-            seen[n] += 1
-            out.append(f"{n}.{seen[n]}")
-        else:
-            seen[n] = 0
-            out.append(n)
     return out
 
 
@@ -871,7 +853,7 @@ def dask_design(
         per_factor = tuple(flev[f].names for f in t.factors)
         check_term_size(t, len(levels), Z0.shape[1], n, check_nobs_vs_nre)
         specs.append(TermSpec(t, maker, levels, per_factor, stages))
-    specs = [specs[i] for i in _lme4_order([s.nlevels for s in specs])]
+    specs = [specs[i] for i in lme4_term_order([s.nlevels for s in specs])]
     fnames = list(fmaker.names)
     source = DaskSource(
         parsed=parsed,
@@ -895,7 +877,7 @@ def dask_design(
         ),
     )
     terms = []
-    for s, vc in zip(specs, _make_unique([s.term.group for s in specs]), strict=True):
+    for s, vc in zip(specs, make_unique([s.term.group for s in specs]), strict=True):
         terms.append(
             RandomEffectsTerm(
                 term=s.term,

@@ -443,7 +443,7 @@ def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7) -> n
     return np.asarray(keep, dtype=np.intp)
 
 
-def _lme4_term_order(nlevels: list[int]) -> list[int]:
+def lme4_term_order(nlevels: list[int]) -> list[int]:
     """lme4's mkReTrms ordering: if any later term has more levels, ``rev(order(nl))``."""
     nl = np.asarray(nlevels)
     if len(nl) > 1 and np.any(np.diff(nl) > 0):
@@ -469,7 +469,7 @@ def _check_dense_size(terms: list[RandomEffectsTerm], p: int) -> None:
         )
 
 
-def _make_unique(names: list[str]) -> list[str]:
+def make_unique(names: list[str]) -> list[str]:
     """R's make.unique: repeated names get .1, .2, ..."""
     seen: dict[str, int] = {}
     out = []
@@ -633,11 +633,11 @@ def build_design(
                 factor_levels=per_factor,
             )
         )
-    order = _lme4_term_order([t.nlevels for t in terms])
+    order = lme4_term_order([t.nlevels for t in terms])
     terms = [terms[i] for i in order]
     if check_dense:  # off: the caller weighs the exact fit's cost (lmer's method="auto")
         _check_dense_size(terms, fixed.p)
-    for t, name in zip(terms, _make_unique([t.group for t in terms]), strict=True):
+    for t, name in zip(terms, make_unique([t.group for t in terms]), strict=True):
         t.vc_name = name
     w = None
     if weights is not None:
