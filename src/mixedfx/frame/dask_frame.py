@@ -24,7 +24,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -624,6 +624,8 @@ class DaskDesign(Design):
     """The design of a model over a Dask data frame: every attribute of a :class:`Design`
     but the rows (``y``, ``weights`` and ``offset`` are empty arrays, X raises
     :class:`RowsNotHeldError`); ``source`` turns partitions into rows."""
+
+    has_rows: ClassVar[bool] = False
 
     def __init__(
         self,

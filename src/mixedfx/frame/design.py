@@ -17,7 +17,7 @@ import dataclasses
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -339,6 +339,9 @@ def grouping_factor(
 class Design:
     """Everything the model needs from the data, computed once.
 
+    ``has_rows`` (a class attribute): the rows are in memory (False for a design whose rows
+    stay on Dask, :class:`mixedfx.frame.dask_frame.DaskDesign`).
+
     Attributes
     ----------
     y : ndarray (n,)
@@ -350,6 +353,8 @@ class Design:
         Prior weights.
     offset : ndarray (n,) or None
     """
+
+    has_rows: ClassVar[bool] = True
 
     formula: ParsedFormula
     y: np.ndarray

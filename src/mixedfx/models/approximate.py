@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from .._lazy import stats
-from ..errors import ModelError
 from ..report.approximate import ApproximateSummary
 
 __all__ = ["Approximate"]
@@ -59,34 +58,11 @@ class Approximate:
         self.engine.require_fit()
         return ApproximateSummary(self, scaled_residuals=scaled_residuals)
 
-    def _no_likelihood(self, what: str) -> Any:
-        raise ModelError(
-            f"{what} needs the likelihood, which a fit by the method of moments (approximate) "
-            "does not have: fit with method='exact' where the model fits in memory and time"
-        )
-
-    @property
-    def coefficients_kr(self) -> Any:
-        return self._no_likelihood("Kenward-Roger's df")
-
-    @property
-    def vcov_kr(self) -> Any:
-        return self._no_likelihood("Kenward-Roger's covariance")
-
-    def anova(self, ddf: str = "satterthwaite") -> Any:
-        return self._no_likelihood("type III F tests with Satterthwaite's df")
-
-    def profile(self, *args: Any, **kwargs: Any) -> Any:
-        return self._no_likelihood("the profile likelihood")
-
-    def bootstrap(self, *args: Any, **kwargs: Any) -> Any:
-        return self._no_likelihood("the parametric bootstrap of the fit")
-
     def confint(self, parm: Any = None, level: float = 0.95, method: str = "wald",
                 *args: Any, **kwargs: Any) -> pd.DataFrame:  # fmt: skip
         """Wald intervals of the fixed effects (the only ones defined)."""
         if str(method).lower() != "wald":
-            return self._no_likelihood(f"confint(method={method!r})")
+            self._require(f"confint(method={method!r})", likelihood=True)
         coef = self.coefficients
         z = float(stats.norm.ppf(0.5 + level / 2))
         lo = coef["estimate"] - z * coef["std_error"]

@@ -19,6 +19,7 @@ import pandas as pd
 from ..engines.base import Engine
 from ..errors import FormulaError, ModelError
 from ..frame import checks
+from ..frame.dask_frame import RowsNotHeldError
 from ..frame.design import Design
 from ..frame.formula import parse_formula
 from ..frame.formula_update import update_formula
@@ -177,10 +178,29 @@ class MixedModel:
         engine = self.engine.refit(y, start=start, check_conv=check_conv, REML=options.get("REML"))
         return self._from(call, engine, self.data_name)
 
+    def _require(self, what: str, *, rows: bool = False, likelihood: bool = False) -> None:
+        """Refuse, saying why and what to use, what this fit cannot give: ``rows`` when the
+        rows are not in memory (a fit on Dask), ``likelihood`` when the fit has none (the
+        method of moments)."""
+        if likelihood and getattr(self.engine, "approximate", False):
+            raise ModelError(
+                f"{what} needs the likelihood, which a fit by the method of moments "
+                "(approximate) does not have: fit with method='exact' where the model fits in "
+                "memory and time"
+            )
+        if rows and not self.design.has_rows:
+            raise RowsNotHeldError(
+                f"{what} needs the model's rows in memory, and they are on Dask: use "
+                "Satterthwaite's t tests (m.coefficients), confint(method='wald') and "
+                "likelihood-ratio tests (mfx.anova(m0, m)), or compute() the data and fit in "
+                "memory"
+            )
+
     def refit(self, y: np.ndarray | None = None, *, check_conv: bool = False) -> MixedModel:
         """Refit with a new response (same rows, same design, same call), starting from the
         current estimates; returns a new model, ``self`` is unchanged (lme4's ``refit``).
         For a binomial model ``y`` is on the fitted scale (proportions of the trials)."""
+        self._require("refit() with a new response", rows=True)
         return self.copy(y, check_conv=check_conv)
 
     def update(self, formula: str | None = None, data: Any = None, **kwargs: Any) -> MixedModel:
@@ -317,6 +337,7 @@ class MixedModel:
     @property
     def vcov_kr(self) -> pd.DataFrame:
         """Kenward-Roger adjusted covariance of β̂ (pbkrtest's ``vcovAdj``; REML lmer fits)."""
+        self._require("Kenward-Roger's covariance (n x n)", rows=True, likelihood=True)
         names = self.design.fixed.names
         kr = kenward_roger.kr_info(self.engine)
         return pd.DataFrame(kr.PhiA, index=names, columns=names)
@@ -325,11 +346,13 @@ class MixedModel:
     def coefficients_kr(self) -> pd.DataFrame:
         """Fixed effects with Kenward-Roger t tests, as lmerTest's
         ``summary(m, ddf = "Kenward-Roger")`` (REML lmer fits)."""
+        self._require("Kenward-Roger's df (an n x n covariance)", rows=True, likelihood=True)
         return wald.coefficient_table(self.engine, ddf="kenward-roger")
 
     def anova(self, ddf: str = "satterthwaite") -> AnovaTable:
         """Type III F tests of the fixed-effect terms, as lmerTest's ``anova(m)`` (linear
         mixed models). For likelihood-ratio tests between models use :func:`mixedfx.anova`."""
+        self._require("type III F tests", rows=True, likelihood=True)
         key = wald.ddf_name(ddf)
         if key == "lme4":
             raise ModelError("anova(ddf=...) takes 'satterthwaite' or 'kenward-roger'")
@@ -423,6 +446,7 @@ class MixedModel:
         """Responses simulated from the fitted model, as lme4's ``simulate``: an (n, nsim)
         array reproducible from ``seed`` (binomial: proportions of the trials). See
         :func:`mixedfx.inference.simulate.simulate`."""
+        self._require("simulate()", rows=True)
         return simulate.simulate(self.engine, nsim, seed, use_u)
 
     def bootstrap(
@@ -434,6 +458,7 @@ class MixedModel:
     ) -> _bootstrap.BootstrapResult:
         """Parametric bootstrap, as lme4's ``bootMer``: simulate, refit, collect
         (``.table``: one row per replicate). See :func:`mixedfx.inference.bootstrap.bootstrap`."""
+        self._require("the parametric bootstrap", rows=True, likelihood=True)
         return _bootstrap.bootstrap(
             self.engine, nsim=nsim, seed=seed, n_jobs=n_jobs, progress=progress
         )
@@ -441,6 +466,7 @@ class MixedModel:
     def profile(self, which: list[str] | None = None, level_max: float = 0.99) -> pd.DataFrame:
         """The profile likelihood (lme4's ``profile``; linear mixed models): parameter, value
         and ζ from −z to +z for ``level_max``. See :mod:`mixedfx.inference.profile`."""
+        self._require("the profile likelihood", rows=True, likelihood=True)
         return Profiler(self.engine).table(which=which, level_max=level_max)
 
     def confint(
@@ -456,6 +482,8 @@ class MixedModel:
         """Confidence intervals as lme4's ``confint``: ``method`` "profile" (default; linear
         mixed models), "wald" or "boot". Rows ``.sig01``..., ``.sigma`` and the fixed effects;
         columns as R labels them (``2.5 %``, ``97.5 %``)."""
+        if not (isinstance(method, str) and method.strip().lower() == "wald"):
+            self._require(f"confint(method={method!r})", rows=True, likelihood=True)
         return _confint.confint(
             self.engine,
             parm=parm,
@@ -484,6 +512,7 @@ class MixedModel:
     def plot_residuals(self, ax: Any = None) -> Any:
         """Residuals vs fitted and normal QQ plots of residuals and conditional modes;
         returns the matplotlib Figure."""
+        self._require("the residual plots", rows=True)
         return plots.plot_residuals(self, ax=ax)
 
     # ------------------------------------------------ what lme4 users reach for next
@@ -497,11 +526,13 @@ class MixedModel:
         distribution-specific variance (see :mod:`mixedfx.inference.r2`). Returns an object
         with ``marginal``, ``conditional`` and ``variances``. ``tolerance``: below it a
         variance parameter counts as zero (singular fit: conditional R² NaN)."""
+        self._require("R² (the variance of Xβ̂ over the rows)", rows=True)
         return _r2.r2_nakagawa(self.engine, tolerance)
 
     def icc(self, tolerance: float = 1e-5) -> Any:
         """Intraclass correlation, as ``performance::icc(m)``: ``adjusted`` σ²_r / (σ²_r +
         σ²_e) and ``unadjusted`` σ²_r / (σ²_f + σ²_r + σ²_e)."""
+        self._require("the ICC (the variance of Xβ̂ over the rows)", rows=True)
         return _r2.icc(self.engine, tolerance)
 
     def allfit(self, optimizers: list[str] | None = None) -> pd.DataFrame:

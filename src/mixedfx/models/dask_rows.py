@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..engines.generalized import family_response
 from ..errors import ModelError
-from ..frame.dask_frame import DaskDesign, RowsNotHeldError, is_dask_frame
+from ..frame.dask_frame import DaskDesign, is_dask_frame
 from ..frame.design import Design, FixedEffects
 from ..glm.families import Family
 from ..inference import predict as _predict
@@ -193,55 +193,9 @@ class DaskRows:
         if self.engine.gaussian:
             key = ddf_name(ddf)
             if key == "kenward-roger":
-                self._refuse("Kenward-Roger's df (an n x n covariance)")
+                self._require("Kenward-Roger's df (an n x n covariance)", rows=True)
             return LmerSummary(self, ddf=key, scaled_residuals=q)
         return GlmerSummary(self, scaled_residuals=q)
-
-    # ------------------------------------------------------------ refusals
-    def _refuse(self, what: str) -> Any:
-        raise RowsNotHeldError(
-            f"{what} needs the model's rows in memory, and they are on Dask: use "
-            "Satterthwaite's t tests (m.coefficients), confint(method='wald') and likelihood-"
-            "ratio tests (mfx.anova(m0, m)), or compute() the data and fit in memory"
-        )
-
-    @property
-    def coefficients_kr(self) -> Any:
-        return self._refuse("Kenward-Roger's df (an n x n covariance)")
-
-    @property
-    def vcov_kr(self) -> Any:
-        return self._refuse("Kenward-Roger's covariance (an n x n covariance)")
-
-    def anova(self, ddf: str = "satterthwaite") -> Any:
-        return self._refuse("type III F tests (their contrasts are built from the rows)")
-
-    def simulate(self, *args: Any, **kwargs: Any) -> Any:
-        return self._refuse("simulate()")
-
-    def bootstrap(self, *args: Any, **kwargs: Any) -> Any:
-        return self._refuse("the parametric bootstrap")
-
-    def profile(self, *args: Any, **kwargs: Any) -> Any:
-        return self._refuse("the profile likelihood (refits with the rows)")
-
-    def confint(self, parm: Any = None, level: float = 0.95, method: str = "profile",
-                *args: Any, **kwargs: Any) -> Any:  # fmt: skip
-        if str(method).lower() != "wald":
-            return self._refuse(f"confint(method={method!r})")
-        return super().confint(parm, level, "wald", *args, **kwargs)  # type: ignore[misc]
-
-    def r2(self, *args: Any, **kwargs: Any) -> Any:
-        return self._refuse("R² (the variance of Xβ̂ over the rows)")
-
-    def icc(self, *args: Any, **kwargs: Any) -> Any:
-        return self._refuse("the ICC (the variance of Xβ̂ over the rows)")
-
-    def plot_residuals(self, *args: Any, **kwargs: Any) -> Any:
-        return self._refuse("the residual plots")
-
-    def refit(self, y: Any = None, **kwargs: Any) -> Any:
-        return self._refuse("refit() with a new response")
 
     @property
     def passes(self) -> int:
