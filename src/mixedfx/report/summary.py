@@ -112,7 +112,21 @@ def _fixef_corr_text(model: Any) -> str:
     return "\nCorrelation of Fixed Effects:\n" + "\n".join(line.rstrip() for line in lines)
 
 
-class LmerSummary:
+class _Printed:
+    """A summary shows its text everywhere: repr, IPython's pretty printer, and (as tables)
+    a notebook's HTML."""
+
+    def __repr__(self) -> str:
+        return self.__str__()
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+    def _repr_html_(self) -> str:
+        return html.summary_html(self)
+
+
+class LmerSummary(_Printed):
     """lme4's ``summary(lmer(...))``, printable; tables as attributes."""
 
     def __init__(self, model: Any, ddf: str = "satterthwaite", scaled_residuals: Any = None):
@@ -177,17 +191,8 @@ class LmerSummary:
             lines.append(f"convergence warning: {msg}")
         return "\n".join(lines)
 
-    def __repr__(self) -> str:
-        return self.__str__()
 
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
-
-    def _repr_html_(self) -> str:
-        return html.summary_html(self)
-
-
-class GlmerSummary:
+class GlmerSummary(_Printed):
     """lme4's ``summary(glmer(...))``, printable; tables as attributes."""
 
     def __init__(self, model: Any, scaled_residuals: Any = None):
@@ -237,12 +242,3 @@ class GlmerSummary:
         for msg in m.convergence_messages:
             lines.append(f"convergence warning: {msg}")
         return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return self.__str__()
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
-
-    def _repr_html_(self) -> str:
-        return html.summary_html(self)
