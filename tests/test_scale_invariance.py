@@ -6,6 +6,7 @@ give the unweighted fit."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -79,9 +80,12 @@ def test_variance_ratio_beyond_double_precision_is_not_silent():
     rng = np.random.default_rng(3)
     g = np.repeat(np.arange(30), 10)
     y = 1e7 * rng.standard_normal(30)[g] + 1e-3 * rng.standard_normal(g.size)
-    with pytest.warns(mfx.ConvergenceWarning, match="beyond double precision"):
+    # where the rounding in the Schur complement A22 − PP' lands decides which of the two
+    # warnings appears (the factor fails near the optimum, or it survives with no digits left)
+    untrusted = "beyond double precision|16 of 16 significant digits are lost"
+    with pytest.warns(mfx.ConvergenceWarning, match=untrusted):
         m = mfx.lmer("y ~ 1 + (1 | g)", {"y": y, "g": g})
-    assert any("double precision" in msg for msg in m.convergence_messages)
+    assert any(re.search(untrusted, msg) for msg in m.convergence_messages)
     assert math.isfinite(m.objective)
 
 

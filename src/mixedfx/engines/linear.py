@@ -27,6 +27,7 @@ from ..glm.families import Family, Gaussian
 from ..linalg.criterion import profiled_deviance, sigma_hat
 from ..linalg.crossprod import CrossProductPlan, CrossProducts
 from ..linalg.factor import BlockedFactor, FactorStats
+from ..linalg.fused import SmallSystem
 from ..linalg.optimizer import (
     OptimizerResult,
     bobyqa,
@@ -138,6 +139,9 @@ class LinearEngine(Engine):
                 self.units.sqrtw(design.weights), self._yeff(yy) / self.units.s
             )
         self.factor = BlockedFactor(self.A, design.terms, grouped=grouped)
+        # small trailing block: the whole criterion in one compiled call, on scratch buffers
+        # (the factor's own are left at the θ it was last updated for)
+        self._fused = SmallSystem(self.A, design.terms) if self.factor.small is not None else None
 
     def _yeff(self, y: np.ndarray) -> np.ndarray:
         off = self.design.offset
@@ -208,12 +212,34 @@ class LinearEngine(Engine):
     def _criterion(self, theta_int: np.ndarray, reml: bool | None = None) -> float:
         """The criterion in the original units at the internal θ' = θ√c."""
         reml = self.REML if reml is None else reml
-        stats = self.factor.update(theta_int)
         self._n_evals += 1
+        if self._fused is not None:
+            crit = self._fused.criterion(theta_int, reml, self.n, self._const(reml))
+            if math.isnan(crit):  # the trailing block is not positive definite
+                self._n_failed += 1
+                return math.inf
+            return crit
+        stats = self.factor.update(theta_int)
         if not stats.ok:
             self._n_failed += 1
         crit = profiled_deviance(stats, self.n, self.p, reml, self.A.sum_log_w)
         return crit + self.units.criterion_shift(self.n, self.p, reml)
+
+    def _const(self, reml: bool) -> float:
+        """What the criterion adds to the factor's terms: −Σ log w and the units' shift."""
+        return self.units.criterion_shift(self.n, self.p, reml) - self.A.sum_log_w
+
+    def _criterion_many(self, thetas: np.ndarray) -> np.ndarray:
+        """:meth:`_criterion` at every row of ``thetas``, in one compiled call (only with the
+        fused criterion of a small model)."""
+        assert self._fused is not None
+        vals = self._fused.criterion_many(thetas, self.REML, self.n, self._const(self.REML))
+        self._n_evals += vals.size
+        bad = np.isnan(vals)
+        if bad.any():
+            self._n_failed += int(bad.sum())
+            vals[bad] = math.inf
+        return vals
 
     def objective_at(self, theta: np.ndarray, REML: bool | None = None) -> float:
         """The profiled criterion at θ: REML criterion or ML deviance (−2 log-likelihood).
@@ -279,14 +305,15 @@ class LinearEngine(Engine):
                         res = alt
             # BOBYQA's stopping rule can leave a flat criterion ~1e-9 above its minimum:
             # Newton steps from its answer finish the job (2m evaluations when it is done)
+            many = self._criterion_many if self._fused is not None else None
             if polish:
-                x, fx, probe = newton_polish(f, res.x, res.fun, lower)
+                x, fx, probe = newton_polish(f, res.x, res.fun, lower, many=many)
             else:  # many refits of one model (the bootstrap): BOBYQA's answer is enough
                 x, fx, probe = res.x, res.fun, None
             res.x, res.fun, res.nfev = x / rc, fx, self._n_evals
             self.optinfo = res
             self.convergence_messages = (
-                check_convergence(f, x, lower, probe=probe) if check_conv else []
+                check_convergence(f, x, lower, probe=probe, many=many) if check_conv else []
             )
         lost = self._digits_lost(x)
         if lost > 8.0:

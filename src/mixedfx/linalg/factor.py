@@ -34,6 +34,7 @@ from threadpoolctl import threadpool_limits
 from ..frame.design import RandomEffectsTerm, tril_indices_colmajor
 from . import kernels as K
 from .crossprod import CrossProducts
+from .fused import SmallSystem, applies
 
 __all__ = ["BlockedFactor", "FactorStats", "lambda_blocks", "rx_crossprod_inverse"]
 
@@ -121,8 +122,12 @@ class BlockedFactor:
             raise ValueError("cross-products: every column block of A21 must end with the XY rows")
         self.W = np.zeros((A.q_rest, self.nx))
         self._ones = np.ones(A.m)
-        self._grouped = self._setup_grouped() if grouped else None
-        self._dense = self._setup_dense() if self._grouped is None else None
+        # a small trailing block: the whole update in one compiled call (linalg/fused.py)
+        self.small = (
+            SmallSystem(A, terms, (self.L11, self._P, self.G, self.W)) if applies(A.m) else None
+        )
+        self._grouped = self._setup_grouped() if grouped and self.small is None else None
+        self._dense = self._setup_dense() if self._grouped is None and self.small is None else None
         self.theta: np.ndarray | None = None
         self.lams: list[np.ndarray] = []
         self.stats: FactorStats | None = None
@@ -135,6 +140,15 @@ class BlockedFactor:
         lams = lambda_blocks(theta, self.ks)
         self.theta = theta.copy()
         self.lams = lams
+        if self.small is not None:
+            ld_z, ld_x, r, ok = self.small.factor(theta)
+            self._P_stale = False
+            self.stats = (
+                FactorStats(ld_z, ld_x, r * r)
+                if ok
+                else FactorStats(np.inf, np.inf, np.inf, ok=False)
+            )
+            return self.stats
         logdet1 = K.factor_first_block(A.A11, lams[0], self.L11)
         G = self.G
         q = A.q_rest

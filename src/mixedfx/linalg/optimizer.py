@@ -239,6 +239,10 @@ def fd_gradient_hessian(
     return grad, hess
 
 
+Many = Callable[[np.ndarray], np.ndarray]
+"""A function evaluated at every row of a matrix of points at once."""
+
+
 @dataclass
 class Probe:
     """Central differences of a function at x over its free coordinates ``idx``:
@@ -260,44 +264,65 @@ class Probe:
         f0: float | None = None,
         boundary_tol: float = 1e-5,
         h: float = 1e-4,
+        many: Many | None = None,
     ) -> Probe:
         """Probe the coordinates not on their lower bound (within ``boundary_tol``), with
-        steps ``h`` kept inside the bounds."""
+        steps ``h`` kept inside the bounds. ``many`` evaluates ``fun`` at the rows of a matrix
+        in one call (a compiled criterion), else ``fun`` is called point by point."""
         free = ~((x - lower) < boundary_tol)
         idx = np.flatnonzero(free)
         steps = np.minimum(h, (x[idx] - lower[idx]) / 2.0)
         f0 = fun(x) if f0 is None else f0
-        fp = np.empty(idx.size)
-        fm = np.empty(idx.size)
-        for n, (i, h) in enumerate(zip(idx, steps, strict=True)):
-            e = np.zeros(x.size)
-            e[i] = h
-            fp[n], fm[n] = fun(x + e), fun(x - e)
-        return cls(x.copy(), idx, steps, float(f0), fp, fm)
+        k = idx.size
+        pts = np.repeat(x[None, :], 2 * k, axis=0)
+        pts[np.arange(k), idx] += steps
+        pts[k + np.arange(k), idx] -= steps
+        vals = _evaluate(fun, many, pts)
+        return cls(x.copy(), idx, steps, float(f0), vals[:k], vals[k:])
 
     @property
     def gradient(self) -> np.ndarray:
-        return (self.fp - self.fm) / (2.0 * self.steps)
+        """Central differences (NaN where the function was not finite on both sides)."""
+        with np.errstate(invalid="ignore"):
+            return (self.fp - self.fm) / (2.0 * self.steps)
 
-    def hessian(self, fun: Callable[[np.ndarray], float], central: bool = False) -> np.ndarray:
+    def hessian(
+        self,
+        fun: Callable[[np.ndarray], float],
+        central: bool = False,
+        many: Many | None = None,
+    ) -> np.ndarray:
         """The Hessian over the free coordinates: the diagonal from the probe, each
         off-diagonal term by one more evaluation (error O(h)), or with ``central`` by four
         (error O(h²), what Newton's method needs to converge in a step or two)."""
         idx, steps, x = self.idx, self.steps, self.x
         H = np.diag((self.fp - 2.0 * self.f0 + self.fm) / steps**2)
-        for a in range(idx.size):
-            for b in range(a):
-                ea = np.zeros(x.size)
-                eb = np.zeros(x.size)
-                ea[idx[a]], eb[idx[b]] = steps[a], steps[b]
-                if central:
-                    cross = (
-                        fun(x + ea + eb) - fun(x + ea - eb) - fun(x - ea + eb) + fun(x - ea - eb)
-                    ) / 4.0
-                else:
-                    cross = fun(x + ea + eb) - self.fp[a] - self.fp[b] + self.f0
-                H[a, b] = H[b, a] = cross / (steps[a] * steps[b])
+        pairs = [(a, b) for a in range(idx.size) for b in range(a)]
+        if not pairs:
+            return H
+        signs = ((1, 1), (1, -1), (-1, 1), (-1, -1)) if central else ((1, 1),)
+        pts = np.repeat(x[None, :], len(pairs) * len(signs), axis=0)
+        r = 0
+        for a, b in pairs:
+            for sa, sb in signs:
+                pts[r, idx[a]] += sa * steps[a]
+                pts[r, idx[b]] += sb * steps[b]
+                r += 1
+        vals = _evaluate(fun, many, pts).reshape(len(pairs), len(signs))
+        for (a, b), v in zip(pairs, vals, strict=True):
+            if central:
+                cross = (v[0] - v[1] - v[2] + v[3]) / 4.0
+            else:
+                cross = v[0] - self.fp[a] - self.fp[b] + self.f0
+            H[a, b] = H[b, a] = cross / (steps[a] * steps[b])
         return H
+
+
+def _evaluate(fun: Callable[[np.ndarray], float], many: Many | None, pts: np.ndarray) -> np.ndarray:
+    """``fun`` at every row of ``pts``: by ``many`` in one call when given."""
+    if many is not None:
+        return np.asarray(many(pts), dtype=float)
+    return np.array([fun(p) for p in pts], dtype=float)
 
 
 def newton_polish(
@@ -309,6 +334,7 @@ def newton_polish(
     max_iter: int = 6,
     last_step: float = 1e-8,
     h: float = 1e-4,
+    many: Many | None = None,
 ) -> tuple[np.ndarray, float, Probe]:
     """Finish a derivative-free minimization with Newton steps on the free coordinates.
 
@@ -326,17 +352,19 @@ def newton_polish(
     last gradient's evaluations are returned (lme4's convergence check reuses them).
     """
     x = np.asarray(x, dtype=float).copy()
-    probe = Probe.at(fun, x, lower, fx, h=h)
+    probe = Probe.at(fun, x, lower, fx, h=h, many=many)
     chol: np.ndarray | None = None
     free: np.ndarray | None = None
     for _ in range(max_iter):
         if probe.idx.size == 0:
             break
         g = probe.gradient
+        if not np.all(np.isfinite(g)):  # the criterion is not computable around x
+            break
         if chol is None or free is None or not np.array_equal(free, probe.idx):
             free = probe.idx
             try:
-                chol = np.linalg.cholesky(probe.hessian(fun, central=True))
+                chol = np.linalg.cholesky(probe.hessian(fun, central=True, many=many))
             except np.linalg.LinAlgError:
                 break
         step = -np.linalg.solve(chol.T, np.linalg.solve(chol, g))
@@ -367,7 +395,7 @@ def newton_polish(
             # after a step this small the next would be below xtol: the gradient probed one
             # step back (at most last_step away) serves lme4's convergence check
             break
-        probe = Probe.at(fun, x, lower, fx, h=h)
+        probe = Probe.at(fun, x, lower, fx, h=h, many=many)
     return x, fx, probe
 
 
@@ -379,6 +407,7 @@ def check_convergence(
     boundary_tol: float = 1e-5,
     warn: bool = True,
     probe: Probe | None = None,
+    many: Many | None = None,
 ) -> list[str]:
     """lme4's gradient check at the optimum; returns (and warns) the messages.
 
@@ -397,13 +426,13 @@ def check_convergence(
         or not near
         or np.any(((x - lower) < boundary_tol) != ((probe.x - lower) < boundary_tol))
     ):
-        probe = Probe.at(fun, x, lower, boundary_tol=boundary_tol)
+        probe = Probe.at(fun, x, lower, boundary_tol=boundary_tol, many=many)
     if probe.idx.size == 0:
         return msgs
     idx = probe.idx
     g = probe.gradient
     if np.max(np.abs(g)) > tol:
-        H = probe.hessian(fun)
+        H = probe.hessian(fun, many=many)
         try:
             Lc = np.linalg.cholesky(H)
             scaled = np.linalg.solve(Lc.T, np.linalg.solve(Lc, g))
