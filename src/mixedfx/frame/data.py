@@ -12,7 +12,6 @@ import keyword
 import re
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -158,14 +157,17 @@ def missing_column_error(
     return ColumnNotFoundError(f"{what} {name!r} is not in the data{hint} (columns: {shown})")
 
 
-@dataclass
 class ModelFrame:
     """The rows and columns a model uses, after dropping rows with missing values.
 
     Attributes
     ----------
+    values : dict of column name -> array
+        Used columns only, rows with missing values removed, each in the types the design
+        reads (:func:`clean_column`: numpy numbers and booleans, categoricals, datetimes).
     frame : pandas.DataFrame
-        Used columns only, rows with missing values removed, index reset.
+        The same columns as a data frame (index reset), made when first asked for: the
+        design of a model of plain numeric columns and categoricals never needs it.
     rows : numpy.ndarray
         Positions (0-based) in the original data of the rows kept.
     n_dropped : int
@@ -174,10 +176,41 @@ class ModelFrame:
         Number of rows in the data as given.
     """
 
-    frame: pd.DataFrame
-    rows: np.ndarray
-    n_dropped: int
-    n_original: int
+    def __init__(
+        self,
+        frame: pd.DataFrame | None,
+        rows: np.ndarray,
+        n_dropped: int,
+        n_original: int,
+        values: dict[str, object] | None = None,
+    ):
+        if frame is None and values is None:
+            raise ValueError("a model frame needs its frame or its column values")
+        self._frame = frame
+        self.values: dict[str, object] = (
+            values if values is not None else {str(c): frame[c] for c in frame.columns}  # type: ignore[index, union-attr]
+        )
+        self.rows = rows
+        self.n_dropped = n_dropped
+        self.n_original = n_original
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = pd.DataFrame(self.values, index=pd.RangeIndex(len(self.rows)))
+        return self._frame
+
+    @property
+    def n(self) -> int:
+        """Number of rows kept."""
+        return len(self.rows)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.values
+
+    def __getitem__(self, name: str) -> object:
+        """The cleaned values of a column (an array or a categorical, not a Series)."""
+        return self.values[name]
 
 
 def missing_mask(col: pd.Series) -> np.ndarray | None:
@@ -247,6 +280,9 @@ def clean_column(name: str, col: pd.Series) -> object:
     dtype = col.dtype
     if isinstance(dtype, pd.CategoricalDtype):
         cat = col.array
+        codes = np.asarray(cat.codes)
+        if codes.size and np.bincount(codes, minlength=len(cat.categories)).all():
+            return cat  # every level used (the common case): nothing to drop
         return cat.remove_unused_categories()
     if _is_dictionary(dtype):
         return _dictionary_categorical(col)
@@ -372,5 +408,4 @@ def model_frame(
             raise DataError(
                 f"{key} must be numbers; {what} holds values of type {cols[f'({key})'].dtype}"
             )
-    sub = pd.DataFrame(values, index=pd.RangeIndex(len(rows)))
-    return ModelFrame(frame=sub, rows=rows, n_dropped=n_dropped, n_original=n)
+    return ModelFrame(None, rows=rows, n_dropped=n_dropped, n_original=n, values=values)

@@ -88,8 +88,28 @@ def _ordered_as_poly(rhs: str, frame: pd.DataFrame) -> tuple[str, list[str]]:
     return rhs, ordered
 
 
-def _is_plain_numeric(frame: pd.DataFrame, name: str) -> bool:
-    return name in frame.columns and frame[name].dtype.kind in "fiu"
+Frame = pd.DataFrame | ModelFrame
+"""Where model columns are read from: a data frame, or a model frame's cleaned columns."""
+
+
+def _has(frame: Frame, name: str) -> bool:
+    return name in frame if isinstance(frame, ModelFrame) else name in frame.columns
+
+
+def _pandas(frame: Frame) -> pd.DataFrame:
+    """The frame as pandas (formulaic's input)."""
+    return frame.frame if isinstance(frame, ModelFrame) else frame
+
+
+def _floats(col: object) -> np.ndarray:
+    """A numeric column (Series or array) as a float array."""
+    if isinstance(col, pd.Series):
+        return col.to_numpy(dtype=float)
+    return np.asarray(col, dtype=float)
+
+
+def _is_plain_numeric(frame: Frame, name: str) -> bool:
+    return _has(frame, name) and getattr(frame[name].dtype, "kind", "O") in "fiu"
 
 
 @dataclass
@@ -108,7 +128,7 @@ class ColumnMaker:
     keep: np.ndarray | None = None  # column positions kept after dropping rank-deficient ones
 
     @classmethod
-    def build(cls, rhs: str, frame: pd.DataFrame, what: str) -> tuple[ColumnMaker, np.ndarray]:
+    def build(cls, rhs: str, frame: Frame, what: str) -> tuple[ColumnMaker, np.ndarray]:
         pieces = [(s, p.strip()) for s, p, _ in split_top_level(rhs)]
         intercept = True
         plain: list[str] = []
@@ -127,6 +147,7 @@ class ColumnMaker:
             names = (["(Intercept)"] if intercept else []) + plain
             maker = cls(names=names, intercept=intercept, plain=plain)
             return maker, maker.make(frame)
+        frame = _pandas(frame)
         for name in column_names_in([rhs], frame.columns):
             if frame[name].dtype.kind in "Mm":
                 raise DataError(
@@ -158,9 +179,9 @@ class ColumnMaker:
             ) from None
         return cls(names=names, spec=mm.model_spec), values
 
-    def make(self, frame: pd.DataFrame) -> np.ndarray:
+    def make(self, frame: Frame) -> np.ndarray:
         """The model columns for ``frame`` (n x len(names))."""
-        n = len(frame)
+        n = frame.n if isinstance(frame, ModelFrame) else len(frame)
         if self.plain is not None:
             out = np.empty((n, int(self.intercept) + len(self.plain)), dtype=float)
             j = 0
@@ -169,7 +190,7 @@ class ColumnMaker:
                 j = 1
             for name in self.plain:
                 try:
-                    out[:, j] = frame[name].to_numpy(dtype=float)
+                    out[:, j] = _floats(frame[name])
                 except (TypeError, ValueError):
                     raise DataError(
                         f"column {name!r} of the new data is not numeric ({frame[name].dtype}) "
@@ -178,7 +199,9 @@ class ColumnMaker:
                 j += 1
             return out if self.keep is None else out[:, self.keep]
         try:
-            mm = self.spec.get_model_matrix(frame, context=FORMULA_CONTEXT, na_action="ignore")
+            mm = self.spec.get_model_matrix(
+                _pandas(frame), context=FORMULA_CONTEXT, na_action="ignore"
+            )
             values = np.asarray(mm, dtype=float)
         except Exception as exc:
             raise DataError(f"cannot build model columns for new data: {exc}") from None
@@ -293,7 +316,8 @@ def factor_codes(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
     strings lexically), as R's ``factor()`` does.
     """
     if isinstance(series.dtype, pd.CategoricalDtype):
-        cat = series.array  # the Categorical itself: .codes without building a Series
+        # the Categorical itself: .codes without building a Series
+        cat = series.array if isinstance(series, pd.Series) else series
         codes = np.asarray(cat.codes)
         cats = cat.categories
         used = np.bincount(codes, minlength=len(cats)) > 0
@@ -302,7 +326,7 @@ def factor_codes(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
             codes = remap[codes]
             cats = cats[used]
         return codes.astype(np.intp), [str(c) for c in cats]
-    values = series.to_numpy()
+    values = series if isinstance(series, np.ndarray) else series.to_numpy()
     if values.dtype.kind == "O":
         try:
             uniq, codes = np.unique(values.astype(str), return_inverse=True)
@@ -319,7 +343,7 @@ def factor_codes(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
 
 
 def grouping_factor(
-    frame: pd.DataFrame, factors: tuple[str, ...]
+    frame: Frame, factors: tuple[str, ...]
 ) -> tuple[np.ndarray, list[str], tuple[list[str], ...]]:
     """Codes and level names of the interaction of ``factors`` (``a:b``), unused combinations
     dropped, levels ordered with the first factor varying slowest (R's ``a:b``)."""
@@ -381,31 +405,45 @@ class Design:
         return sum(t.q for t in self.terms)
 
     def theta_lower(self) -> np.ndarray:
-        return np.concatenate([t.theta_lower() for t in self.terms]) if self.terms else np.zeros(0)
+        """Lower bounds of θ: 0 for the diagonal elements of each Λ block, −∞ elsewhere."""
+        return self._theta_bounds()[0].copy()
 
     def theta_start(self) -> np.ndarray:
         """lme4's starting values: 1 on the diagonal of each Λ block, 0 elsewhere."""
-        return np.where(self.theta_lower() == 0.0, 1.0, 0.0)
+        return self._theta_bounds()[1].copy()
+
+    def _theta_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, start), worked out once per layout of the terms (every fit asks often)."""
+        key = tuple(t.k for t in self.terms)
+        cached = self.__dict__.get("_bounds")
+        if cached is None or cached[0] != key:
+            lower = (
+                np.concatenate([t.theta_lower() for t in self.terms]) if self.terms else np.zeros(0)
+            )
+            cached = (key, lower, np.where(lower == 0.0, 1.0, 0.0))
+            self.__dict__["_bounds"] = cached
+        return cached[1], cached[2]
 
     def theta_names(self) -> list[str]:
         return [name for t in self.terms for name in t.theta_names()]
 
 
-def response_values(frame: pd.DataFrame, response: str) -> np.ndarray:
+def response_values(frame: Frame, response: str) -> np.ndarray:
     """The response column (or expression, e.g. ``log(y)``) as floats."""
-    if unquote(response) in frame.columns:
+    if _has(frame, unquote(response)):
         response = unquote(response)
         col = frame[response]
-        if col.dtype.kind == "b":
-            return col.to_numpy(dtype=float)
-        if col.dtype.kind not in "fiu":
+        kind = getattr(col.dtype, "kind", "O")
+        if kind == "b":
+            return _floats(col)
+        if kind not in "fiu":
             if isinstance(col.dtype, pd.BooleanDtype):
-                return col.to_numpy(dtype=float)
+                return _floats(col)
             raise DataError(
                 f"response {response!r} is not numeric (its type is {col.dtype}); "
                 "convert it to numbers first"
             )
-        return col.to_numpy(dtype=float)
+        return _floats(col)
     _, values = ColumnMaker.build("0 + " + response, frame, "response")
     if values.shape[1] != 1:
         raise FormulaError(f"response {response!r} must be a single numeric column")
@@ -577,14 +615,14 @@ def build_design(
         texts.append(t.expr)
         texts.extend(quote_name(f) for f in t.factors)
     mf = model_frame(df, texts, extra={"weights": weights, "offset": offset})
-    frame = mf.frame
+    frame = mf  # the cleaned columns; a pandas frame only where formulaic needs one
     for t in parsed.random:
         for f in t.factors:
-            if f not in frame.columns:
-                raise missing_column_error(f, frame.columns, what="grouping factor")
+            if f not in mf:
+                raise missing_column_error(f, list(mf.values), what="grouping factor")
 
     y = (
-        response_maker(frame, parsed.response)
+        response_maker(mf.frame, parsed.response)
         if response_maker
         else response_values(frame, parsed.response)
     )
@@ -615,7 +653,7 @@ def build_design(
         )
     fixed = FixedEffects(X=np.ascontiguousarray(X), names=fnames, maker=fmaker, dropped=dropped)
 
-    n = len(frame)
+    n = mf.n
     terms: list[RandomEffectsTerm] = []
     for t in parsed.random:
         refs, levels, per_factor = grouping_factor(frame, t.factors)
@@ -646,7 +684,7 @@ def build_design(
         t.vc_name = name
     w = None
     if weights is not None:
-        w = frame["(weights)"].to_numpy(dtype=float)
+        w = _floats(mf["(weights)"])
         _check_finite(w, "weights")
         if np.any(w < 0):
             raise DataError("weights must be non-negative; found negative weights")
@@ -655,7 +693,7 @@ def build_design(
     off = None
     parts: list[np.ndarray] = []
     if offset is not None:
-        parts.append(frame["(offset)"].to_numpy(dtype=float))
+        parts.append(_floats(mf["(offset)"]))
     for expr in parsed.offsets:
         _, values = ColumnMaker.build("0 + " + expr, frame, "offset")
         parts.append(values[:, 0])

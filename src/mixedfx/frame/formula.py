@@ -26,6 +26,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from ..errors import FormulaError
 
@@ -358,6 +359,13 @@ def parse_formula(formula: str) -> ParsedFormula:
     """
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string, got {type(formula).__name__}")
+    return _parse(formula)
+
+
+@lru_cache(maxsize=512)
+def _parse(formula: str) -> ParsedFormula:
+    """:func:`parse_formula` of a string (a pure function of it: cached, the result is
+    immutable)."""
     text = _strip_comments(formula).strip()
     if not text:
         raise FormulaError("the formula is empty: write it as 'response ~ predictors'")
