@@ -225,9 +225,37 @@ class LinearEngine(Engine):
         crit = profiled_deviance(stats, self.n, self.p, reml, self.A.sum_log_w)
         return crit + self.units.criterion_shift(self.n, self.p, reml)
 
+    def _objective_fn(self) -> Callable[[np.ndarray], float]:
+        """:meth:`_criterion` at the engine's REML setting, as lean as it gets (the
+        optimizer calls it some 50-100 times per fit)."""
+        if self._fused is None:
+            return self._criterion
+        crit, reml, n, const = self._fused.criterion, self.REML, self.n, self._const(self.REML)
+
+        def f(theta_int: np.ndarray) -> float:
+            self._n_evals += 1
+            v = crit(theta_int, reml, n, const)
+            if v != v:  # NaN: the trailing block is not positive definite
+                self._n_failed += 1
+                return math.inf
+            return v
+
+        return f
+
     def _const(self, reml: bool) -> float:
-        """What the criterion adds to the factor's terms: −Σ log w and the units' shift."""
-        return self.units.criterion_shift(self.n, self.p, reml) - self.A.sum_log_w
+        """What the criterion adds to the factor's terms: −Σ log w and the units' shift
+        (fixed for the engine: its weights and units do not change)."""
+        consts = self.__dict__.get("_consts")
+        if consts is None or consts[0] != self.A.sum_log_w:
+            s = self.A.sum_log_w
+            u = self.units
+            consts = (
+                s,
+                u.criterion_shift(self.n, self.p, False) - s,
+                u.criterion_shift(self.n, self.p, True) - s,
+            )
+            self.__dict__["_consts"] = consts
+        return consts[2] if reml else consts[1]
 
     def _criterion_many(self, thetas: np.ndarray) -> np.ndarray:
         """:meth:`_criterion` at every row of ``thetas``, in one compiled call (only with the
@@ -284,7 +312,7 @@ class LinearEngine(Engine):
                 f"start must have {lower.size} values (θ in lme4's order), got {x0.size}"
             )
         x0 = np.maximum(x0, lower)
-        f = self._criterion
+        f = self._objective_fn()
         self._n_failed = 0
         self._n_evals = 0
         with self.factor.blas_threads():

@@ -364,10 +364,11 @@ def model_frame(
     if unknown:
         raise missing_column_error(unknown[0], df.columns, what="variable")
     used = column_names_in(texts, df.columns)
-    dup = df.columns[df.columns.duplicated()]
-    for c in used:
-        if c in dup:
-            raise DataError(f"the data have more than one column named {c!r}: rename them")
+    if not df.columns.is_unique:
+        dup = set(df.columns[df.columns.duplicated()])
+        for c in used:
+            if c in dup:
+                raise DataError(f"the data have more than one column named {c!r}: rename them")
     n = len(df)
     if n == 0:
         raise DataError("the data have no rows")

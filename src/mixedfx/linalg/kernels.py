@@ -22,6 +22,10 @@ def factor_first_block(A11, lam, L11):  # pragma: no cover - compiled
     """
     n1, k, _ = A11.shape
     logdet = 0.0
+    # Σ log d as the log of running products (one log per ~100 levels instead of one per
+    # diagonal element: the logs were most of this loop's time); a product is flushed into
+    # the sum before it can overflow or underflow
+    prod = 1.0
     tmp = np.empty((k, k))
     for lev in range(n1):
         A = A11[lev]
@@ -47,7 +51,13 @@ def factor_first_block(A11, lam, L11):  # pragma: no cover - compiled
                 d -= M[j, c] * M[j, c]
             d = np.sqrt(d)
             M[j, j] = d
-            logdet += np.log(d)
+            if 1e-100 < d < 1e100:
+                prod *= d
+                if not 1e-200 < prod < 1e200:
+                    logdet += np.log(prod)
+                    prod = 1.0
+            else:
+                logdet += np.log(d)
             for i in range(j + 1, k):
                 s = M[i, j]
                 for c in range(j):
@@ -55,7 +65,7 @@ def factor_first_block(A11, lam, L11):  # pragma: no cover - compiled
                 M[i, j] = s / d
             for i in range(j):
                 M[i, j] = 0.0
-    return logdet
+    return logdet + np.log(prod)
 
 
 @njit(cache=True)

@@ -283,8 +283,11 @@ class Probe:
     @property
     def gradient(self) -> np.ndarray:
         """Central differences (NaN where the function was not finite on both sides)."""
+        fp, fm = self.fp, self.fm
+        if np.isfinite(fp).all() and np.isfinite(fm).all():
+            return (fp - fm) / (2.0 * self.steps)
         with np.errstate(invalid="ignore"):
-            return (self.fp - self.fm) / (2.0 * self.steps)
+            return (fp - fm) / (2.0 * self.steps)
 
     def hessian(
         self,
@@ -353,7 +356,7 @@ def newton_polish(
     """
     x = np.asarray(x, dtype=float).copy()
     probe = Probe.at(fun, x, lower, fx, h=h, many=many)
-    chol: np.ndarray | None = None
+    Hinv: np.ndarray | None = None
     free: np.ndarray | None = None
     for _ in range(max_iter):
         if probe.idx.size == 0:
@@ -361,13 +364,15 @@ def newton_polish(
         g = probe.gradient
         if not np.all(np.isfinite(g)):  # the criterion is not computable around x
             break
-        if chol is None or free is None or not np.array_equal(free, probe.idx):
+        if Hinv is None or free is None or not np.array_equal(free, probe.idx):
             free = probe.idx
+            H = probe.hessian(fun, central=True, many=many)
             try:
-                chol = np.linalg.cholesky(probe.hessian(fun, central=True, many=many))
+                np.linalg.cholesky(H)  # Newton's step needs H positive definite
             except np.linalg.LinAlgError:
                 break
-        step = -np.linalg.solve(chol.T, np.linalg.solve(chol, g))
+            Hinv = np.linalg.inv(H)  # m x m, m small; reused while the free set stays
+        step = -(Hinv @ g)
         size = np.max(np.abs(step) / np.maximum(1.0, np.abs(x[free])))
         if size <= xtol:
             break
