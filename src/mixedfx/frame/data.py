@@ -95,10 +95,16 @@ def to_pandas(data: object) -> pd.DataFrame:
     return _str_columns(pd.DataFrame(cols))
 
 
+def _as_list(columns: Iterable[str]) -> list:
+    """Column names as a list (an Arrow-backed pandas index iterates slowly, element by
+    element; its tolist is one conversion)."""
+    return columns.tolist() if isinstance(columns, pd.Index) else list(columns)
+
+
 def _str_columns(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with string column names (a renamed copy when some are not strings), as
     formulas name columns."""
-    if all(isinstance(c, str) for c in df.columns):
+    if all(isinstance(c, str) for c in _as_list(df.columns)):
         return df
     return df.rename(columns=str)
 
@@ -109,7 +115,7 @@ def column_names_in(texts: Iterable[str], columns: Iterable[str]) -> list[str]:
     Names used as a function (followed by ``(``) or an attribute (``np.log``) are skipped;
     back-quoted names (`` `my col` ``) are column names.
     """
-    colset = set(columns)
+    colset = set(_as_list(columns))
     seen: dict[str, None] = {}
     for text in texts:
         for name, quoted, start, end in _names(text):
@@ -126,7 +132,7 @@ def column_names_in(texts: Iterable[str], columns: Iterable[str]) -> list[str]:
 
 def unknown_names(texts: Iterable[str], columns: Iterable[str]) -> list[str]:
     """Identifiers in formula fragments that are neither columns nor known functions."""
-    colset = set(columns)
+    colset = set(_as_list(columns))
     out: dict[str, None] = {}
     for text in texts:
         for name, quoted, start, end in _names(text):

@@ -325,7 +325,7 @@ def factor_codes(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
             remap = np.cumsum(used) - 1
             codes = remap[codes]
             cats = cats[used]
-        return codes.astype(np.intp), [str(c) for c in cats]
+        return codes.astype(np.intp), [str(c) for c in cats.tolist()]
     values = series if isinstance(series, np.ndarray) else series.to_numpy()
     if values.dtype.kind == "O":
         try:
@@ -475,6 +475,8 @@ def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7) -> n
     if n < p:  # more columns than rows: X = Q R0 still holds with R0 padded by zero rows
         R0 = np.vstack([R0, np.zeros((p - n, p))])
     norms = np.sqrt((R0 * R0).sum(axis=0))
+    if np.all(np.abs(np.diag(R0)) > tol * norms):
+        return np.arange(p)  # full rank (the common case): R0 is already the answer's QR
     keep = [j for j in range(p) if norms[j] > 0]
     while keep:
         R = sla.qr(R0[:, keep], mode="r", check_finite=False)[0]
