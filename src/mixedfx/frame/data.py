@@ -104,7 +104,9 @@ def _as_list(columns: Iterable[str]) -> list:
 def _str_columns(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with string column names (a renamed copy when some are not strings), as
     formulas name columns."""
-    if all(isinstance(c, str) for c in _as_list(df.columns)):
+    if isinstance(df.columns.dtype, pd.StringDtype) or all(
+        isinstance(c, str) for c in _as_list(df.columns)
+    ):
         return df
     return df.rename(columns=str)
 
@@ -366,10 +368,11 @@ def model_frame(
     """
     df = to_pandas(data)
     texts = list(texts)
-    unknown = unknown_names(texts, df.columns)
+    names = _as_list(df.columns)
+    unknown = unknown_names(texts, names)
     if unknown:
-        raise missing_column_error(unknown[0], df.columns, what="variable")
-    used = column_names_in(texts, df.columns)
+        raise missing_column_error(unknown[0], names, what="variable")
+    used = column_names_in(texts, names)
     if not df.columns.is_unique:
         dup = set(df.columns[df.columns.duplicated()])
         for c in used:
