@@ -71,6 +71,7 @@ class DaskGeneralizedEngine(GeneralizedEngine):
         self.factor = self.pirls.factor_u
         self.stage1 = None
         self._Rx1 = np.eye(design.fixed.p)
+        self._Rx1_inv = self._Rx1
         self._beta1 = None
         self.pirls_result = None
 

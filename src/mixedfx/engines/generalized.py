@@ -134,6 +134,7 @@ class GeneralizedEngine(Engine):
         self.factor = self.pirls.factor_u
         self.stage1: OptimizerResult | None = None
         self._Rx1 = np.eye(design.fixed.p)
+        self._Rx1_inv = self._Rx1
         self._beta1: np.ndarray | None = None
         self._theta1 = design.theta_start()
         self.pirls_result: PirlsResult | None = None
@@ -313,21 +314,25 @@ class GeneralizedEngine(Engine):
                     )
                 theta1 = r1.x
                 self.stage1 = r1
-                res1 = pirls.fit_ub(theta1, warm["u"], warm["beta"], eta_start, compiled=False)
+                res1 = pirls.fit_ub(theta1, warm["u"], warm["beta"], eta_start)
                 beta1, u1 = res1.beta, res1.u
             else:
                 theta1, beta1 = theta0, beta_start
                 u1 = pirls.fit_u(theta1, beta1, np.zeros(d.q)).u
-                pirls.fit_ub(theta1, u1, beta1, eta_start, compiled=False)
+                res1 = pirls.fit_ub(theta1, u1, beta1, eta_start)
             if self.nAGQ == 0:
                 self.optinfo = self.stage1
                 self.install(theta1, beta1, u1)
                 return
-            assert pirls.factor_b is not None
-            Rx = pirls.factor_b.Rx()
+            if res1.Rx is not None:  # the compiled PIRLS's R_X at the mode
+                Rx = res1.Rx
+            else:  # factor_b is at the mode
+                assert pirls.factor_b is not None
+                Rx = pirls.factor_b.Rx()
             if not np.all(np.isfinite(Rx)) or np.any(np.abs(np.diag(Rx)) < 1e-12):
                 Rx = np.eye(d.fixed.p)
             self._Rx1, self._beta1, self._theta1 = Rx, beta1, theta1
+            self._Rx1_inv = sla.solve_triangular(Rx, np.eye(d.fixed.p), lower=False)
 
             # ---- stage 2: θ and β together, u by PIRLS
             warm_u = [u1]
@@ -375,7 +380,7 @@ class GeneralizedEngine(Engine):
     def _to_beta(self, delta: np.ndarray) -> np.ndarray:
         """β from stage 2's whitened coordinates δ = R_X (β − β₁)."""
         b1 = self._beta1 if self._beta1 is not None else self._beta
-        return b1 + sla.solve_triangular(self._Rx1, delta, lower=False)
+        return b1 + self._Rx1_inv @ delta
 
     def _stage2_criterion(self, warm_u: list[np.ndarray]) -> Any:
         """The criterion over x = (θ, δ), u warm-started from the last evaluation."""

@@ -40,6 +40,7 @@ from ..linalg import kernels as K
 from ..linalg.crossprod import CrossProductPlan
 from ..linalg.factor import BlockedFactor, lambda_blocks
 from ..linalg.zmul import b_blocks, z_times
+from . import pirls_kernels as PK
 from .families import Family, kernel_codes
 
 __all__ = ["PIRLS", "PirlsResult", "agq_correction", "gauss_hermite"]
@@ -61,6 +62,8 @@ class PirlsResult:
     converged: bool
     L11: np.ndarray | None = None
     """Diagonal of the first term's factor blocks (scalar first term), for AGQ."""
+    Rx: np.ndarray | None = None
+    """R_X of the joint (u, β) system at the mode, when the compiled PIRLS made it."""
 
 
 class PIRLS:
@@ -109,10 +112,13 @@ class PIRLS:
         # built-in families run their per-observation work compiled; a user's family runs
         # through its own methods (kernel_codes is None)
         self.codes = kernel_codes(family)
-        # all-scalar terms: the u-only iteration runs compiled end to end (K.pirls_scalar)
+        # all-scalar terms: PIRLS runs compiled end to end (pirls_kernels.pirls_scalar)
         self.compiled = self.codes is not None and all(t.k == 1 for t in self.terms)
-        self._nl = np.array([t.nlevels for t in self.terms[1:]], dtype=np.intp)
+        self._scale_index = np.repeat(
+            np.arange(1, len(self.terms), dtype=np.intp), [t.nlevels for t in self.terms[1:]]
+        )
         self._X0 = np.empty((self.n, 0))
+        self._ws: dict[int, tuple[np.ndarray, ...]] = {}
 
     # ------------------------------------------------------------------ pieces
     def zlam_u(self, lams: list[np.ndarray], u: np.ndarray) -> np.ndarray:
@@ -173,6 +179,24 @@ class PIRLS:
         res.beta = beta
         return res
 
+    def _workspace(self, plan: CrossProductPlan) -> tuple[np.ndarray, ...]:
+        """The compiled PIRLS's buffers for one plan, made on first use: the trailing factor
+        G (m × m), the float and index workspaces, and the dense Schur workspace (m × n1 when
+        the first block column is mostly filled, else empty)."""
+        ws = self._ws.get(id(plan))
+        if ws is None:
+            m, n1, npair = plan.m, plan.n1, plan.rows.size
+            dense = npair * 3 >= n1 * m and n1 * m <= 4_000_000
+            size = PK.workspace_sizes(self.n, n1, npair, m, self.q, plan.p)
+            ws = (
+                np.zeros((m, m)),
+                np.zeros(size),
+                np.zeros(m, dtype=np.int64),
+                np.zeros((m, n1 if dense else 0)),
+            )
+            self._ws[id(plan)] = ws
+        return ws
+
     def _compiled(
         self,
         plan: CrossProductPlan,
@@ -181,27 +205,21 @@ class PIRLS:
         X: np.ndarray,
         beta: np.ndarray,
         u: np.ndarray,
+        eta: np.ndarray | None = None,
     ) -> PirlsResult:
-        """One call of the compiled PIRLS (:func:`mixedfx._kernels.pirls_scalar`)."""
-        bufs = getattr(plan, "_pirls_buffers", None)
-        if bufs is None:
-            bufs = (
-                np.zeros((plan.n1, 1, 1)),
-                np.zeros((plan.rows.size, 1)),
-                np.zeros((plan.m, plan.m)),
-                np.zeros((plan.m, plan.m)),
-                np.zeros(plan.rows.size),
-            )
-            plan.pirls_buffers = bufs
-        A11, vals, A22, G, P = bufs
+        """One call of the compiled PIRLS (:func:`mixedfx.glm.pirls_kernels.pirls_scalar`);
+        with ``eta`` given, a cold start from that η (u and β are then outputs only)."""
+        G, work, iwork, Sd = self._workspace(plan)
         scale = np.ones(plan.m)
-        scale[: plan.q_rest] = np.repeat(theta[1:], self._nl)
+        scale[: plan.q_rest] = theta[self._scale_index]
         L11 = np.empty(plan.n1)
-        eta = np.empty(self.n)
+        cold = eta is not None
+        eta = np.array(eta, dtype=float) if cold else np.empty(self.n)
         mu = np.empty(self.n)
         assert self.codes is not None
-        pd, logdet, it, conv = K.pirls_scalar(
-            *self.codes,
+        pd, logdet, it, conv = PK.pirls_scalar(
+            self.codes[0],
+            self.codes[1],
             self.y,
             self.wt,
             fixed,
@@ -217,19 +235,24 @@ class PIRLS:
             float(theta[0]),
             scale,
             u,
+            cold,
             self.tol,
             self.maxit,
             self.max_halvings,
-            A11,
-            vals,
-            A22,
-            G,
-            L11,
-            P,
             eta,
             mu,
+            L11,
+            G,
+            work,
+            iwork,
+            Sd,
         )
-        return PirlsResult(u, beta, eta, mu, pd, logdet, it, conv, L11)
+        res = PirlsResult(u, beta, eta, mu, pd, logdet, it, conv, L11)
+        p = X.shape[1]
+        if p and np.isfinite(pd):
+            q = plan.q_rest
+            res.Rx = np.tril(G[q : q + p, q : q + p]).T
+        return res
 
     def fit_ub(
         self,
@@ -252,6 +275,14 @@ class PIRLS:
         """
         plan, f = self._ensure_joint()
         lams = lambda_blocks(theta, self.ks)
+        if self.compiled and compiled:
+            th = np.asarray(theta, dtype=float)
+            if u0 is None or beta0 is None:
+                assert eta_start is not None
+                u, beta = np.zeros(self.q), np.zeros(self.X.shape[1])
+                return self._compiled(plan, th, self.offset, self.X, beta, u, eta_start)
+            u, beta = np.array(u0, float, copy=True), np.array(beta0, float, copy=True)
+            return self._compiled(plan, th, self.offset, self.X, beta, u)
         if u0 is None or beta0 is None:
             assert eta_start is not None
             _, sw, wr, _ = self.evaluate(eta_start, np.zeros(0))
@@ -264,9 +295,6 @@ class PIRLS:
             u, beta = f.solve()
         else:
             u, beta = np.array(u0, float, copy=True), np.array(beta0, float, copy=True)
-            if self.compiled and compiled:
-                th = np.asarray(theta, dtype=float)
-                return self._compiled(plan, th, self.offset, self.X, beta, u)
         return self._iterate(theta, lams, None, u, beta)
 
     def _iterate(

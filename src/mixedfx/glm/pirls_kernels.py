@@ -1,0 +1,497 @@
+"""Compiled PIRLS (numba, cached to disk) for GLMMs whose random-effects terms are all scalar.
+
+The common GLMM, random intercepts of one or more grouping factors, runs its whole PIRLS
+iteration here (:func:`pirls_scalar`): no Python between iterations, no allocation per
+iteration. Each iteration is
+
+* one pass over the observations (:func:`_pass`) that computes η = o + Xβ + ZΛu, μ, the
+  deviance residuals and, at the same time, the blocked cross-products of [ZΛ | X | z] with
+  the working weights w and working response z = η − o + (y − μ)/(dμ/dη);
+* the blocked Cholesky factor of the penalized system (:func:`_factor`): the first term's
+  diagonal block level by level, its Schur complement into the trailing block, then the
+  trailing block column by column while its columns are sparse (a later term nested in the
+  first, e.g. an observation-level effect beside its groups, leaves its block diagonal) and
+  densely (LAPACK when large) for the rest;
+* back-substitution for the Fisher-scoring step (:func:`_solve`), then step halving on the
+  penalized deviance Σ d_i + ‖u‖², every trial point's pass also giving the next system.
+
+The algebra is :class:`mixedfx.linalg.factor.BlockedFactor`'s; the per-observation formulas
+are those of :func:`mixedfx.linalg.kernels.glm_working` (R's families and links).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = ["pirls_scalar", "workspace_sizes"]
+
+_EPS = 2.220446049250313e-16
+_SQRT2 = 1.4142135623730951
+_INV_SQRT_2PI = 0.3989422804014327
+_PROBIT_THRESH = 8.125890664701908
+
+
+@njit(cache=True, inline="always")
+def _glm_obs(fam, link, e, yi, wi):  # pragma: no cover - compiled
+    """(μ, working weight, working residual, deviance residual) of one observation at η = e.
+
+    fam: 0 binomial, 1 poisson, 2 Gamma, 3 inverse Gaussian; link: 0 logit, 1 probit,
+    2 cloglog, 3 log, 4 identity, 5 inverse, 6 1/mu^2, 7 sqrt (as ``glm_working``).
+    """
+    if link == 0:
+        if e < -30.0:
+            t = _EPS
+            d = _EPS
+        elif e > 30.0:
+            t = 1.0 / _EPS
+            d = _EPS
+        else:
+            t = math.exp(e)
+            d = t / ((1.0 + t) * (1.0 + t))
+        m = t / (1.0 + t)
+    elif link == 1:
+        ec = min(max(e, -_PROBIT_THRESH), _PROBIT_THRESH)
+        m = 0.5 * math.erfc(-ec / _SQRT2)
+        d = max(_INV_SQRT_2PI * math.exp(-0.5 * e * e), _EPS)
+    elif link == 2:
+        ee = math.exp(min(e, 700.0))
+        m = min(max(-math.expm1(-ee), _EPS), 1.0 - _EPS)
+        d = max(ee * math.exp(-ee), _EPS)
+    elif link == 3:
+        m = max(math.exp(e), _EPS)
+        d = m
+    elif link == 4:
+        m = e
+        d = 1.0
+    elif link == 5:
+        m = 1.0 / e
+        d = -1.0 / (e * e)
+    elif link == 6:
+        m = 1.0 / math.sqrt(e)
+        d = -1.0 / (2.0 * e**1.5)
+    else:
+        m = e * e
+        d = 2.0 * e
+    if fam == 0:
+        v = m * (1.0 - m)
+        dev = 0.0
+        if yi > 0.0:
+            dev += yi * math.log(yi / m)
+        if yi < 1.0:
+            dev += (1.0 - yi) * math.log((1.0 - yi) / (1.0 - m))
+        dev *= 2.0 * wi
+    elif fam == 1:
+        v = m
+        dev = 2.0 * wi * ((yi * math.log(yi / m) if yi > 0.0 else 0.0) - (yi - m))
+    elif fam == 2:
+        v = m * m
+        r = 1.0 if yi == 0.0 else yi / m
+        dev = -2.0 * wi * (math.log(r) - (yi - m) / m)
+    else:
+        v = m * m * m
+        dev = wi * (yi - m) * (yi - m) / (yi * m * m)
+    return m, wi * d * d / v, (yi - m) / d, dev
+
+
+@njit(cache=True)
+def _pass(  # pragma: no cover - compiled
+    fam, link, data, theta1, scale, beta, u, given_eta, system, eta, mu, A11, vals, A22, xy, XW
+):
+    """One pass over the observations; returns Σ deviance residuals.
+
+    η = fixed + Xβ + ZΛu into ``eta`` (or ``eta`` taken as given when ``given_eta``), μ into
+    ``mu``; when ``system``, the cross-products with the working weights: ``A11`` (first
+    term, per level), ``vals`` (first term's levels against the later rows and the XY rows,
+    in the plan's order) and the lower triangle of ``A22`` (later terms, X, working response);
+    ``data`` = (y, prior weights, fixed part of η, X, and the plan's r1, z1, rrows, rz, pos21,
+    ptr), ``XW`` (n × (p + 1) when p > 0) the rows of √w [X z] for one BLAS cross-product.
+    """
+    y, wt, fixed, X, r1, z1, rrows, rz, pos21, ptr = data
+    n = y.shape[0]
+    n1 = A11.shape[0]
+    K = rrows.shape[0]
+    p = X.shape[1]
+    nx = p + 1
+    q = A22.shape[0] - nx
+    if system:
+        A11[:] = 0.0
+        vals[:] = 0.0
+        A22[:, :] = 0.0
+    total = 0.0
+    zz = 0.0
+    for i in range(n):
+        lev = r1[i]
+        if given_eta:
+            e = eta[i]
+        else:
+            e = fixed[i] + theta1 * z1[i] * u[lev]
+            for t in range(K):
+                r = rrows[t, i]
+                e += scale[r] * rz[t, i] * u[n1 + r]
+            for j in range(p):
+                e += X[i, j] * beta[j]
+            eta[i] = e
+        m, w, wr, dev = _glm_obs(fam, link, e, y[i], wt[i])
+        mu[i] = m
+        total += dev
+        if system:
+            for j in range(p):
+                xy[j] = X[i, j]
+            xy[p] = e - fixed[i] + wr
+            zi = z1[i]
+            a = w * zi
+            A11[lev] += a * zi
+            xs = ptr[lev + 1] - nx
+            for c in range(nx):
+                vals[xs + c] += a * xy[c]
+            for t in range(K):
+                zt = rz[t, i]
+                bt = w * zt
+                rt = rrows[t, i]
+                vals[pos21[t, i]] += a * zt
+                for s in range(t + 1):
+                    A22[rt, rrows[s, i]] += bt * rz[s, i]
+                for c in range(nx):
+                    A22[q + c, rt] += bt * xy[c]
+            if p == 0:
+                zz += w * xy[0] * xy[0]
+            else:  # rows of √w [X z], their cross-product by BLAS after the pass
+                sw = math.sqrt(w)
+                for c in range(nx):
+                    XW[i, c] = sw * xy[c]
+    if system:
+        if p == 0:
+            A22[q, q] = zz
+        else:
+            C = np.dot(XW.T, XW)
+            for c in range(nx):
+                for d in range(c + 1):
+                    A22[q + c, q + d] = C[c, d]
+    return total
+
+
+@njit(cache=True)
+def _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, idx):  # pragma: no cover
+    """Blocked Cholesky factor of the penalized system; returns (log|L_Z|, ok).
+
+    First term: L11 = √(θ₁² A11 + 1) per level, P = θ₁ A21 / L11. Trailing block:
+    G = S A22 S + [I 0; 0 0] − S P P' S (S the later terms' θ and ones for the XY rows),
+    then factored in place (lower triangle): column by column while a column has few
+    nonzeros below its diagonal (the Schur update then touches only those), densely for the
+    rest. ``Sd`` (m × n1, or empty) is the workspace of the dense Schur update when the first
+    block column is mostly filled; ``idx`` (m) the nonzero rows of a column.
+    """
+    n1 = A11.shape[0]
+    m = A22.shape[0]
+    q = m - nx
+    logdet = 0.0
+    for lev in range(n1):
+        d = math.sqrt(theta1 * theta1 * A11[lev] + 1.0)
+        L11[lev] = d
+        logdet += math.log(d)
+        f = theta1 / d
+        for a in range(ptr[lev], ptr[lev + 1]):
+            P[a] = vals[a] * f
+    for i in range(m):
+        si = scale[i]
+        for j in range(i + 1):
+            G[i, j] = si * scale[j] * A22[i, j]
+        if i < q:
+            G[i, i] += 1.0
+    if Sd.shape[1] == n1 and n1 > 0:
+        # a mostly filled block column (crossed factors): one dense BLAS product
+        Sd[:, :] = 0.0
+        for lev in range(n1):
+            for a in range(ptr[lev], ptr[lev + 1]):
+                Sd[rows[a], lev] = P[a] * scale[rows[a]]
+        G -= Sd @ Sd.T
+    else:
+        for lev in range(n1):
+            for a in range(ptr[lev], ptr[lev + 1]):
+                ra = rows[a]
+                pa = P[a] * scale[ra]
+                for b in range(ptr[lev], a + 1):
+                    G[ra, rows[b]] -= pa * P[b] * scale[rows[b]]
+    # sparse columns first (right-looking: each column's outer product into the rest)
+    j0 = 0
+    while j0 < m:
+        j = j0
+        nnz = 0
+        for i in range(j + 1, m):
+            if G[i, j] != 0.0:
+                idx[nnz] = i
+                nnz += 1
+        if 4 * nnz > m - j and m - j > 8:
+            break  # a dense column: the rest densely
+        d = G[j, j]
+        if not d > 0.0:
+            return math.inf, False
+        d = math.sqrt(d)
+        G[j, j] = d
+        if j < q:
+            logdet += math.log(d)
+        for a in range(nnz):
+            G[idx[a], j] /= d
+        for a in range(nnz):
+            ia = idx[a]
+            la = G[ia, j]
+            for b in range(a + 1):
+                ib = idx[b]
+                G[ia, ib] -= la * G[ib, j]
+        j0 += 1
+    rest = m - j0
+    if rest > 48:  # LAPACK for a large dense remainder
+        S = np.empty((rest, rest))
+        for i in range(rest):
+            for k in range(i + 1):
+                S[i, k] = G[j0 + i, j0 + k]
+                S[k, i] = S[i, k]
+        try:
+            L = np.linalg.cholesky(S)
+        except Exception:  # not positive definite
+            return math.inf, False
+        for i in range(rest):
+            for k in range(i + 1):
+                G[j0 + i, j0 + k] = L[i, k]
+            if j0 + i < q:
+                logdet += math.log(L[i, i])
+        return logdet, True
+    for j in range(j0, m):
+        d = G[j, j]
+        for c in range(j0, j):
+            d -= G[j, c] * G[j, c]
+        if not d > 0.0:
+            return math.inf, False
+        d = math.sqrt(d)
+        G[j, j] = d
+        if j < q:
+            logdet += math.log(d)
+        for i in range(j + 1, m):
+            s = G[i, j]
+            for c in range(j0, j):
+                s -= G[i, c] * G[j, c]
+            G[i, j] = s / d
+    return logdet, True
+
+
+@njit(cache=True)
+def _solve(G, ptr, rows, P, L11, scale, n1, nx, u, beta, v):  # pragma: no cover - compiled
+    """The Fisher-scoring solution (u, and β when nx > 1) by back-substitution through the
+    factor: the working response's row of L is the forward-solved right-hand side."""
+    m = G.shape[0]
+    mm = m - 1
+    q = m - nx
+    for i in range(mm):
+        v[i] = G[mm, i]
+    for i in range(mm - 1, -1, -1):  # column-oriented: L' v = rhs
+        vi = v[i] / G[i, i]
+        v[i] = vi
+        if vi != 0.0:
+            for k in range(i):
+                v[k] -= G[i, k] * vi
+    for r in range(q):
+        u[n1 + r] = v[r]
+    for j in range(nx - 1):
+        beta[j] = v[q + j]
+    for lev in range(n1):
+        s = 0.0
+        last = ptr[lev + 1] - 1  # the response row closes each block
+        for a in range(ptr[lev], last):
+            r = rows[a]
+            s += P[a] * scale[r] * v[r]
+        u[lev] = (P[last] - s) / L11[lev]
+
+
+@njit(cache=True)
+def pirls_scalar(  # pragma: no cover - compiled
+    fam,
+    link,
+    y,
+    wt,
+    fixed,
+    X,
+    beta,
+    r1,
+    z1,
+    rrows,
+    rz,
+    pos21,
+    ptr,
+    rows,
+    theta1,
+    scale,
+    u,
+    cold,
+    tol,
+    maxit,
+    max_halvings,
+    eta,
+    mu,
+    L11,
+    G,
+    work,
+    iwork,
+    Sd,
+):
+    """PIRLS compiled end to end for all-scalar random-effects terms.
+
+    With X of p > 0 columns, β is iterated with u (lme4's nAGQ = 0 stage) and ``fixed`` is
+    the offset; with p = 0, ``fixed`` is o + Xβ. With ``cold``, the first system is built at
+    the η given in ``eta`` (the family's starting μ on the link scale, as glm starts) and its
+    solution taken whole; otherwise PIRLS starts from (u, β). Fisher scoring with step
+    halving on the penalized deviance; converged when the step is below ``tol`` relative,
+    that last step then taken and the factor made there (so log|L| belongs to the returned
+    u). ``u``, ``beta``, ``eta``, ``mu``, ``L11`` and ``G`` (the trailing factor, R_X' in its
+    fixed-effects rows) are updated in place; ``work``/``iwork``/``Sd`` are workspaces of
+    :func:`workspace_sizes`. Returns (penalized deviance, log|L_Z|, iterations, converged).
+    """
+    n = y.shape[0]
+    n1 = L11.shape[0]
+    m = G.shape[0]
+    p = X.shape[1]
+    nx = p + 1
+    nu = u.shape[0]
+    npair = rows.shape[0]
+    # carve the workspace: two sets of cross-products (current point, trial point)
+    o = 0
+    A11 = work[o : o + n1]
+    o += n1
+    A11c = work[o : o + n1]
+    o += n1
+    vals = work[o : o + npair]
+    o += npair
+    valsc = work[o : o + npair]
+    o += npair
+    P = work[o : o + npair]
+    o += npair
+    A22 = work[o : o + m * m].reshape((m, m))
+    o += m * m
+    A22c = work[o : o + m * m].reshape((m, m))
+    o += m * m
+    eta_c = work[o : o + n]
+    o += n
+    mu_c = work[o : o + n]
+    o += n
+    u_new = work[o : o + nu]
+    o += nu
+    u_c = work[o : o + nu]
+    o += nu
+    b_new = work[o : o + p]
+    o += p
+    b_c = work[o : o + p]
+    o += p
+    xy = work[o : o + nx]
+    o += nx
+    v = work[o : o + m]
+    o += m
+    data = (y, wt, fixed, X, r1, z1, rrows, rz, pos21, ptr)
+    XW = work[o : o + (n * nx if p > 0 else 0)].reshape((n if p > 0 else 0, nx))
+
+    if cold:
+        _pass(fam, link, data, theta1, scale, beta, u, True, True, eta, mu, A11, vals, A22, xy, XW)
+        logdet, ok = _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, iwork)
+        if not ok:
+            return math.inf, math.inf, 0, False
+        _solve(G, ptr, rows, P, L11, scale, n1, nx, u, beta, v)
+    pd = _pass(
+        fam, link, data, theta1, scale, beta, u, False, True, eta, mu, A11, vals, A22, xy, XW
+    ) + np.dot(u, u)
+    if not np.isfinite(pd) and p == 0:  # a start the family cannot take: u = 0
+        u[:] = 0.0
+        pd = _pass(
+            fam, link, data, theta1, scale, beta, u, False, True, eta, mu, A11, vals, A22, xy, XW
+        )
+    logdet = math.inf
+    converged = False
+    it = 0
+    for it in range(1, maxit + 1):
+        logdet, ok = _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, iwork)
+        if not ok:
+            return math.inf, math.inf, it, False
+        _solve(G, ptr, rows, P, L11, scale, n1, nx, u_new, b_new, v)
+        size = 0.0
+        big = 0.0
+        for k in range(nu):
+            size = max(size, abs(u_new[k] - u[k]))
+            big = max(big, abs(u[k]))
+        for k in range(p):
+            size = max(size, abs(b_new[k] - beta[k]))
+            big = max(big, abs(beta[k]))
+        if size <= tol * (1.0 + big):
+            # take the last (tiny) step and factor there: log|L| depends on u to first order
+            converged = True
+            u[:] = u_new
+            beta[:] = b_new
+            pd = _pass(
+                fam,
+                link,
+                data,
+                theta1,
+                scale,
+                beta,
+                u,
+                False,
+                True,
+                eta,
+                mu,
+                A11,
+                vals,
+                A22,
+                xy,
+                XW,
+            ) + np.dot(u, u)
+            logdet, ok = _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, iwork)
+            if not ok:
+                return math.inf, math.inf, it, False
+            break
+        s = 1.0
+        moved = False
+        for _ in range(max_halvings):
+            for k in range(nu):
+                u_c[k] = u[k] + s * (u_new[k] - u[k])
+            for k in range(p):
+                b_c[k] = beta[k] + s * (b_new[k] - beta[k])
+            pd_c = _pass(
+                fam,
+                link,
+                data,
+                theta1,
+                scale,
+                b_c,
+                u_c,
+                False,
+                True,
+                eta_c,
+                mu_c,
+                A11c,
+                valsc,
+                A22c,
+                xy,
+                XW,
+            )
+            pd_c += np.dot(u_c, u_c)
+            if pd_c <= pd + 1e-11 * abs(pd):
+                u[:] = u_c
+                beta[:] = b_c
+                eta[:] = eta_c
+                mu[:] = mu_c
+                A11, A11c = A11c, A11
+                vals, valsc = valsc, vals
+                A22, A22c = A22c, A22
+                pd = pd_c
+                moved = True
+                break
+            s *= 0.5
+        if not moved:  # no decrease possible: at the mode to rounding, G factored there
+            converged = True
+            break
+    return pd, logdet, it, converged
+
+
+def workspace_sizes(n: int, n1: int, npair: int, m: int, nu: int, p: int) -> int:
+    """Length of :func:`pirls_scalar`'s float workspace."""
+    xw = n * (p + 1) if p else 0
+    return 2 * n1 + 3 * npair + 2 * m * m + 2 * n + 2 * nu + 2 * p + (p + 1) + m + xw
