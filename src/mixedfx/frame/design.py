@@ -108,6 +108,40 @@ def _floats(col: object) -> np.ndarray:
     return np.asarray(col, dtype=float)
 
 
+def _all_str(values: np.ndarray) -> bool:
+    return all(isinstance(v, str) for v in values.tolist())
+
+
+def _level_codes(col: object, levels: list[str], name: str) -> np.ndarray:
+    """Positions in ``levels`` (the fit's level names) of a factor column's values; a value
+    the fit did not see (or a missing one) is an error naming it."""
+    if isinstance(col, pd.Series):
+        col = col.array
+    if isinstance(col, pd.Categorical):
+        cats = [str(v) for v in col.categories.tolist()]
+        raw = np.asarray(col.codes, dtype=np.intp)
+        if cats == levels:
+            codes = raw
+        else:
+            lookup = {lv: i for i, lv in enumerate(levels)}
+            remap = np.array([lookup.get(cv, -1) for cv in cats] + [-1], dtype=np.intp)
+            codes = remap[raw]  # raw −1 (missing) reads the appended −1
+        if np.any(codes < 0):
+            r = int(raw[np.flatnonzero(codes < 0)[0]])
+            bad = cats[r] if r >= 0 else "NA"
+    else:
+        shown = np.asarray(col, dtype=object).astype(str)
+        codes = pd.Categorical(shown, categories=levels).codes.astype(np.intp)
+        if np.any(codes < 0):
+            bad = str(shown[np.flatnonzero(codes < 0)[0]])
+    if np.any(codes < 0):
+        raise DataError(
+            f"column {name!r} has level {bad!r}, which the fitted data did not have "
+            f"(levels: {', '.join(map(repr, levels))})"
+        )
+    return codes
+
+
 def _is_plain_numeric(frame: Frame, name: str) -> bool:
     return _has(frame, name) and getattr(frame[name].dtype, "kind", "O") in "fiu"
 
@@ -116,8 +150,11 @@ def _is_plain_numeric(frame: Frame, name: str) -> bool:
 class ColumnMaker:
     """Makes the model columns of one formula part for any data with the same columns.
 
-    Either a list of plain numeric columns (with or without intercept), built directly, or a
-    formulaic ``ModelSpec``, which remembers the factor levels seen when fitting so that new
+    Built directly for the common parts: plain numeric columns (``plain``, with or without
+    intercept), or, with an intercept, numeric columns and unordered factors as main effects
+    coded by R's treatment contrasts (``pieces``: each factor's columns are its levels after
+    the first, named ``f`` + level, as R and formulaic name them). Anything else goes through
+    a formulaic ``ModelSpec``. Both remember the factor levels seen when fitting, so that new
     data are coded the same way (for ``predict``).
     """
 
@@ -126,6 +163,29 @@ class ColumnMaker:
     plain: list[str] | None = None
     spec: Any = None
     keep: np.ndarray | None = None  # column positions kept after dropping rank-deficient ones
+    pieces: list[tuple[str, list[str] | None]] | None = None
+    """Main effects in order: (column, None) for a numeric column, (column, levels) for a
+    factor (all its levels; the first is the reference)."""
+
+    def variables(self) -> set[str]:
+        """The data columns these model columns are made from."""
+        if self.plain is not None:
+            return set(self.plain)
+        if self.pieces is not None:
+            return {c for c, _ in self.pieces}
+        return {str(v) for v in getattr(self.spec, "required_variables", ())}
+
+    def term_variables(self, columns: list[str]) -> list[set[str]]:
+        """The data columns in each term (of ``columns``, the data's column names)."""
+        if self.plain is not None:
+            return [{n} for n in self.plain]
+        if self.pieces is not None:
+            return [{c} for c, _ in self.pieces]
+        out = []
+        for t in getattr(self.spec, "structure", []):
+            factors = [str(f) for f in getattr(t.term, "factors", [])]
+            out.append(set(column_names_in(factors, columns)))
+        return out
 
     @classmethod
     def build(cls, rhs: str, frame: Frame, what: str) -> tuple[ColumnMaker, np.ndarray]:
@@ -147,6 +207,9 @@ class ColumnMaker:
             names = (["(Intercept)"] if intercept else []) + plain
             maker = cls(names=names, intercept=intercept, plain=plain)
             return maker, maker.make(frame)
+        lean = cls._main_effects(pieces, frame)
+        if lean is not None:
+            return lean, lean.make(frame)
         frame = _pandas(frame)
         for name in column_names_in([rhs], frame.columns):
             if frame[name].dtype.kind in "Mm":
@@ -179,9 +242,43 @@ class ColumnMaker:
             ) from None
         return cls(names=names, spec=mm.model_spec), values
 
+    @classmethod
+    def _main_effects(cls, pieces: list[tuple[str, str]], frame: Frame) -> ColumnMaker | None:
+        """The treatment-contrast maker for ``1 + a + f + ...`` (numeric columns and unordered
+        factors, each once, an intercept), or None when the part is anything else."""
+        out: list[tuple[str, list[str] | None]] = []
+        names = ["(Intercept)"]
+        seen: set[str] = set()
+        for sign, p in pieces:
+            if p == "1" and sign == "+":
+                continue
+            c = unquote(p)
+            if sign != "+" or c in seen or not _has(frame, c) or c in ("0", "1", "-1"):
+                return None
+            col = frame[c]
+            dtype = col.dtype
+            if isinstance(dtype, pd.CategoricalDtype):
+                if dtype.ordered:
+                    return None  # polynomial contrasts: formulaic
+                levels = [str(v) for v in dtype.categories.tolist()]
+            elif getattr(dtype, "kind", "O") in "fiu":
+                levels = None
+            elif isinstance(col, np.ndarray) and dtype.kind == "O" and _all_str(col):
+                levels = np.unique(col).tolist()  # strings: sorted, as formulaic orders them
+            else:
+                return None  # booleans, dates, nullable types in a raw frame: formulaic
+            if levels is not None and len(levels) != len(set(levels)):
+                return None  # levels that print alike
+            seen.add(c)
+            out.append((c, levels))
+            names.extend([f"{c}{lv}" for lv in levels[1:]] if levels is not None else [c])
+        return cls(names=names, intercept=True, pieces=out)
+
     def make(self, frame: Frame) -> np.ndarray:
         """The model columns for ``frame`` (n x len(names))."""
         n = frame.n if isinstance(frame, ModelFrame) else len(frame)
+        if self.pieces is not None:
+            return self._make_main_effects(frame, n)
         if self.plain is not None:
             out = np.empty((n, int(self.intercept) + len(self.plain)), dtype=float)
             j = 0
@@ -202,6 +299,9 @@ class ColumnMaker:
             mm = self.spec.get_model_matrix(
                 _pandas(frame), context=FORMULA_CONTEXT, na_action="ignore"
             )
+        except Exception as exc:
+            raise DataError(f"cannot build model columns for new data: {exc}") from None
+        try:
             values = np.asarray(mm, dtype=float)
         except Exception as exc:
             raise DataError(f"cannot build model columns for new data: {exc}") from None
@@ -210,6 +310,31 @@ class ColumnMaker:
         if self.keep is not None:
             values = values[:, self.keep]
         return values
+
+    def _make_main_effects(self, frame: Frame, n: int) -> np.ndarray:
+        """Intercept, numeric columns and treatment dummies (see :meth:`_main_effects`)."""
+        assert self.pieces is not None
+        ncol = 1 + sum(len(lv) - 1 if lv is not None else 1 for _, lv in self.pieces)
+        out = np.zeros((n, ncol))
+        out[:, 0] = 1.0
+        j = 1
+        for c, levels in self.pieces:
+            col = frame[c]
+            if levels is None:
+                try:
+                    out[:, j] = _floats(col)
+                except (TypeError, ValueError):
+                    raise DataError(
+                        f"column {c!r} of the new data is not numeric ({col.dtype}) "
+                        "but was numeric in the fit"
+                    ) from None
+                j += 1
+                continue
+            codes = _level_codes(col, levels, c)
+            rows = np.flatnonzero(codes > 0)
+            out[rows, j - 1 + codes[rows]] = 1.0
+            j += len(levels) - 1
+        return out if self.keep is None else out[:, self.keep]
 
 
 @dataclass

@@ -325,13 +325,7 @@ def grid_frame(variables: list[GridVariable], order: list[str]) -> pd.DataFrame:
 
 def _term_variables(maker: ColumnMaker, names: list[str]) -> list[set[str]]:
     """The variables in each term of the fixed part (for emmeans' interaction note)."""
-    if maker.spec is None:
-        return [{n} for n in (maker.plain or [])]
-    out = []
-    for t in getattr(maker.spec, "structure", []):
-        factors = [str(f) for f in getattr(t.term, "factors", [])]
-        out.append(set(column_names_in(factors, names)))
-    return out
+    return maker.term_variables(names)
 
 
 # -------------------------------------------------------------- p-values

@@ -180,9 +180,7 @@ def _term_variances(engine: Any) -> tuple[float, float]:
 
 def _variables(maker: Any) -> set[str]:
     """The data columns a term's or the fixed part's columns are made from."""
-    if maker.plain is not None:
-        return set(maker.plain)
-    return {str(v) for v in getattr(maker.spec, "required_variables", ())}
+    return set(maker.variables())
 
 
 def _slopes_not_fixed(design: Any) -> list[str]:
