@@ -92,13 +92,27 @@ Frame = pd.DataFrame | ModelFrame
 """Where model columns are read from: a data frame, or a model frame's cleaned columns."""
 
 
-def _has(frame: Frame, name: str) -> bool:
+def has_column(frame: Frame, name: str) -> bool:
+    """Whether ``frame`` has a column ``name``."""
     return name in frame if isinstance(frame, ModelFrame) else name in frame.columns
 
 
-def _pandas(frame: Frame) -> pd.DataFrame:
+def pandas_frame(frame: Frame) -> pd.DataFrame:
     """The frame as pandas (formulaic's input)."""
     return frame.frame if isinstance(frame, ModelFrame) else frame
+
+
+def numeric_column(frame: Frame, name: str) -> np.ndarray | None:
+    """A numeric (or boolean) column as floats; None when there is no such column."""
+    if not has_column(frame, name):
+        return None
+    col = frame[name]
+    if getattr(col.dtype, "kind", "O") not in "fiub":
+        return None
+    try:
+        return _floats(col)
+    except (TypeError, ValueError):
+        return None
 
 
 def _floats(col: object) -> np.ndarray:
@@ -143,7 +157,7 @@ def _level_codes(col: object, levels: list[str], name: str) -> np.ndarray:
 
 
 def _is_plain_numeric(frame: Frame, name: str) -> bool:
-    return _has(frame, name) and getattr(frame[name].dtype, "kind", "O") in "fiu"
+    return has_column(frame, name) and getattr(frame[name].dtype, "kind", "O") in "fiu"
 
 
 @dataclass
@@ -210,7 +224,7 @@ class ColumnMaker:
         lean = cls._main_effects(pieces, frame)
         if lean is not None:
             return lean, lean.make(frame)
-        frame = _pandas(frame)
+        frame = pandas_frame(frame)
         for name in column_names_in([rhs], frame.columns):
             if frame[name].dtype.kind in "Mm":
                 raise DataError(
@@ -253,7 +267,7 @@ class ColumnMaker:
             if p == "1" and sign == "+":
                 continue
             c = unquote(p)
-            if sign != "+" or c in seen or not _has(frame, c) or c in ("0", "1", "-1"):
+            if sign != "+" or c in seen or not has_column(frame, c) or c in ("0", "1", "-1"):
                 return None
             col = frame[c]
             dtype = col.dtype
@@ -297,7 +311,7 @@ class ColumnMaker:
             return out if self.keep is None else out[:, self.keep]
         try:
             mm = self.spec.get_model_matrix(
-                _pandas(frame), context=FORMULA_CONTEXT, na_action="ignore"
+                pandas_frame(frame), context=FORMULA_CONTEXT, na_action="ignore"
             )
         except Exception as exc:
             raise DataError(f"cannot build model columns for new data: {exc}") from None
@@ -555,7 +569,7 @@ class Design:
 
 def response_values(frame: Frame, response: str) -> np.ndarray:
     """The response column (or expression, e.g. ``log(y)``) as floats."""
-    if _has(frame, unquote(response)):
+    if has_column(frame, unquote(response)):
         response = unquote(response)
         col = frame[response]
         kind = getattr(col.dtype, "kind", "O")
@@ -749,7 +763,7 @@ def build_design(
                 raise missing_column_error(f, list(mf.values), what="grouping factor")
 
     y = (
-        response_maker(mf.frame, parsed.response)
+        response_maker(mf, parsed.response)
         if response_maker
         else response_values(frame, parsed.response)
     )

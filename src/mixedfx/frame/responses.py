@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, FormulaError
-from .design import ColumnMaker, response_values
+from .design import ColumnMaker, Frame, has_column, numeric_column, pandas_frame, response_values
+from .expressions import evaluate_arithmetic
 from .formula import split_top_level, unquote
 
 __all__ = ["CBIND", "binomial_response"]
@@ -17,7 +18,7 @@ __all__ = ["CBIND", "binomial_response"]
 CBIND = re.compile(r"^\s*cbind\s*\((.*)\)\s*$", re.S)
 
 
-def binomial_response(frame: pd.DataFrame, text: str) -> np.ndarray:
+def binomial_response(frame: Frame, text: str) -> np.ndarray:
     """The response of a binomial model: cbind(successes, failures) as an (n, 2) array, a
     factor (first level = failure, as R), booleans, or numbers."""
     m = CBIND.match(text)
@@ -30,13 +31,18 @@ def binomial_response(frame: pd.DataFrame, text: str) -> np.ndarray:
         cols = []
         for p in parts:
             p = p.strip()
-            if unquote(p) in frame.columns:
+            if has_column(frame, unquote(p)):
                 p = unquote(p)
                 cols.append(response_values(frame, p))
-            else:
-                # I(): "size - incidence" is arithmetic here, not a formula's term removal
-                _, v = ColumnMaker.build(f"0 + I({p})", frame, "response")
-                cols.append(v[:, 0])
+                continue
+            # "size - incidence" is arithmetic here, not a formula's term removal: numpy for
+            # plain arithmetic of numeric columns, else formulaic's I()
+            value = evaluate_arithmetic(p, lambda name: numeric_column(frame, name))
+            if value is not None and np.ndim(value) == 1:
+                cols.append(np.asarray(value, dtype=float))
+                continue
+            _, v = ColumnMaker.build(f"0 + I({p})", frame, "response")
+            cols.append(v[:, 0])
         out = np.column_stack(cols).astype(float)
         ok = np.isfinite(out).all(axis=1)  # missing or infinite counts: reported by the caller
         if np.any(out[ok] < 0):
@@ -53,9 +59,9 @@ def binomial_response(frame: pd.DataFrame, text: str) -> np.ndarray:
                 "give the proportion as the response and the number of trials as weights"
             )
         return out
-    if unquote(text) in frame.columns:
+    if has_column(frame, unquote(text)):
         text = unquote(text)
-        col = frame[text]
+        col = pandas_frame(frame)[text]
         if (
             isinstance(col.dtype, pd.CategoricalDtype)
             or col.dtype.kind in "OUS"
