@@ -25,7 +25,6 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.linalg as sla
 
 from ..errors import ConvergenceWarning, DataError, ModelError
 from ..frame.design import Design
@@ -39,6 +38,7 @@ from ..linalg.optimizer import (
     fd_gradient_hessian,
     minimize,
 )
+from ..linalg.triangular import triangular_inverse
 from .base import Engine
 
 __all__ = ["GeneralizedEngine", "family_response"]
@@ -332,7 +332,7 @@ class GeneralizedEngine(Engine):
             if not np.all(np.isfinite(Rx)) or np.any(np.abs(np.diag(Rx)) < 1e-12):
                 Rx = np.eye(d.fixed.p)
             self._Rx1, self._beta1, self._theta1 = Rx, beta1, theta1
-            self._Rx1_inv = sla.solve_triangular(Rx, np.eye(d.fixed.p), lower=False)
+            self._Rx1_inv = triangular_inverse(Rx, lower=False)
 
             # ---- stage 2: θ and β together, u by PIRLS
             warm_u = [u1]

@@ -35,6 +35,7 @@ from ..frame.design import RandomEffectsTerm, tril_indices_colmajor
 from . import kernels as K
 from .crossprod import CrossProducts
 from .fused import SmallSystem, applies
+from .triangular import triangular_inverse, triangular_solve
 
 __all__ = ["BlockedFactor", "FactorStats", "lambda_blocks", "rx_crossprod_inverse"]
 
@@ -77,7 +78,7 @@ def lambda_blocks(theta: np.ndarray, ks: list[int]) -> list[np.ndarray]:
 
 def rx_crossprod_inverse(Rx: np.ndarray) -> np.ndarray:
     """(R_X'R_X)⁻¹ from the upper-triangular R_X, by one triangular inverse."""
-    Rinv = sla.solve_triangular(Rx, np.eye(Rx.shape[0]), lower=False, check_finite=False)
+    Rinv = triangular_inverse(Rx, lower=False)
     return Rinv @ Rinv.T
 
 
@@ -329,10 +330,10 @@ class BlockedFactor:
             for (pos, nl, k), lam in zip(self._rest_slices, self.lams[1:], strict=True):
                 sl = slice(pos, pos + nl * k)
                 L21[sl] = (lam.T @ L21[sl].reshape(nl, k, -1)).reshape(nl * k, -1)
-            W = sla.solve_triangular(L22, L21, lower=True, check_finite=False)
+            W = triangular_solve(L22, L21, lower=True)
             W = np.einsum("rlk,lkj->rlj", W.reshape(q, n1, k1), Linv1)
             V1 = V1 + np.einsum("rli,rlj->lij", W, W)
-            Minv = sla.solve_triangular(L22, np.eye(q), lower=True, check_finite=False)
+            Minv = triangular_inverse(L22, lower=True)
         blocks.append(V1)
         for pos, nl, k in self._rest_slices:
             Mb = Minv[:, pos : pos + nl * k].reshape(q, nl, k)

@@ -32,6 +32,7 @@ from ..frame.data import (
     to_pandas,
 )
 from ..frame.design import ColumnMaker, Design, build_design
+from ..linalg.triangular import triangular_inverse
 from ..report.ols import OLSAnova, OLSSummary
 
 __all__ = ["OLSAnova", "OLSModel", "QRLeastSquares", "ols"]
@@ -60,7 +61,7 @@ class QRLeastSquares:
         self.sqrtw = None if sqrtw is None else np.asarray(sqrtw, dtype=float)
         Xw = X if self.sqrtw is None else X * self.sqrtw[:, None]
         self.Q, self.R = sla.qr(Xw, mode="economic", check_finite=False)
-        Rinv = sla.solve_triangular(self.R, np.eye(self.p), lower=False, check_finite=False)
+        Rinv = triangular_inverse(self.R, lower=False)
         self.unscaled_vcov = Rinv @ Rinv.T
         self.X = X
 
