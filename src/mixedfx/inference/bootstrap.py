@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from ..errors import DataError, MixedFXWarning
 from ..frame.checks import check_seed
+from ..linalg.threads import one_thread
 from .parameters import parameter_names, theta_to_sdcor
 from .simulate import check_nsim, simulate
 
@@ -94,7 +94,7 @@ _STATE: dict[str, Any] = {}
 def _run_chunk(cols: list[int]) -> list[tuple[int, dict[str, float] | None]]:
     refit, Y, stat = _STATE["refit"], _STATE["Y"], _STATE["stat"]
     out = []
-    with threadpool_limits(limits=1), warnings.catch_warnings():
+    with one_thread(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for j in cols:
             try:

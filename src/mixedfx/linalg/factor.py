@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 import scipy.linalg as sla
 from scipy.linalg import lapack
-from threadpoolctl import threadpool_limits
 
 from ..frame.design import RandomEffectsTerm, tril_indices_colmajor
 from . import kernels as K
 from .crossprod import CrossProducts
 from .fused import SmallSystem, applies
+from .threads import one_thread
 from .triangular import triangular_inverse, triangular_solve
 
 __all__ = ["BlockedFactor", "FactorStats", "lambda_blocks", "rx_crossprod_inverse"]
@@ -288,7 +288,7 @@ class BlockedFactor:
         """
         if self.A.m >= 1000 or self.A.m < 64:
             return contextlib.nullcontext()
-        return threadpool_limits(limits=1, user_api="blas")
+        return one_thread("blas")
 
     # --------------------------------------------------------------- solutions
     @property

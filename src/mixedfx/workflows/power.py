@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from .._lazy import stats
 from ..errors import ConvergenceWarning, DataError, FormulaError, RankDeficiencyWarning
@@ -46,6 +45,7 @@ from ..frame.checks import (
 from ..frame.data import to_pandas
 from ..frame.design import Design
 from ..frame.formula import parse_formula
+from ..linalg.threads import one_thread
 from ..linalg.zmul import z_times
 from ..models.lmer import LinearMixedModel
 from ..models.ols import QRLeastSquares
@@ -325,7 +325,7 @@ class _Job:
 
 def _run_chunk(args: tuple) -> dict[str, Any]:
     job_args, seeds = args
-    with threadpool_limits(limits=1):
+    with one_thread():
         return _Job(*job_args).run(seeds)
 
 
