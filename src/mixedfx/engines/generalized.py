@@ -266,10 +266,14 @@ class GeneralizedEngine(Engine):
             warnings.simplefilter("ignore", ConvergenceWarning)
             se = np.sqrt(np.abs(np.diag(self.vcov_unscaled))) * self._sigma
         beta = self._beta
+        # a diverging estimate: one whose standard error does not bound it, or whose column
+        # alone moves η by more than 1000 (far past where μ is numerically 0 or 1, |η| ≈ 34):
+        # in a flat direction the standard error is rounding noise, the size of Xβ is not
+        reach = np.abs(beta) * np.max(np.abs(self.design.X), axis=0, initial=0.0)
         diverging = [
             name
-            for name, b, e in zip(self.design.fixed.names, beta, se, strict=True)
-            if abs(b) > 10.0 and not (np.isfinite(e) and e < 10.0 * abs(b))
+            for name, b, e, r in zip(self.design.fixed.names, beta, se, reach, strict=True)
+            if (abs(b) > 10.0 and not (np.isfinite(e) and e < 10.0 * abs(b))) or r > 1e3
         ]
         msg = f"fitted {what} occurred ({int(extreme.sum())} rows)"
         if diverging:
