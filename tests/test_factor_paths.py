@@ -19,7 +19,7 @@ from mixedfx.engines.linear import LinearEngine
 from mixedfx.frame.design import build_design
 from mixedfx.linalg import kernels as K
 from mixedfx.linalg.crossprod import CrossProductPlan, term_matrix
-from mixedfx.linalg.factor import BlockedFactor, lambda_blocks
+from mixedfx.linalg.factor import BlockedFactor, _row_chunks, lambda_blocks
 
 
 def _crossed(per, n1, n2, seed, n3=0, weights=None):
@@ -184,3 +184,52 @@ def test_a21_layout_equals_lexsort(data, formula):
     levcol = np.repeat(np.arange(t1.nlevels), np.diff(A.ptr))
     for j in range(t1.k):
         np.testing.assert_allclose(A.vals[:, j], full[A.rows, levcol * t1.k + j], atol=1e-8)
+
+
+@pytest.mark.parametrize("tile_entries", [65536, 300])
+@pytest.mark.parametrize("three", [False, True])
+def test_tiled_scalar_schur_matches_general_kernel_and_dense(tile_entries, three):
+    """The tiled Schur update of a scalar first term (a sparse block column: neither the
+    grouped nor the dense path) against the general kernel and a dense factorization."""
+    rng = np.random.default_rng(7)
+    n, n1, n2 = 3000, 300, 150
+    df = pd.DataFrame(
+        {
+            "y": rng.standard_normal(n),
+            "x": rng.standard_normal(n),
+            "g1": pd.Categorical(rng.integers(0, n1, n)),
+            "g2": pd.Categorical(rng.integers(0, n2, n)),
+            "g3": pd.Categorical(rng.integers(0, 12, n)),
+        }
+    )
+    formula = "y ~ x + (1 | g1) + (1 | g2)" + (" + (1 | g3)" if three else "")
+    d = build_design(formula, df)
+    A = CrossProductPlan(d).compute(None, d.y)
+    f = BlockedFactor(A, d.terms)
+    assert f._grouped is None and f._dense is None
+    f._tiles = _row_chunks(0, A.m, chunk=tile_entries)
+    assert (len(f._tiles) > 2) == (tile_entries == 300)
+    q = A.q_rest
+    for theta in ([0.9, 0.5, 0.3], [0.05, 3.0, 1.0]):
+        th = np.array(theta[: len(d.terms)])
+        lams = lambda_blocks(th, [1] * len(d.terms))
+        K.factor_first_block(A.A11, lams[0], f.L11)
+        f._schur_scalar(lams[0][0, 0], f._rest_scale(lams))  # G before its Cholesky
+        Gt = f.G.copy()
+        # the general kernel (it does the XY rows too)
+        L11 = np.zeros_like(A.A11)
+        K.factor_first_block(A.A11, lams[0], L11)
+        P = np.zeros_like(A.vals)
+        K.scale_first_column(A.ptr, A.vals, lams[0], L11, P)
+        scale = f._rest_scale(lams).copy()
+        G = np.zeros_like(A.A22)
+        W = np.zeros((q, f.nx))
+        K.fill_scaled(A.A22, scale, q, G)
+        K.schur_update(A.ptr, A.rows, P, f.nx, q, scale, G, W)
+        np.testing.assert_allclose(np.tril(Gt), np.tril(G), rtol=1e-12, atol=1e-12)
+        st = f.update(th)
+        ld_z, ld_x, r2 = _dense_stats(A, d.terms, th)
+        assert st.logdet_Lz == pytest.approx(ld_z, rel=1e-10)
+        assert st.logdet_Rx == pytest.approx(ld_x, rel=1e-9, abs=1e-9)
+        assert st.pwrss == pytest.approx(r2, rel=1e-10)
+        np.testing.assert_allclose(f.P, P, rtol=1e-15)  # recomputed after the kernel

@@ -157,6 +157,8 @@ class BlockedFactor:
             raise ValueError("cross-products: every column block of A21 must end with the XY rows")
         self.W = np.zeros((A.q_rest, self.nx))
         self._ones = np.ones(A.m)
+        # row tiles of G for the scalar Schur update: ~512 KB of the lower triangle each
+        self._tiles = _row_chunks(0, A.m, chunk=65536)
         self._grouped = self._setup_grouped() if grouped else None
         self._dense = self._setup_dense() if self._grouped is None else None
         self.theta: np.ndarray | None = None
@@ -183,6 +185,9 @@ class BlockedFactor:
             for r0, cb, S in gr.parts:
                 K.grouped_fill(S, wg, r0, cb, A.A22, scale, q, G, gr.acc)
             self._P_stale = True
+        elif self.scalar_rest and self.k1 == 1 and self._dense is None:
+            # G = Λr'(A22 - P P')Λr + [I 0; 0 0] with Λr diagonal, filled and updated by tiles
+            self._schur_scalar(lams[0][0, 0], self._rest_scale(lams))
         else:
             K.scale_first_column(A.ptr, A.vals, lams[0], self.L11, self._P)
             self._P_stale = False
@@ -192,8 +197,6 @@ class BlockedFactor:
                 K.fill_scaled(A.A22, scale, q, G)
                 if self._dense is not None:
                     self._schur_dense(scale)
-                elif self.k1 == 1:
-                    self._schur_scalar(scale)
                 else:
                     K.schur_update(A.ptr, A.rows, self._P, self.nx, q, scale, G, self.W)
             else:
@@ -294,16 +297,22 @@ class BlockedFactor:
         Sd = Pd * scale[:, None]
         self.G -= Sd @ Sd.T
 
-    def _schur_scalar(self, scale: np.ndarray) -> None:
-        """G -= S P P' S for a scalar first term: random-effects rows by the compiled kernel,
-        the XY x XY block as one BLAS product of the gathered XY rows."""
+    def _schur_scalar(self, lam: float, scale: np.ndarray) -> None:
+        """G = S(A22 - P P')S + [I 0; 0 0] for a scalar first term (S = diag(scale)): the
+        random-effects rows by the compiled kernel, tile by tile of G's rows so that the
+        scattered updates land in cache (:func:`kernels.schur_fill_scalar`), the XY x XY block
+        as one BLAS product of the gathered XY rows. The kernel leaves S P in P's buffer, so P
+        is recomputed when it is next asked for."""
         A = self.A
         q, G, W = A.q_rest, self.G, self.W
-        p = self._P[:, 0]
-        K.schur_update_scalar(A.ptr, A.rows, p, self.nx, q, scale, G, W)
-        PX = p[self._xy_index]  # (n1, nx): the XY rows closing each column block
+        sp = self._P.reshape(-1)
+        K.schur_fill_scalar(
+            A.ptr, A.rows, A.vals, lam, self.L11, scale, A.A22, self.nx, self._tiles, G, W, sp
+        )
+        self._P_stale = True
+        PX = sp[self._xy_index]  # (n1, nx): the XY rows closing each column block (scale 1)
         G[q:, q:] -= PX.T @ PX  # only the lower triangle is read later
-        G[q:, :q] -= (W * scale[:q, None]).T
+        G[q:, :q] -= W.T
 
     @property
     def P(self) -> np.ndarray:

@@ -119,32 +119,68 @@ def schur_update(ptr, rows, P, nx, q, scale, G, W):  # pragma: no cover - compil
 
 
 @njit(cache=True)
-def schur_update_scalar(ptr, rows, p, nx, q, scale, G, W):  # pragma: no cover - compiled
-    """The random-effects part of :func:`schur_update` for a scalar first term (k1 = 1,
-    ``p`` one-dimensional): G -= S P P' S over the random-effects rows, and W = the products
-    of the random-effects rows with the XY rows. The XY x XY block is left to the caller
-    (one BLAS product). Each block's scaled values are gathered once into a small buffer so
-    the inner loop is a plain multiply-add."""
+def schur_fill_scalar(
+    ptr, rows, vals, lam, L11, scale, A22, nx, tiles, G, W, sp
+):  # pragma: no cover
+    """G = S (A22 - P P') S + [I 0; 0 0] over the random-effects rows, for a scalar first term,
+    S = diag(scale), with P = A21 λ / L11 (the first term's block column).
+
+    First ``sp = S P`` for every stored entry of A21 (``sp[a] = vals[a] λ / L11[l] ·
+    scale[rows[a]]``, the arithmetic of :func:`scale_first_column` then the scaling); the XY
+    rows have scale 1, so ``sp`` there is P itself. Then the rows of G are taken in tiles
+    (``tiles[t] <= row < tiles[t + 1]``, each about a cache's worth of the lower triangle):
+    each tile's rows are filled with S A22 S (+ I on the random-effects diagonal, rows below
+    q = A22 rows - nx) and, while they are in cache, every column block's pairs whose first
+    row falls in the tile are subtracted, in the order of the levels (the sums of
+    :func:`schur_update` with k = 1, in the same order). The products of random-effects
+    rows with the block's XY rows go to ``W`` (q x nx, already scaled: W = S_re P_re P_xy');
+    the XY x XY block and W are left to the caller. Rows within a block increase, so each
+    block's rows in a tile are one run, found by bisection.
+    """
     n1 = ptr.shape[0] - 1
+    m = A22.shape[0]
+    q = m - nx
+    for lev in range(n1):
+        d = L11[lev, 0, 0]
+        for a in range(ptr[lev], ptr[lev + 1]):
+            sp[a] = vals[a, 0] * lam / d * scale[rows[a]]
     W[:, :] = 0.0
-    longest = 0
-    for lev in range(n1):
-        longest = max(longest, ptr[lev + 1] - ptr[lev] - nx)
-    sp = np.empty(max(longest, 1))
-    for lev in range(n1):
-        s = ptr[lev]
-        xs = ptr[lev + 1] - nx
-        for a in range(s, xs):
-            sp[a - s] = p[a] * scale[rows[a]]
-        for a in range(s, xs):
-            Gr = G[rows[a]]
-            spa = sp[a - s]
-            for b in range(s, a + 1):
-                Gr[rows[b]] -= spa * sp[b - s]
-            Wr = W[rows[a]]
-            pa = p[a]
-            for j in range(nx):
-                Wr[j] += pa * p[xs + j]
+    for t in range(tiles.shape[0] - 1):
+        r0 = tiles[t]
+        r1 = tiles[t + 1]
+        for i in range(r0, r1):
+            si = scale[i]
+            Ar = A22[i]
+            Gr = G[i]
+            for j in range(i + 1):
+                Gr[j] = si * scale[j] * Ar[j]
+            if i < q:
+                Gr[i] += 1.0
+        if r0 >= q:
+            continue
+        for lev in range(n1):
+            s = ptr[lev]
+            xs = ptr[lev + 1] - nx
+            # first entry of the block with row >= r0 (bisection on the increasing rows)
+            lo = s
+            hi = xs
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if rows[mid] < r0:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            for a in range(lo, xs):
+                ra = rows[a]
+                if ra >= r1:
+                    break
+                Gr = G[ra]
+                spa = sp[a]
+                for b in range(s, a + 1):
+                    Gr[rows[b]] -= spa * sp[b]
+                Wr = W[ra]
+                for j in range(nx):
+                    Wr[j] += spa * sp[xs + j]
 
 
 @njit(cache=True)
