@@ -19,7 +19,7 @@ from mixedfx.engines.linear import LinearEngine
 from mixedfx.frame.design import build_design
 from mixedfx.linalg import kernels as K
 from mixedfx.linalg.crossprod import CrossProductPlan, term_matrix
-from mixedfx.linalg.factor import BlockedFactor, _row_chunks, lambda_blocks
+from mixedfx.linalg.factor import BlockedFactor, lambda_blocks
 
 
 def _crossed(per, n1, n2, seed, n3=0, weights=None):
@@ -186,11 +186,10 @@ def test_a21_layout_equals_lexsort(data, formula):
         np.testing.assert_allclose(A.vals[:, j], full[A.rows, levcol * t1.k + j], atol=1e-8)
 
 
-@pytest.mark.parametrize("tile_entries", [65536, 300])
 @pytest.mark.parametrize("three", [False, True])
-def test_tiled_scalar_schur_matches_general_kernel_and_dense(tile_entries, three):
-    """The tiled Schur update of a scalar first term (a sparse block column: neither the
-    grouped nor the dense path) against the general kernel and a dense factorization."""
+def test_scalar_schur_matches_general_kernel_and_dense(three):
+    """The Schur update of a scalar first term (a sparse block column: neither the grouped
+    nor the dense path) against the general kernel and a dense factorization."""
     rng = np.random.default_rng(7)
     n, n1, n2 = 3000, 300, 150
     df = pd.DataFrame(
@@ -207,8 +206,6 @@ def test_tiled_scalar_schur_matches_general_kernel_and_dense(tile_entries, three
     A = CrossProductPlan(d).compute(None, d.y)
     f = BlockedFactor(A, d.terms)
     assert f._grouped is None and f._dense is None
-    f._tiles = _row_chunks(0, A.m, chunk=tile_entries)
-    assert (len(f._tiles) > 2) == (tile_entries == 300)
     q = A.q_rest
     for theta in ([0.9, 0.5, 0.3], [0.05, 3.0, 1.0]):
         th = np.array(theta[: len(d.terms)])

@@ -157,8 +157,6 @@ class BlockedFactor:
             raise ValueError("cross-products: every column block of A21 must end with the XY rows")
         self.W = np.zeros((A.q_rest, self.nx))
         self._ones = np.ones(A.m)
-        # row tiles of G for the scalar Schur update: ~512 KB of the lower triangle each
-        self._tiles = _row_chunks(0, A.m, chunk=65536)
         self._grouped = self._setup_grouped() if grouped else None
         self._dense = self._setup_dense() if self._grouped is None else None
         self.theta: np.ndarray | None = None
@@ -299,16 +297,13 @@ class BlockedFactor:
 
     def _schur_scalar(self, lam: float, scale: np.ndarray) -> None:
         """G = S(A22 - P P')S + [I 0; 0 0] for a scalar first term (S = diag(scale)): the
-        random-effects rows by the compiled kernel, tile by tile of G's rows so that the
-        scattered updates land in cache (:func:`kernels.schur_fill_scalar`), the XY x XY block
-        as one BLAS product of the gathered XY rows. The kernel leaves S P in P's buffer, so P
-        is recomputed when it is next asked for."""
+        random-effects rows by one compiled pass (:func:`kernels.schur_fill_scalar`), the
+        XY x XY block as one BLAS product of the gathered XY rows. The kernel leaves S P in
+        P's buffer, so P is recomputed when it is next asked for."""
         A = self.A
         q, G, W = A.q_rest, self.G, self.W
         sp = self._P.reshape(-1)
-        K.schur_fill_scalar(
-            A.ptr, A.rows, A.vals, lam, self.L11, scale, A.A22, self.nx, self._tiles, G, W, sp
-        )
+        K.schur_fill_scalar(A.ptr, A.rows, A.vals, lam, self.L11, scale, A.A22, self.nx, G, W, sp)
         self._P_stale = True
         PX = sp[self._xy_index]  # (n1, nx): the XY rows closing each column block (scale 1)
         G[q:, q:] -= PX.T @ PX  # only the lower triangle is read later

@@ -119,23 +119,20 @@ def schur_update(ptr, rows, P, nx, q, scale, G, W):  # pragma: no cover - compil
 
 
 @njit(cache=True)
-def schur_fill_scalar(
-    ptr, rows, vals, lam, L11, scale, A22, nx, tiles, G, W, sp
-):  # pragma: no cover
+def schur_fill_scalar(ptr, rows, vals, lam, L11, scale, A22, nx, G, W, sp):  # pragma: no cover
     """G = S (A22 - P P') S + [I 0; 0 0] over the random-effects rows, for a scalar first term,
     S = diag(scale), with P = A21 λ / L11 (the first term's block column).
 
     First ``sp = S P`` for every stored entry of A21 (``sp[a] = vals[a] λ / L11[l] ·
     scale[rows[a]]``, the arithmetic of :func:`scale_first_column` then the scaling); the XY
-    rows have scale 1, so ``sp`` there is P itself. Then the rows of G are taken in tiles
-    (``tiles[t] <= row < tiles[t + 1]``, each about a cache's worth of the lower triangle):
-    each tile's rows are filled with S A22 S (+ I on the random-effects diagonal, rows below
-    q = A22 rows - nx) and, while they are in cache, every column block's pairs whose first
-    row falls in the tile are subtracted, in the order of the levels (the sums of
-    :func:`schur_update` with k = 1, in the same order). The products of random-effects
-    rows with the block's XY rows go to ``W`` (q x nx, already scaled: W = S_re P_re P_xy');
-    the XY x XY block and W are left to the caller. Rows within a block increase, so each
-    block's rows in a tile are one run, found by bisection.
+    rows have scale 1, so ``sp`` there is P itself. Then G's lower triangle is filled with
+    S A22 S (+ I on the random-effects diagonal, rows below q = A22 rows - nx), and each
+    column block's pairs of random-effects rows are subtracted, level after level (the sums
+    of :func:`schur_update` with k = 1, in the same order). Four rows a of a block are taken
+    together, so that each row b's index and value are loaded once for four updates. The
+    products of the block's random-effects rows with its XY rows (gathered into a small
+    buffer) go to ``W`` (q x nx, already scaled: W = S_re P_re P_xy'); the XY x XY block and
+    W are left to the caller.
     """
     n1 = ptr.shape[0] - 1
     m = A22.shape[0]
@@ -144,43 +141,55 @@ def schur_fill_scalar(
         d = L11[lev, 0, 0]
         for a in range(ptr[lev], ptr[lev + 1]):
             sp[a] = vals[a, 0] * lam / d * scale[rows[a]]
+    for i in range(m):
+        si = scale[i]
+        Ar = A22[i]
+        Gr = G[i]
+        for j in range(i + 1):
+            Gr[j] = si * scale[j] * Ar[j]
+        if i < q:
+            Gr[i] += 1.0
     W[:, :] = 0.0
-    for t in range(tiles.shape[0] - 1):
-        r0 = tiles[t]
-        r1 = tiles[t + 1]
-        for i in range(r0, r1):
-            si = scale[i]
-            Ar = A22[i]
-            Gr = G[i]
-            for j in range(i + 1):
-                Gr[j] = si * scale[j] * Ar[j]
-            if i < q:
-                Gr[i] += 1.0
-        if r0 >= q:
-            continue
-        for lev in range(n1):
-            s = ptr[lev]
-            xs = ptr[lev + 1] - nx
-            # first entry of the block with row >= r0 (bisection on the increasing rows)
-            lo = s
-            hi = xs
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if rows[mid] < r0:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            for a in range(lo, xs):
-                ra = rows[a]
-                if ra >= r1:
-                    break
-                Gr = G[ra]
-                spa = sp[a]
-                for b in range(s, a + 1):
-                    Gr[rows[b]] -= spa * sp[b]
-                Wr = W[ra]
-                for j in range(nx):
-                    Wr[j] += spa * sp[xs + j]
+    px = np.empty(nx)
+    for lev in range(n1):
+        s = ptr[lev]
+        xs = ptr[lev + 1] - nx
+        for j in range(nx):
+            px[j] = sp[xs + j]
+        a = s
+        while a + 3 < xs:
+            G0 = G[rows[a]]
+            G1 = G[rows[a + 1]]
+            G2 = G[rows[a + 2]]
+            G3 = G[rows[a + 3]]
+            s0 = sp[a]
+            s1 = sp[a + 1]
+            s2 = sp[a + 2]
+            s3 = sp[a + 3]
+            for b in range(s, a + 1):
+                rb = rows[b]
+                v = sp[b]
+                G0[rb] -= s0 * v
+                G1[rb] -= s1 * v
+                G2[rb] -= s2 * v
+                G3[rb] -= s3 * v
+            for k in range(1, 4):  # the pairs (a + k, b) with a < b <= a + k
+                Gk = G[rows[a + k]]
+                sk = sp[a + k]
+                for b in range(a + 1, a + k + 1):
+                    Gk[rows[b]] -= sk * sp[b]
+            a += 4
+        while a < xs:
+            Gr = G[rows[a]]
+            spa = sp[a]
+            for b in range(s, a + 1):
+                Gr[rows[b]] -= spa * sp[b]
+            a += 1
+        for a in range(s, xs):
+            Wr = W[rows[a]]
+            spa = sp[a]
+            for j in range(nx):
+                Wr[j] += spa * px[j]
 
 
 @njit(cache=True)
