@@ -173,7 +173,8 @@ def test_a21_layout_equals_lexsort(data, formula):
     row_parts.append(np.tile(np.arange(plan.q_rest, plan.m), t1.nlevels))
     lvl, rows = np.concatenate(lvl_parts), np.concatenate(row_parts)
     order = np.lexsort((rows, lvl))
-    np.testing.assert_array_equal(plan._order, order)
+    if not plan._scalar:  # the order of the entries is kept for the general pass only
+        np.testing.assert_array_equal(plan._order, order)
     np.testing.assert_array_equal(plan.rows, rows[order])
     np.testing.assert_array_equal(plan.ptr[1:], np.cumsum(np.bincount(lvl)))
     # and the values: A21 against the sparse product Z_rest|XY ' Z1

@@ -140,21 +140,29 @@ class CrossProductPlan:
             uniq, inv = _pairs(t1.refs, n1, t.refs, t.nlevels)
             lev1, levi = uniq // t.nlevels, uniq % t.nlevels
             rows = offsets[ti] + levi[:, None] * t.k + np.arange(t.k)[None, :]
-            self._a21_pairs.append((inv.astype(np.intp), uniq.shape[0]))
+            self._a21_pairs.append((inv.astype(np.intp, copy=False), uniq.shape[0]))
             lvl_parts.append(np.repeat(lev1, t.k))
             row_parts.append(rows.ravel())
         # A21, XY rows: present for every level of the first term
         lvl_parts.append(np.repeat(np.arange(n1), p + 1))
         row_parts.append(np.tile(np.arange(self.q_rest, m), n1))
         dest, self.ptr = _merge_order(lvl_parts, n1)
-        self._order = np.empty_like(dest)
-        self._order[dest] = np.arange(dest.size)
+        del lvl_parts
         self.rows = np.empty(dest.size, dtype=np.int64)
         self.rows[dest] = np.concatenate(row_parts)
+        del row_parts
         # all terms scalar: one fused pass (K.scalar_crossprods) needs, per observation, the
-        # A22 row of each later term and the position in vals of its pair with the first term
+        # A22 row of each later term and the position in vals of its pair with the first term;
+        # the general pass (grouped_cross per block) needs the order of the stored entries and
+        # the pairs' indices instead, which the scalar path does not keep (big data, memory)
         self._scalar = all(t.k == 1 for t in terms)
-        if self._scalar:
+        self._order = np.empty(0, dtype=np.int64)
+        self._a22_pairs: list[tuple[int, int, np.ndarray, int, np.ndarray, np.ndarray]] = []
+        if not self._scalar:
+            self._order = np.empty_like(dest)
+            self._order[dest] = np.arange(dest.size)
+            self._plan_a22(offsets)
+        else:
             invorder = dest
             start = 0
             rrows, rz, pos21 = [], [], []
@@ -167,21 +175,23 @@ class CrossProductPlan:
             self.rrows = np.asarray(rrows, dtype=np.int64).reshape(K, self.n)
             self.rz = np.ascontiguousarray(np.asarray(rz, dtype=float).reshape(K, self.n))
             self.pos21 = np.asarray(pos21, dtype=np.int64).reshape(K, self.n)
-            self.r1 = t1.refs.astype(np.int64)
+            self.r1 = t1.refs.astype(np.int64, copy=False)
             self.z1 = np.ascontiguousarray(t1.Zt[:, 0])
-        # A22, random-effects block: per pair of later terms (i >= j), the level pairs
-        self._a22_pairs: list[tuple[int, int, np.ndarray, int, np.ndarray, np.ndarray]] = []
+            self._a21_pairs = []
+
+    def _plan_a22(self, offsets: np.ndarray) -> None:
+        """A22, random-effects block: per pair of later terms (i >= j), the level pairs."""
         for i, ti in enumerate(self.rest):
             for j in range(i + 1):
                 tj = self.rest[j]
                 if i == j:
-                    inv, npairs = ti.refs.astype(np.intp), ti.nlevels
+                    inv, npairs = ti.refs.astype(np.intp, copy=False), ti.nlevels
                     li = lj = np.arange(ti.nlevels)
                 else:
                     uniq, inv = _pairs(ti.refs, ti.nlevels, tj.refs, tj.nlevels)
                     npairs = uniq.shape[0]
                     li, lj = uniq // tj.nlevels, uniq % tj.nlevels
-                    inv = inv.astype(np.intp)
+                    inv = inv.astype(np.intp, copy=False)
                 r = offsets[i] + li[:, None, None] * ti.k + np.arange(ti.k)[None, :, None]
                 c = offsets[j] + lj[:, None, None] * tj.k + np.arange(tj.k)[None, None, :]
                 r, c = np.broadcast_arrays(r, c)
