@@ -55,7 +55,14 @@ NA = "—"  # the tool cannot express this fit
 # ---------------------------------------------------------------------------------------------
 
 SIM = dict(n=1_000_000, n1=10_000, n2=500, sd1=1.0, sd2=0.5, sigma=1.0, beta=(1.0, 0.5))
-SIM_WARM = dict(SIM, n=20_000, n1=200, n2=50)  # same model, small: used for the warm-up fit
+SIM5M = dict(SIM, n=5_000_000, n1=50_000, n2=1_000)
+# Same models, small, for the warm-up fits: ~100 rows per level of g1 as in the big sets, and
+# few levels of g2, so that mixedfx takes the same path (the precomputed Schur update of a
+# balanced first term) and compiles or loads the same kernels as on the big data.
+SIM_WARM = dict(SIM, n=20_000, n1=200, n2=20)
+SIM5M_WARM = dict(SIM5M, n=30_000, n1=300, n2=30)
+SIM_DATA = {"sim1m": (SIM, SIM_WARM), "sim5m": (SIM5M, SIM5M_WARM)}
+DEFAULT_TIMEOUT = 600.0  # per (fit, tool) child, seconds; a fit may set its own ("timeout")
 
 FITS: dict[str, dict] = {
     "sleepstudy": dict(
@@ -97,6 +104,15 @@ FITS: dict[str, dict] = {
         formula="y ~ x + (1|g1) + (1|g2)",
         tools=["mixedfx", "lme4", "mixedlm", "glmm"],
         desc="simulated 1e6 rows, 10000 x 500 crossed  y ~ x + (1|g1) + (1|g2), ML",
+    ),
+    "sim5m": dict(
+        data="sim5m",
+        kind="lmm",
+        reml=False,
+        formula="y ~ x + (1|g1) + (1|g2)",
+        tools=["mixedfx", "lme4", "mixedlm", "glmm"],
+        timeout=1200.0,  # lme4 needs minutes here; the others well under one
+        desc="simulated 5e6 rows, 50000 x 1000 crossed  y ~ x + (1|g1) + (1|g2), ML",
     ),
     "cbpp": dict(
         data="cbpp",
@@ -247,10 +263,11 @@ def prepare_data(fit_names, tools, args):
             continue
         info: dict = {}
         try:
-            if name == "sim1m":
+            if name in SIM_DATA:
+                big, warm = SIM_DATA[name]
                 frames = {
-                    "": (SIM, _sim_key(SIM, args.seed)),
-                    "_warm": (SIM_WARM, _sim_key(SIM_WARM, args.seed)),
+                    "": (big, _sim_key(big, args.seed)),
+                    "_warm": (warm, _sim_key(warm, args.seed)),
                 }
                 for suffix, (params, key) in frames.items():
                     pkl = cache / f"{key}.pkl"
@@ -506,7 +523,9 @@ def child_main(args) -> int:
         n_runs = args.repeat if times[0] < args.fast_threshold else args.repeat_slow
         for _ in range(max(n_runs, 1) - 1):
             # stay well inside the parent's timeout: report what we have rather than time out
-            if time.monotonic() - t_start + 1.2 * times[-1] > 0.8 * args.timeout:
+            if time.monotonic() - t_start + 1.2 * times[-1] > 0.8 * (
+                args.timeout or DEFAULT_TIMEOUT
+            ):
                 break
             t0 = time.perf_counter()
             obj = run()
@@ -707,8 +726,16 @@ def _run_child(cmd, timeout, env=None):
     return result, stdout, stderr, status, wall, foreign
 
 
+def fit_timeout(spec, args) -> float:
+    """The child's timeout: ``--timeout`` when given, else the fit's own, else the default."""
+    if args.timeout is not None:
+        return args.timeout
+    return spec.get("timeout", DEFAULT_TIMEOUT)
+
+
 def run_one(fit, tool, data_info, args, r_script):
     spec = FITS[fit]
+    timeout = fit_timeout(spec, args)
     row = {"fit": fit, "tool": tool, "desc": spec["desc"]}
     if tool not in spec["tools"]:
         row["status"] = "na"
@@ -732,7 +759,7 @@ def run_one(fit, tool, data_info, args, r_script):
             "nsim": str(spec.get("nsim", 0)),
             "repeat": str(args.repeat),
             "repeat_slow": str(args.repeat_slow),
-            "timeout": str(args.timeout),
+            "timeout": str(timeout),
             "fast_threshold": str(args.fast_threshold),
             "warmup": "FALSE" if args.cold else "TRUE",
         }
@@ -754,7 +781,7 @@ def run_one(fit, tool, data_info, args, r_script):
             "--repeat-slow",
             str(args.repeat_slow),
             "--timeout",
-            str(args.timeout),
+            str(timeout),
             "--fast-threshold",
             str(args.fast_threshold),
         ]
@@ -764,13 +791,13 @@ def run_one(fit, tool, data_info, args, r_script):
             cmd += ["--cold"]
     if args.wait_idle:
         row["load_before"] = wait_until_idle(args.wait_idle)
-    result, stdout, stderr, status, wall, foreign = _run_child(cmd, args.timeout)
+    result, stdout, stderr, status, wall, foreign = _run_child(cmd, timeout)
     row["wall"] = wall
     # average number of cores other processes kept busy while this child ran: > ~0.3 on a
     # small machine means the timing is suspect (flagged with "*" in the table)
     row["foreign_load"] = foreign
     if status == "timeout":
-        row.update(status="timeout", error=f"timeout after {args.timeout:g} s")
+        row.update(status="timeout", error=f"timeout after {timeout:g} s")
     elif result is None:
         tail = (stderr or stdout or "").strip().splitlines()[-3:]
         row.update(status="error", error=f"child {status}: " + " | ".join(tail)[:400])
@@ -944,7 +971,10 @@ def parse_args(argv):
         help="a fit faster than this (s) is repeated --repeat times (default 0.5)",
     )
     p.add_argument(
-        "--timeout", type=float, default=600, help="per (fit, tool) child, seconds (default 600)"
+        "--timeout",
+        type=float,
+        default=None,
+        help="per (fit, tool) child, seconds (default 600; sim5m 1200)",
     )
     p.add_argument(
         "--cold",
@@ -1028,7 +1058,7 @@ def main(argv=None) -> int:
             "repeat": args.repeat,
             "repeat_slow": args.repeat_slow,
             "fast_threshold": args.fast_threshold,
-            "timeout": args.timeout,
+            "timeout": args.timeout if args.timeout is not None else DEFAULT_TIMEOUT,
             "warmup": not args.cold,
             "seed": args.seed,
         }

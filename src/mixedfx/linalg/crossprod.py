@@ -73,10 +73,33 @@ def term_matrix(term: RandomEffectsTerm, Zt: np.ndarray | None = None) -> sp.csr
 
 
 def _pairs(a: np.ndarray, na: int, b: np.ndarray, nb: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unique (a, b) level pairs (sorted by a, then b) and each row's pair index."""
-    key = a.astype(np.int64) * nb + b
-    uniq, inv = np.unique(key, return_inverse=True)
-    return uniq, inv
+    """Unique (a, b) level pairs as keys a·nb + b (sorted by a, then b) and each row's pair
+    index: ``np.unique(a * nb + b, return_inverse=True)``, by a compiled bucket pass."""
+    return K.pair_index(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64), na, nb)
+
+
+def _merge_order(lvl_parts: list[np.ndarray], n1: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each entry of the concatenated parts goes when sorted by (level, row), and the
+    column pointers of the result.
+
+    Each part holds its entries sorted by level and, within a level, by increasing rows, and
+    every row of a part is below every row of the next part (the later terms in order, then
+    the XY rows), so within a level the sorted order is part after part: entry i of part p
+    goes to ptr[l] + (entries of level l in the parts before p) + (its rank within part p's
+    level l). This is ``np.lexsort((rows, lvl))``'s inverse in O(entries).
+    """
+    counts = [np.bincount(lv, minlength=n1) for lv in lvl_parts]
+    ptr = np.zeros(n1 + 1, dtype=np.int64)
+    np.cumsum(np.sum(counts, axis=0), out=ptr[1:])
+    dest = np.empty(sum(lv.size for lv in lvl_parts), dtype=np.int64)
+    before = ptr[:-1].copy()  # start of part p's entries within each level
+    pos = 0
+    for lv, c in zip(lvl_parts, counts, strict=True):
+        first = np.cumsum(c) - c  # index of each level's first entry within the part
+        dest[pos : pos + lv.size] = before[lv] + (np.arange(lv.size) - first[lv])
+        before += c
+        pos += lv.size
+    return dest, ptr
 
 
 class CrossProductPlan:
@@ -117,24 +140,30 @@ class CrossProductPlan:
             uniq, inv = _pairs(t1.refs, n1, t.refs, t.nlevels)
             lev1, levi = uniq // t.nlevels, uniq % t.nlevels
             rows = offsets[ti] + levi[:, None] * t.k + np.arange(t.k)[None, :]
-            self._a21_pairs.append((inv.astype(np.intp), uniq.shape[0]))
+            self._a21_pairs.append((inv.astype(np.intp, copy=False), uniq.shape[0]))
             lvl_parts.append(np.repeat(lev1, t.k))
             row_parts.append(rows.ravel())
         # A21, XY rows: present for every level of the first term
         lvl_parts.append(np.repeat(np.arange(n1), p + 1))
         row_parts.append(np.tile(np.arange(self.q_rest, m), n1))
-        lvl = np.concatenate(lvl_parts)
-        rows_all = np.concatenate(row_parts)
-        self._order = np.lexsort((rows_all, lvl))
-        self.rows = np.ascontiguousarray(rows_all[self._order], dtype=np.int64)
-        self.ptr = np.zeros(n1 + 1, dtype=np.int64)
-        np.cumsum(np.bincount(lvl, minlength=n1), out=self.ptr[1:])
+        dest, self.ptr = _merge_order(lvl_parts, n1)
+        del lvl_parts
+        self.rows = np.empty(dest.size, dtype=np.int64)
+        self.rows[dest] = np.concatenate(row_parts)
+        del row_parts
         # all terms scalar: one fused pass (K.scalar_crossprods) needs, per observation, the
-        # A22 row of each later term and the position in vals of its pair with the first term
+        # A22 row of each later term and the position in vals of its pair with the first term;
+        # the general pass (grouped_cross per block) needs the order of the stored entries and
+        # the pairs' indices instead, which the scalar path does not keep (big data, memory)
         self._scalar = all(t.k == 1 for t in terms)
-        if self._scalar:
-            invorder = np.empty_like(self._order)
-            invorder[self._order] = np.arange(self._order.size)
+        self._order = np.empty(0, dtype=np.int64)
+        self._a22_pairs: list[tuple[int, int, np.ndarray, int, np.ndarray, np.ndarray]] = []
+        if not self._scalar:
+            self._order = np.empty_like(dest)
+            self._order[dest] = np.arange(dest.size)
+            self._plan_a22(offsets)
+        else:
+            invorder = dest
             start = 0
             rrows, rz, pos21 = [], [], []
             for ti, (t, (inv, npairs)) in enumerate(zip(self.rest, self._a21_pairs, strict=True)):
@@ -146,21 +175,23 @@ class CrossProductPlan:
             self.rrows = np.asarray(rrows, dtype=np.int64).reshape(K, self.n)
             self.rz = np.ascontiguousarray(np.asarray(rz, dtype=float).reshape(K, self.n))
             self.pos21 = np.asarray(pos21, dtype=np.int64).reshape(K, self.n)
-            self.r1 = t1.refs.astype(np.int64)
+            self.r1 = t1.refs.astype(np.int64, copy=False)
             self.z1 = np.ascontiguousarray(t1.Zt[:, 0])
-        # A22, random-effects block: per pair of later terms (i >= j), the level pairs
-        self._a22_pairs: list[tuple[int, int, np.ndarray, int, np.ndarray, np.ndarray]] = []
+            self._a21_pairs = []
+
+    def _plan_a22(self, offsets: np.ndarray) -> None:
+        """A22, random-effects block: per pair of later terms (i >= j), the level pairs."""
         for i, ti in enumerate(self.rest):
             for j in range(i + 1):
                 tj = self.rest[j]
                 if i == j:
-                    inv, npairs = ti.refs.astype(np.intp), ti.nlevels
+                    inv, npairs = ti.refs.astype(np.intp, copy=False), ti.nlevels
                     li = lj = np.arange(ti.nlevels)
                 else:
                     uniq, inv = _pairs(ti.refs, ti.nlevels, tj.refs, tj.nlevels)
                     npairs = uniq.shape[0]
                     li, lj = uniq // tj.nlevels, uniq % tj.nlevels
-                    inv = inv.astype(np.intp)
+                    inv = inv.astype(np.intp, copy=False)
                 r = offsets[i] + li[:, None, None] * ti.k + np.arange(ti.k)[None, :, None]
                 c = offsets[j] + lj[:, None, None] * tj.k + np.arange(tj.k)[None, None, :]
                 r, c = np.broadcast_arrays(r, c)

@@ -82,6 +82,42 @@ def rx_crossprod_inverse(Rx: np.ndarray) -> np.ndarray:
     return Rinv @ Rinv.T
 
 
+@dataclass
+class _GroupedSchur:
+    """The precomputed Schur update of a balanced scalar first term (see
+    :meth:`BlockedFactor._setup_grouped`): the distinct first-term counts c, and per range of
+    rows [r0, cb[-1]) the sums S_c in the chunked layout of :func:`kernels.grouped_outer`."""
+
+    counts: np.ndarray
+    parts: list[tuple[int, np.ndarray, np.ndarray]]
+    acc: np.ndarray
+
+
+def _row_chunks(r0: int, r1: int, chunk: int = 2048) -> np.ndarray:
+    """Row boundaries r0 = cb[0] < cb[1] < ... < cb[-1] = r1 cutting the lower triangle's rows
+    r0..r1-1 (row i holds i + 1 entries) into runs of about ``chunk`` entries: a run starts
+    at each row whose first entry lies past the next multiple of ``chunk``."""
+    i = np.arange(r0, r1 + 1, dtype=np.int64)
+    start = i * (i + 1) // 2 - r0 * (r0 + 1) // 2
+    key = start // chunk
+    cut = np.flatnonzero(np.diff(key[:-1]) != 0) + 1  # rows that start a new run
+    return np.concatenate([[r0], i[cut], [r1]]).astype(np.int64)
+
+
+def _integer_storage(rows: np.ndarray, vals: np.ndarray, q: int) -> np.dtype:
+    """The narrowest dtype holding every partial sum of the products a_l[r] a_l[s] exactly.
+
+    Integer types only when every value is an integer; by Cauchy–Schwarz any such sum is at
+    most max_r Σ_l a_l[r]² in absolute value, which must fit the type."""
+    if vals.size == 0 or not np.all(vals == np.rint(vals)):
+        return np.dtype(np.float64)
+    bound = np.bincount(rows, weights=vals * vals, minlength=q).max()
+    for dt in (np.int16, np.int32):
+        if bound <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return np.dtype(np.float64)
+
+
 class BlockedFactor:
     """The blocked Cholesky factor of the penalized least-squares system, updated in place.
 
@@ -155,12 +191,16 @@ class BlockedFactor:
         q = A.q_rest
         if self._grouped is not None:
             # balanced first term: P P' = Σ_c θ1²/(θ1² c + 1) S_c (see _setup_grouped)
-            counts, S, A22p = self._grouped
+            gr = self._grouped
             t2 = lams[0][0, 0] ** 2
-            Mp = A22p - (t2 / (t2 * counts + 1.0)) @ S
+            wg = t2 / (t2 * gr.counts + 1.0)
             scale = self._rest_scale(lams)
-            K.unpack_scaled(Mp, scale, q, G)
+            for r0, cb, S in gr.parts:
+                K.grouped_fill(S, wg, r0, cb, A.A22, scale, q, G, gr.acc)
             self._P_stale = True
+        elif self.scalar_rest and self.k1 == 1 and self._dense is None:
+            # G = Λr'(A22 - P P')Λr + [I 0; 0 0] with Λr diagonal, filled and updated by tiles
+            self._schur_scalar(lams[0][0, 0], self._rest_scale(lams))
         else:
             K.scale_first_column(A.ptr, A.vals, lams[0], self.L11, self._P)
             self._P_stale = False
@@ -170,8 +210,6 @@ class BlockedFactor:
                 K.fill_scaled(A.A22, scale, q, G)
                 if self._dense is not None:
                     self._schur_dense(scale)
-                elif self.k1 == 1:
-                    self._schur_scalar(scale)
                 else:
                     K.schur_update(A.ptr, A.rows, self._P, self.nx, q, scale, G, self.W)
             else:
@@ -195,7 +233,7 @@ class BlockedFactor:
             scale[pos : pos + nl] = lam[0, 0]
         return scale
 
-    def _setup_grouped(self, max_bytes: float = 1e9) -> tuple | None:
+    def _setup_grouped(self, max_bytes: float = 1e9) -> _GroupedSchur | None:
         """Precompute the Schur update of a balanced scalar first term, when it pays.
 
         For a scalar first term (k1 = 1) the block column P has, in the column of level l,
@@ -206,25 +244,50 @@ class BlockedFactor:
 
         exactly, where c runs over the *distinct* values of c_l (the number of observations per
         level in an unweighted design). In balanced or nearly balanced designs there are few,
-        and each evaluation becomes one matrix-vector product over the packed S_c instead of a
-        scatter over every pair of rows in every column block. Used when that is at least 4x
-        fewer operations and the S_c fit in ``max_bytes``.
+        and each evaluation becomes one weighted sum over the stored S_c instead of a scatter
+        over every pair of rows in every column block. Used when that is at least 4x fewer
+        operations and the S_c fit in ``max_bytes``.
+
+        The random-effects rows of the S_c are stored as small integers when they are exact
+        integers (unweighted random intercepts: a_l counts pairs of levels), which cuts the
+        memory each evaluation streams through by 4 (int16) or 2 (int32) with the same values;
+        the fixed-effects/response rows stay in float64.
         """
         A = self.A
         if self.k1 != 1 or not self.scalar_rest:
             return None
         counts, inv = np.unique(A.A11[:, 0, 0], return_inverse=True)
         nd = counts.size
-        m = A.m
+        m, q = A.m, A.q_rest
         npacked = m * (m + 1) // 2
+        nre = q * (q + 1) // 2
         r = np.diff(A.ptr).astype(np.float64)
         scatter_ops = float((r * (r + 1) / 2).sum())
-        if nd * npacked * 4 > scatter_ops or nd * npacked * 8 > max_bytes:
+        if nd * npacked * 4 > scatter_ops:
             return None
-        S = np.zeros((nd, npacked))
-        K.grouped_outer(A.ptr, A.rows, A.vals[:, 0], inv.astype(np.int64), S)
-        A22p = A.A22[np.tril_indices(m)]
-        return counts, S, A22p
+        vals = np.ascontiguousarray(A.vals[:, 0])
+        re = A.rows < q
+        dtype = _integer_storage(A.rows[re], vals[re], q)
+        if nd * (nre * dtype.itemsize + (npacked - nre) * 8) > max_bytes:
+            return None
+        order = np.argsort(inv, kind="stable")
+        gstart = np.zeros(nd + 1, dtype=np.int64)
+        np.cumsum(np.bincount(inv, minlength=nd), out=gstart[1:])
+        parts = []
+        longest = 0
+        for r0, r1, dt in ((0, q, dtype), (q, m, np.dtype(np.float64))):
+            if r1 == r0:
+                continue
+            cb = _row_chunks(r0, r1)
+            nent = r1 * (r1 + 1) // 2 - r0 * (r0 + 1) // 2
+            S = np.empty(nd * nent, dtype=dt)
+            # integer sums are accumulated in their own type (a smaller workspace, in cache)
+            v = vals.astype(dt) if dt.kind == "i" else vals
+            K.grouped_outer(A.ptr, A.rows, v, order, gstart, r0, cb, S, np.empty(nent, dt))
+            parts.append((r0, cb, S))
+            sizes = cb * (cb + 1) // 2
+            longest = max(longest, int(np.diff(sizes).max()))
+        return _GroupedSchur(counts, parts, np.empty(longest))
 
     def _setup_dense(self, min_fill: float = 0.3, max_entries: float = 4e6) -> tuple | None:
         """For a scalar first term whose block column A21 is mostly filled (crossed factors
@@ -247,16 +310,19 @@ class BlockedFactor:
         Sd = Pd * scale[:, None]
         self.G -= Sd @ Sd.T
 
-    def _schur_scalar(self, scale: np.ndarray) -> None:
-        """G -= S P P' S for a scalar first term: random-effects rows by the compiled kernel,
-        the XY x XY block as one BLAS product of the gathered XY rows."""
+    def _schur_scalar(self, lam: float, scale: np.ndarray) -> None:
+        """G = S(A22 - P P')S + [I 0; 0 0] for a scalar first term (S = diag(scale)): the
+        random-effects rows by one compiled pass (:func:`kernels.schur_fill_scalar`), the
+        XY x XY block as one BLAS product of the gathered XY rows. The kernel leaves S P in
+        P's buffer, so P is recomputed when it is next asked for."""
         A = self.A
         q, G, W = A.q_rest, self.G, self.W
-        p = self._P[:, 0]
-        K.schur_update_scalar(A.ptr, A.rows, p, self.nx, q, scale, G, W)
-        PX = p[self._xy_index]  # (n1, nx): the XY rows closing each column block
+        sp = self._P.reshape(-1)
+        K.schur_fill_scalar(A.ptr, A.rows, A.vals, lam, self.L11, scale, A.A22, self.nx, G, W, sp)
+        self._P_stale = True
+        PX = sp[self._xy_index]  # (n1, nx): the XY rows closing each column block (scale 1)
         G[q:, q:] -= PX.T @ PX  # only the lower triangle is read later
-        G[q:, :q] -= (W * scale[:q, None]).T
+        G[q:, :q] -= W.T
 
     @property
     def P(self) -> np.ndarray:

@@ -129,32 +129,77 @@ def schur_update(ptr, rows, P, nx, q, scale, G, W):  # pragma: no cover - compil
 
 
 @njit(cache=True)
-def schur_update_scalar(ptr, rows, p, nx, q, scale, G, W):  # pragma: no cover - compiled
-    """The random-effects part of :func:`schur_update` for a scalar first term (k1 = 1,
-    ``p`` one-dimensional): G -= S P P' S over the random-effects rows, and W = the products
-    of the random-effects rows with the XY rows. The XY x XY block is left to the caller
-    (one BLAS product). Each block's scaled values are gathered once into a small buffer so
-    the inner loop is a plain multiply-add."""
+def schur_fill_scalar(ptr, rows, vals, lam, L11, scale, A22, nx, G, W, sp):  # pragma: no cover
+    """G = S (A22 - P P') S + [I 0; 0 0] over the random-effects rows, for a scalar first term,
+    S = diag(scale), with P = A21 λ / L11 (the first term's block column).
+
+    First ``sp = S P`` for every stored entry of A21 (``sp[a] = vals[a] λ / L11[l] ·
+    scale[rows[a]]``, the arithmetic of :func:`scale_first_column` then the scaling); the XY
+    rows have scale 1, so ``sp`` there is P itself. Then G's lower triangle is filled with
+    S A22 S (+ I on the random-effects diagonal, rows below q = A22 rows - nx), and each
+    column block's pairs of random-effects rows are subtracted, level after level (the sums
+    of :func:`schur_update` with k = 1, in the same order). Four rows a of a block are taken
+    together, so that each row b's index and value are loaded once for four updates. The
+    products of the block's random-effects rows with its XY rows (gathered into a small
+    buffer) go to ``W`` (q x nx, already scaled: W = S_re P_re P_xy'); the XY x XY block and
+    W are left to the caller.
+    """
     n1 = ptr.shape[0] - 1
-    W[:, :] = 0.0
-    longest = 0
+    m = A22.shape[0]
+    q = m - nx
     for lev in range(n1):
-        longest = max(longest, ptr[lev + 1] - ptr[lev] - nx)
-    sp = np.empty(max(longest, 1))
+        d = L11[lev, 0, 0]
+        for a in range(ptr[lev], ptr[lev + 1]):
+            sp[a] = vals[a, 0] * lam / d * scale[rows[a]]
+    for i in range(m):
+        si = scale[i]
+        Ar = A22[i]
+        Gr = G[i]
+        for j in range(i + 1):
+            Gr[j] = si * scale[j] * Ar[j]
+        if i < q:
+            Gr[i] += 1.0
+    W[:, :] = 0.0
+    px = np.empty(nx)
     for lev in range(n1):
         s = ptr[lev]
         xs = ptr[lev + 1] - nx
-        for a in range(s, xs):
-            sp[a - s] = p[a] * scale[rows[a]]
-        for a in range(s, xs):
-            Gr = G[rows[a]]
-            spa = sp[a - s]
+        for j in range(nx):
+            px[j] = sp[xs + j]
+        a = s
+        while a + 3 < xs:
+            G0 = G[rows[a]]
+            G1 = G[rows[a + 1]]
+            G2 = G[rows[a + 2]]
+            G3 = G[rows[a + 3]]
+            s0 = sp[a]
+            s1 = sp[a + 1]
+            s2 = sp[a + 2]
+            s3 = sp[a + 3]
             for b in range(s, a + 1):
-                Gr[rows[b]] -= spa * sp[b - s]
+                rb = rows[b]
+                v = sp[b]
+                G0[rb] -= s0 * v
+                G1[rb] -= s1 * v
+                G2[rb] -= s2 * v
+                G3[rb] -= s3 * v
+            for k in range(1, 4):  # the pairs (a + k, b) with a < b <= a + k
+                Gk = G[rows[a + k]]
+                sk = sp[a + k]
+                for b in range(a + 1, a + k + 1):
+                    Gk[rows[b]] -= sk * sp[b]
+            a += 4
+        while a < xs:
+            Gr = G[rows[a]]
+            spa = sp[a]
+            for b in range(s, a + 1):
+                Gr[rows[b]] -= spa * sp[b]
+            a += 1
+        for a in range(s, xs):
             Wr = W[rows[a]]
-            pa = p[a]
+            spa = sp[a]
             for j in range(nx):
-                Wr[j] += pa * p[xs + j]
+                Wr[j] += spa * px[j]
 
 
 @njit(cache=True)
@@ -182,32 +227,129 @@ def diag_logdets(G, q, p):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def grouped_outer(ptr, rows, vals, group, S):  # pragma: no cover - compiled
-    """S[group[l]] += a_l a_l' (lower triangle, packed row by row) for every column block l
-    of a scalar first term: the precomputation of the balanced-design Schur update."""
-    n1 = ptr.shape[0] - 1
-    for lev in range(n1):
-        Sg = S[group[lev]]
-        for a in range(ptr[lev], ptr[lev + 1]):
-            ra = rows[a]
-            base = ra * (ra + 1) // 2
-            va = vals[a]
-            for b in range(ptr[lev], a + 1):
-                Sg[base + rows[b]] += va * vals[b]
+def pair_index(a, b, na, nb):  # pragma: no cover - compiled
+    """``np.unique(a * nb + b, return_inverse=True)`` for level codes 0 <= a < na and
+    0 <= b < nb, in O(n + pairs · log) instead of a sort of all n keys.
+
+    The rows are bucketed by ``a`` (a counting sort); within each level of ``a`` the distinct
+    levels of ``b`` met are marked, sorted (a short sort per level) and numbered. Returns the
+    sorted unique keys (int64) and each row's index among them (int64).
+    """
+    n = a.shape[0]
+    start = np.zeros(na + 1, np.int64)
+    for i in range(n):
+        start[a[i] + 1] += 1
+    for lev in range(na):
+        start[lev + 1] += start[lev]
+    # b bucketed by a (one scattered write per row); the buckets are then read in order
+    fill = start[:na].copy()
+    bs = np.empty(n, np.int64)
+    for i in range(n):
+        ai = a[i]
+        bs[fill[ai]] = b[i]
+        fill[ai] += 1
+    mark = np.full(nb, -1, np.int64)  # mark[v] = the last level of a in which v was met
+    slot = np.empty(nb, np.int64)  # slot[v] = pair number of (current level, v)
+    buf = np.empty(nb, np.int64)
+    keys = np.empty(n, np.int64)
+    npairs = 0
+    for lev in range(na):
+        k = 0
+        for t in range(start[lev], start[lev + 1]):
+            v = bs[t]
+            if mark[v] != lev:
+                mark[v] = lev
+                buf[k] = v
+                k += 1
+        lv = np.sort(buf[:k])
+        for j in range(k):
+            slot[lv[j]] = npairs + j
+            keys[npairs + j] = lev * nb + lv[j]
+        for t in range(start[lev], start[lev + 1]):
+            bs[t] = slot[bs[t]]  # now the pair number of the bucketed row
+        npairs += k
+    # back to the rows' order: the buckets are filled again in the same order
+    inv = np.empty(n, np.int64)
+    fill[:] = start[:na]
+    for i in range(n):
+        ai = a[i]
+        inv[i] = bs[fill[ai]]
+        fill[ai] += 1
+    return keys[:npairs].copy(), inv
 
 
 @njit(cache=True)
-def unpack_scaled(Mp, scale, n_identity, G):  # pragma: no cover - compiled
-    """Lower triangle of G = S M S + [I 0; 0 0] from M packed row by row."""
-    m = G.shape[0]
-    pos = 0
-    for i in range(m):
-        si = scale[i]
-        for j in range(i + 1):
-            G[i, j] = si * scale[j] * Mp[pos]
-            pos += 1
-        if i < n_identity:
-            G[i, i] += 1.0
+def grouped_outer(ptr, rows, vals, order, gstart, r0, cb, S, work):  # pragma: no cover
+    """The sums S_g = Σ_{l in group g} a_l a_l' of a scalar first term's column blocks a_l,
+    over the rows r0 <= r < cb[-1] of the lower triangle, in the chunked layout that
+    :func:`grouped_fill` reads.
+
+    The levels are taken group by group (``order[gstart[g]:gstart[g + 1]]``), so each group's
+    sum is accumulated in the small packed workspace ``work`` (rows r0.., row by row), which
+    stays in cache, and then copied out once. Layout: row chunk b (rows cb[b]..cb[b + 1]-1,
+    packed entries e_b..e_{b+1}-1 counted from row r0) holds, for each group g in turn, that
+    group's e_{b+1} - e_b entries, starting at nd·e_b + g·(e_{b+1} - e_b). ``S``, ``work``
+    and ``vals`` may be integer arrays when every partial sum is an integer that fits them
+    (the caller checks).
+    """
+    nd = gstart.shape[0] - 1
+    nb = cb.shape[0] - 1
+    r1 = cb[nb]
+    base0 = r0 * (r0 + 1) // 2
+    for g in range(nd):
+        work[:] = 0
+        for t in range(gstart[g], gstart[g + 1]):
+            lev = order[t]
+            s = ptr[lev]
+            for a in range(s, ptr[lev + 1]):
+                ra = rows[a]
+                if ra >= r1:  # rows increase within a block
+                    break
+                if ra < r0:
+                    continue
+                off = ra * (ra + 1) // 2 - base0
+                va = vals[a]
+                for b in range(s, a + 1):
+                    work[off + rows[b]] += va * vals[b]
+        for b in range(nb):
+            e0 = cb[b] * (cb[b] + 1) // 2 - base0
+            e1 = cb[b + 1] * (cb[b + 1] + 1) // 2 - base0
+            o = nd * e0 + g * (e1 - e0) - e0
+            for e in range(e0, e1):
+                S[o + e] = work[e]
+
+
+@njit(cache=True)
+def grouped_fill(S, wg, r0, cb, A22, scale, n_identity, G, acc):  # pragma: no cover
+    """Rows r0 <= i < cb[-1] of the lower triangle of G = S_r (A22 - Σ_g wg[g] S_g) S_r
+    + [I 0; 0 0], with the S_g in the chunked layout of :func:`grouped_outer` and S_r =
+    diag(scale). Each row chunk is one contiguous stretch of ``S``: its weighted sum over the
+    groups is accumulated in ``acc`` (held in cache) and then scaled into G."""
+    nd = wg.shape[0]
+    nb = cb.shape[0] - 1
+    base0 = r0 * (r0 + 1) // 2
+    for b in range(nb):
+        e0 = cb[b] * (cb[b] + 1) // 2 - base0
+        e1 = cb[b + 1] * (cb[b + 1] + 1) // 2 - base0
+        ne = e1 - e0
+        a = acc[:ne]
+        a[:] = 0.0
+        o = nd * e0
+        for g in range(nd):
+            w = wg[g]
+            Sg = S[o + g * ne : o + (g + 1) * ne]  # a view: the loop below vectorizes
+            for e in range(ne):
+                a[e] += w * Sg[e]
+        pos = 0
+        for i in range(cb[b], cb[b + 1]):
+            si = scale[i]
+            Ar = A22[i]
+            Gr = G[i]
+            for j in range(i + 1):
+                Gr[j] = si * scale[j] * (Ar[j] - a[pos + j])
+            pos += i + 1
+            if i < n_identity:
+                Gr[i] += 1.0
 
 
 @njit(cache=True)
