@@ -17,9 +17,17 @@ import scipy.sparse as sp
 import mixedfx as mfx
 from mixedfx.engines.linear import LinearEngine
 from mixedfx.frame.design import build_design
+from mixedfx.linalg import factor as factor_module
 from mixedfx.linalg import kernels as K
 from mixedfx.linalg.crossprod import CrossProductPlan, term_matrix
 from mixedfx.linalg.factor import BlockedFactor, lambda_blocks
+
+
+@pytest.fixture(autouse=True)
+def _no_small_system(monkeypatch):
+    """These designs have small trailing blocks, which the compiled small-model factor
+    (linalg/fused.py, tested in test_fused.py) would take: test the large-model paths."""
+    monkeypatch.setattr(factor_module, "applies", lambda m: False)
 
 
 def _crossed(per, n1, n2, seed, n3=0, weights=None):
