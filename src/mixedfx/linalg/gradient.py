@@ -47,7 +47,7 @@ from scipy.linalg import lapack
 
 from .factor import BlockedFactor
 
-__all__ = ["profiled_gradient", "trailing_inverse"]
+__all__ = ["canonical_theta", "profiled_gradient", "trailing_inverse"]
 
 _MIN_DIAG_RATIO = 1e-4
 
@@ -215,3 +215,25 @@ def _vector_grad(lam: np.ndarray, X: np.ndarray) -> np.ndarray:
     Gm = 2.0 * np.linalg.solve(lam.T, X)
     cols, rows = np.triu_indices(k)
     return Gm[rows, cols]
+
+
+def canonical_theta(theta: np.ndarray, ks: list[int]) -> np.ndarray:
+    """θ with every Λ_j column whose diagonal element is negative negated.
+
+    The criterion depends on Λ_j only through Λ_jΛ_j' (u's signs absorb the rest), so Λ_j and
+    Λ_j D, D = diag(±1), give the same value: an optimizer may leave the bounds and the answer
+    is brought back to lme4's (a non-negative diagonal) afterwards."""
+    out = np.array(theta, dtype=float, copy=True)
+    pos = 0
+    for k in ks:
+        nt = k * (k + 1) // 2
+        if k == 1:
+            out[pos] = abs(out[pos])
+        else:
+            cols, rows = np.triu_indices(k)
+            blk = out[pos : pos + nt]
+            diag = blk[rows == cols]
+            sign = np.where(diag < 0, -1.0, 1.0)
+            blk *= sign[cols]
+        pos += nt
+    return out
