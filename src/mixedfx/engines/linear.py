@@ -111,6 +111,9 @@ class LinearEngine(Engine):
     # Python overhead, and BOBYQA + the difference-based Newton polish is faster (measured on
     # InstEval subsamples: slower at m = 167, faster from m = 331)
     _gradient_min_m: ClassVar[int] = 300
+    # the first quasi-Newton steps from BOBYQA's coarse answer overshoot (InstEval: 4 fewer
+    # gradients with steps held to half of max(1, |θ_i|))
+    _gradient_max_step: ClassVar[float] = 0.5
 
     def __init__(
         self,
@@ -352,7 +355,7 @@ class LinearEngine(Engine):
                 return v, None
             return v, profiled_gradient(self.factor, n, p, reml)
 
-        out = gradient_newton(fg, x)
+        out = gradient_newton(fg, x, max_step=self._gradient_max_step)
         if out is None:
             return None
         xg, fg_val, g = out

@@ -378,6 +378,7 @@ def gradient_newton(
     xtol: float = 1e-9,
     max_iter: int = 40,
     h: float = 1e-6,
+    max_step: float = 1.0,
 ) -> tuple[np.ndarray, float, np.ndarray] | None:
     """Minimize from ``x`` with an exact gradient: a Newton step on a finite-difference
     Hessian of the gradient, then quasi-Newton (BFGS) updates of it.
@@ -390,11 +391,11 @@ def gradient_newton(
 
     The Hessian B (forward differences of the gradient, steps ``h``·max(1, |x_i|); its
     eigenvalues taken in absolute value and kept above 1e-8 of the largest) gives the step
-    −B⁻¹g, shortened to at most max(1, |x_i|) in each coordinate and halved until the value
-    decreases (Armijo) or changes by less than its rounding; B is then updated by BFGS from the
-    gradients' change. Stops when a step is below ``xtol``·max(1, |x_i|). Costs m + 1 + (one
-    per iteration) value-and-gradient calls. Returns (x, f(x), gradient at x), or None when a
-    gradient was not available.
+    −B⁻¹g, shortened to at most ``max_step``·max(1, |x_i|) in each coordinate and halved until
+    the value decreases (Armijo) or changes by less than its rounding; B is then updated by
+    BFGS from the gradients' change. Stops when a step is below ``xtol``·max(1, |x_i|). Costs
+    m + 1 + (one per iteration) value-and-gradient calls. Returns (x, f(x), gradient at x), or
+    None when a gradient was not available.
     """
     x = np.asarray(x, dtype=float).copy()
     fx, g = fg(x)
@@ -420,8 +421,8 @@ def gradient_newton(
         size = float(np.max(np.abs(step) / scale, initial=0.0))
         if not math.isfinite(size):
             return None
-        if size > 1.0:
-            step /= size
+        if size > max_step:
+            step *= max_step / size
         noise = 1e-13 * max(abs(fx), 1.0)
         alpha = 1.0
         for _ in range(30):
