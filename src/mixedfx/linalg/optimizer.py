@@ -30,6 +30,7 @@ __all__ = [
     "bobyqa",
     "check_convergence",
     "fd_gradient_hessian",
+    "gradient_newton",
     "minimize",
     "newton_polish",
 ]
@@ -404,6 +405,81 @@ def newton_polish(
     return x, fx, probe
 
 
+def gradient_newton(
+    fg: Callable[[np.ndarray], tuple[float, np.ndarray | None]],
+    x: np.ndarray,
+    xtol: float = 1e-9,
+    max_iter: int = 40,
+    h: float = 1e-6,
+    max_step: float = 1.0,
+) -> tuple[np.ndarray, float, np.ndarray] | None:
+    """Minimize from ``x`` with an exact gradient: a Newton step on a finite-difference
+    Hessian of the gradient, then quasi-Newton (BFGS) updates of it.
+
+    ``fg(x)`` returns the value and the gradient (None where the gradient cannot be given).
+    No bounds: the profiled criterion is even in the sign of each column of each Λ block, so
+    the caller maps the answer back (:func:`mixedfx.linalg.gradient.canonical_theta`) and a
+    zero variance is approached from either side (a projected method would stop at θ_j = 0,
+    where the gradient vanishes identically, even when that is a maximum along θ_j).
+
+    The Hessian B (forward differences of the gradient, steps ``h``·max(1, |x_i|); its
+    eigenvalues taken in absolute value and kept above 1e-8 of the largest) gives the step
+    −B⁻¹g, shortened to at most ``max_step``·max(1, |x_i|) in each coordinate and halved until
+    the value decreases (Armijo) or changes by less than its rounding; B is then updated by
+    BFGS from the gradients' change. Stops when a step is below ``xtol``·max(1, |x_i|). Costs
+    m + 1 + (one per iteration) value-and-gradient calls. Returns (x, f(x), gradient at x), or
+    None when a gradient was not available.
+    """
+    x = np.asarray(x, dtype=float).copy()
+    fx, g = fg(x)
+    if g is None or not math.isfinite(fx):
+        return None
+    nx = x.size
+    B = np.zeros((nx, nx))
+    for i in range(nx):
+        hi = h * max(1.0, abs(x[i]))
+        e = np.zeros(nx)
+        e[i] = hi
+        _, gi = fg(x + e)
+        if gi is None:
+            return None
+        B[:, i] = (gi - g) / hi
+    B = 0.5 * (B + B.T)
+    for _ in range(max_iter):
+        w, V = np.linalg.eigh(B)
+        aw = np.abs(w)
+        w = np.maximum(aw, 1e-8 * max(float(np.max(aw, initial=0.0)), 1e-300))
+        step = -V @ ((V.T @ g) / w)
+        scale = np.maximum(1.0, np.abs(x))
+        size = float(np.max(np.abs(step) / scale, initial=0.0))
+        if not math.isfinite(size):
+            return None
+        if size > max_step:
+            step *= max_step / size
+        noise = 1e-13 * max(abs(fx), 1.0)
+        alpha = 1.0
+        for _ in range(30):
+            xn = x + alpha * step
+            fn, gn = fg(xn)
+            if gn is None:
+                return None
+            if fn <= fx + 1e-4 * alpha * float(g @ step) or abs(fn - fx) <= noise:
+                break
+            alpha *= 0.5
+        else:
+            return x, fx, g
+        s = xn - x
+        y = gn - g
+        x, fx, g = xn, fn, gn
+        if float(np.max(np.abs(s) / np.maximum(1.0, np.abs(x)), initial=0.0)) <= xtol:
+            break
+        sy = float(s @ y)
+        if sy > 0.0:
+            Bs = B @ s
+            B = B - np.outer(Bs, Bs) / float(s @ Bs) + np.outer(y, y) / sy
+    return x, fx, g
+
+
 def check_convergence(
     fun: Callable[[np.ndarray], float],
     x: np.ndarray,
@@ -413,6 +489,7 @@ def check_convergence(
     warn: bool = True,
     probe: Probe | None = None,
     many: Many | None = None,
+    gradient: np.ndarray | None = None,
 ) -> list[str]:
     """lme4's gradient check at the optimum; returns (and warns) the messages.
 
@@ -420,11 +497,16 @@ def check_convergence(
     and its Hessian-scaled gradient exceed ``tol`` in absolute value. The gradient is computed
     first (2 evaluations per parameter); the Hessian, reusing those evaluations, only when some
     gradient exceeds ``tol``. Parameters on their lower bound are left out, as a constrained
-    optimum need not be flat.
+    optimum need not be flat. An exact ``gradient`` at x, when given, settles the common case
+    (every free component within ``tol``) without evaluations.
     """
     msgs: list[str] = []
     if x.size == 0:
         return msgs
+    if gradient is not None:
+        free = ~((x - lower) < boundary_tol)
+        if np.all(np.abs(gradient[free]) <= tol):
+            return msgs
     near = probe is not None and np.max(np.abs(probe.x - x), initial=0.0) <= 1e-6
     if (
         probe is None

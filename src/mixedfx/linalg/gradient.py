@@ -1,0 +1,239 @@
+"""The exact gradient of the profiled criterion with respect to θ, from the blocked factor.
+
+With Λ̃ = blockdiag(Λθ, I_p), B = [Z X]'W[Z X] and D = blockdiag(I_q, 0), the system matrix is
+M = Λ̃'BΛ̃ + D = L L' (the factor of :mod:`mixedfx.linalg.factor` without the response row).
+For an element θ_i = (Λ_j)_{ab} (a ≥ b) of term j's k x k block, E_i = dΛ̃/dθ_i is e_a e_b' in
+every level's block of term j. Then
+
+* log-determinant (Jacobi's formula; Λ̃'BΛ̃ = M − D gives M⁻¹Λ̃'B = (I − M⁻¹D)Λ̃⁻¹)::
+
+      d log|M| / dθ_i = 2 tr(M⁻¹ Λ̃'B E_i) = 2 [(n_j I − S_j) Λ_j⁻¹]_{ba},
+      S_j = Σ_ℓ V_ℓ,   V_ℓ = the k x k diagonal block of M⁻¹ of level ℓ of term j.
+
+  REML's log|L_Z|² + log|R_X|² is log|M|; ML's log|L_Z|² is log|C| with C = Λ'Z'WZΛ + I, the
+  random-effects block alone: the same formula with C⁻¹'s blocks.
+* penalized residual sum of squares: r²(θ) = min_{u,β} ||W^½(y − Xβ − ZΛu)||² + ||u||², so by
+  the envelope theorem dr²/dθ_i = −2 (W(y − Xβ − ZΛu))'Z E_i u, and the normal equations
+  Λ'Z'W(y − Xβ − ZΛu) = u turn this into::
+
+      dr²/dθ_i = −2 [U_j'U_j Λ_j⁻¹]_{ba},   U_j'U_j = Σ_ℓ u_ℓ u_ℓ'  (term j's conditional modes).
+
+* ML: d = log|C| + n(1 + log(2πr²/n)); REML: d = log|M| + (n−p)(1 + log(2πr²/(n−p))). So
+
+      ∂d/∂θ_i = 2 [Λ_j⁻ᵀ X_j]_{ab},   X_j = n_j I − S_j − (ν/r²) U_j'U_j,   ν = n or n − p.
+
+The blocks V_ℓ come from the blocked factor. For the later terms they are diagonal blocks of
+G⁻¹ = (L22 L22')⁻¹, the inverse of the trailing block (restricted to the random effects for
+ML): one LAPACK ``potri``. For the first term (many levels),
+
+    V_ℓ = L11_ℓ⁻ᵀ (I + P_ℓ' H P_ℓ) L11_ℓ⁻¹,   H = Λr G⁻¹ Λr',
+
+with P_ℓ the ℓ-th column block of P = A21 Λ1 L11⁻ᵀ (its rows are the rows of A21 that are not
+zero): a compiled gather over the same pairs of rows as the Schur update, never the q x n1
+triangular solve. For a scalar first term I − V_ℓ = (θ²A11_ℓ − P_ℓ'HP_ℓ)/L11_ℓ², with no
+cancellation as θ → 0.
+
+For a scalar term (Λ_j = θ_j I) the gradient is 2 X_j / θ_j, whose two parts are O(θ_j²): it is
+0 at θ_j = 0 (the criterion is even in θ_j). For a vector-valued term Λ_j⁻¹ enters: the gradient
+is given only while every diagonal element of Λ_j is at least ``1e-4`` times its largest
+element (:func:`profiled_gradient` returns None otherwise; callers fall back to differences).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from scipy.linalg import lapack
+
+from .factor import BlockedFactor
+
+__all__ = ["canonical_theta", "profiled_gradient", "trailing_inverse"]
+
+_MIN_DIAG_RATIO = 1e-4
+
+
+@njit(cache=True)
+def _first_term_quadratic(ptr, rows, P, H, s, d, out):  # pragma: no cover - compiled
+    """out[l] = P_l' S H S P_l over the rows of column block l that are below ``d``, with S =
+    diag(s) (rows are increasing within a block; H symmetric, only its lower triangle is
+    read)."""
+    n1 = ptr.shape[0] - 1
+    k = P.shape[1]
+    for lev in range(n1):
+        a = ptr[lev]
+        e = a
+        b = ptr[lev + 1]
+        while e < b and rows[e] < d:
+            e += 1
+        o = out[lev]
+        for c in range(k):
+            for t in range(k):
+                o[c, t] = 0.0
+        if k == 1:
+            acc = 0.0
+            for i in range(a, e):
+                ri = rows[i]
+                hrow = H[ri]
+                pi = P[i, 0] * s[ri]
+                t = 0.5 * hrow[ri] * pi
+                for j in range(a, i):
+                    rj = rows[j]
+                    t += hrow[rj] * P[j, 0] * s[rj]
+                acc += pi * t
+            o[0, 0] = 2.0 * acc
+        else:
+            for i in range(a, e):
+                ri = rows[i]
+                for j in range(a, i + 1):
+                    rj = rows[j]
+                    h = H[ri, rj] * s[ri] * s[rj]
+                    for c in range(k):
+                        for t in range(k):
+                            v = P[i, c] * h * P[j, t]
+                            o[c, t] += v
+                            if j != i:
+                                o[t, c] += v
+
+
+def trailing_inverse(factor: BlockedFactor, d: int) -> np.ndarray:
+    """(L22 L22')⁻¹ over the first ``d`` rows of the trailing block, C-ordered with its lower
+    triangle filled (the upper triangle is not).
+
+    The leading d x d part of L22 is the factor of the leading d x d part of the trailing
+    matrix, so d = q_rest gives the random-effects block alone (ML) and d = q_rest + p the
+    whole system without the response (REML)."""
+    if d == 0:
+        return np.zeros((0, 0))
+    # the C-ordered lower triangle of G read as a Fortran array is U = L22'; LAPACK returns
+    # the upper triangle of (U'U)⁻¹ in Fortran order, i.e. the lower triangle in C order
+    U = np.array(factor.G[:d, :d].T, order="F")
+    inv, info = lapack.dpotri(U, lower=0, overwrite_c=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("the trailing block is singular")
+    return inv.T
+
+
+def _rest_slices(factor: BlockedFactor) -> list[tuple[int, int, int]]:
+    """(first row in the trailing block, levels, k) of each later term."""
+    out = []
+    pos = 0
+    for t in factor.terms[1:]:
+        out.append((pos, t.nlevels, t.k))
+        pos += t.nlevels * t.k
+    return out
+
+
+def _scaled_inverse(factor: BlockedFactor, Ginv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """H and s with diag(s) H diag(s) = Λr G⁻¹ Λr' on the rows of the later terms and of the
+    fixed effects (Λr = I there). For scalar later terms Λr is diagonal: H = G⁻¹ (its lower
+    triangle) and s = diag(Λr); otherwise H is the full product and s = 1."""
+    d = Ginv.shape[0]
+    s = np.ones(d)
+    slices = _rest_slices(factor)
+    if all(k == 1 for _, _, k in slices):
+        for (pos, nl, _), lam in zip(slices, factor.lams[1:], strict=True):
+            s[pos : min(pos + nl, d)] = lam[0, 0]
+        return Ginv, s
+    H = np.tril(Ginv) + np.tril(Ginv, -1).T
+    for (pos, nl, k), lam in zip(slices, factor.lams[1:], strict=True):
+        if pos >= d:
+            break
+        sl = slice(pos, pos + nl * k)
+        H[sl, :] = (lam @ H[sl, :].reshape(nl, k, d)).reshape(nl * k, d)
+        H[:, sl] = (H[:, sl].reshape(d, nl, k) @ lam.T).reshape(d, nl * k)
+    return np.ascontiguousarray(H), s
+
+
+def _available(lams: list[np.ndarray]) -> bool:
+    for lam in lams:
+        if lam.shape[0] > 1:
+            dg = np.abs(np.diag(lam))
+            if np.min(dg) < _MIN_DIAG_RATIO * np.max(np.abs(lam)):
+                return False
+    return True
+
+
+def profiled_gradient(factor: BlockedFactor, n: int, p: int, reml: bool) -> np.ndarray | None:
+    """∂d/∂θ of the profiled criterion (ML deviance or REML criterion, see the module
+    docstring) at the θ the factor was last updated for, in the factor's units of θ.
+
+    None when the factor broke down there, or when a vector-valued term's Λ_j is too close to
+    singular for Λ_j⁻¹ to be applied accurately."""
+    st = factor.stats
+    if st is None or not st.ok or not st.pwrss > 0.0 or not _available(factor.lams):
+        return None
+    A = factor.A
+    q = A.q_rest
+    d = q + (p if reml else 0)
+    nu = (n - p) if reml else n
+    scale_r = nu / st.pwrss
+    u, _ = factor.solve()
+    try:
+        Ginv = trailing_inverse(factor, d)
+    except np.linalg.LinAlgError:
+        return None
+    lams = factor.lams
+    n1, k1 = factor.n1, factor.k1
+    grads: list[np.ndarray] = []
+    # ---- first term
+    H, sc = _scaled_inverse(factor, Ginv)
+    Q = np.zeros((n1, k1, k1))
+    if d > 0:
+        _first_term_quadratic(A.ptr, A.rows, factor.P, H, sc, d, Q)
+    U1 = u[: n1 * k1].reshape(n1, k1)
+    lam1 = lams[0]
+    if k1 == 1:
+        t = lam1[0, 0]
+        L2 = factor.L11[:, 0, 0] ** 2
+        uu = float(U1[:, 0] @ U1[:, 0])
+        X = np.sum((t * t * A.A11[:, 0, 0] - Q[:, 0, 0]) / L2) - scale_r * uu
+        grads.append(np.array([2.0 * X / t if t != 0.0 else 0.0]))
+    else:
+        Linv = np.linalg.inv(factor.L11)
+        V = np.swapaxes(Linv, 1, 2) @ (np.eye(k1) + Q) @ Linv
+        X = n1 * np.eye(k1) - V.sum(axis=0) - scale_r * (U1.T @ U1)
+        grads.append(_vector_grad(lam1, X))
+    # ---- later terms
+    off = n1 * k1
+    for (pos, nl, k), lam in zip(_rest_slices(factor), lams[1:], strict=True):
+        Uj = u[off + pos : off + pos + nl * k].reshape(nl, k)
+        blk = Ginv[pos : pos + nl * k, pos : pos + nl * k].reshape(nl, k, nl, k)
+        S = np.tril(np.einsum("lalb->ab", blk))  # the lower triangle of each block is set
+        S = S + np.tril(S, -1).T
+        X = nl * np.eye(k) - S - scale_r * (Uj.T @ Uj)
+        if k == 1:
+            t = lam[0, 0]
+            grads.append(np.array([2.0 * X[0, 0] / t if t != 0.0 else 0.0]))
+        else:
+            grads.append(_vector_grad(lam, X))
+    return np.concatenate(grads)
+
+
+def _vector_grad(lam: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """The lower triangle (column by column, lme4's θ order) of 2 Λ⁻ᵀ X."""
+    k = lam.shape[0]
+    Gm = 2.0 * np.linalg.solve(lam.T, X)
+    cols, rows = np.triu_indices(k)
+    return Gm[rows, cols]
+
+
+def canonical_theta(theta: np.ndarray, ks: list[int]) -> np.ndarray:
+    """θ with every Λ_j column whose diagonal element is negative negated.
+
+    The criterion depends on Λ_j only through Λ_jΛ_j' (u's signs absorb the rest), so Λ_j and
+    Λ_j D, D = diag(±1), give the same value: an optimizer may leave the bounds and the answer
+    is brought back to lme4's (a non-negative diagonal) afterwards."""
+    out = np.array(theta, dtype=float, copy=True)
+    pos = 0
+    for k in ks:
+        nt = k * (k + 1) // 2
+        if k == 1:
+            out[pos] = abs(out[pos])
+        else:
+            cols, rows = np.triu_indices(k)
+            blk = out[pos : pos + nt]
+            diag = blk[rows == cols]
+            sign = np.where(diag < 0, -1.0, 1.0)
+            blk *= sign[cols]
+        pos += nt
+    return out
