@@ -116,3 +116,43 @@ def test_moments_on_dask_equals_moments_in_memory():
         dsk.coefficients["std_error"], mem.coefficients["std_error"], rtol=1e-6
     )
     assert "APPROXIMATE" in text
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "y ~ x + (1 | g) + (1 | h) + (1 | k)",
+        "y ~ x + f + (1 | g) + (1 | h)",
+        "y ~ x + (1 | g/f)",  # nested: f:g within g
+    ],
+)
+def test_moment_start_equals_the_moments_fit(formula):
+    """The exact fit's starting θ from the cross-products (linalg.moments.moment_start) is
+    the method of moments' θ computed from the sufficient statistics."""
+    from mixedfx.engines.linear import LinearEngine
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        approx = mfx.lmer(formula, DATA, method="moments")
+        exact = mfx.lmer(formula, DATA, method="exact")
+    engine = LinearEngine(exact.design, REML=False)
+    start = engine._moment_start()
+    np.testing.assert_allclose(start, approx.theta, rtol=1e-9, atol=1e-12)
+
+
+def test_fit_from_the_moment_start_reaches_lme4s_start_optimum(monkeypatch):
+    """A trailing block past the gradient path's size starts from the moments; the optimum
+    is the one reached from lme4's start."""
+    from mixedfx.engines.linear import LinearEngine
+
+    formula = "y ~ x + (1 | g) + (1 | h) + (1 | k)"
+    data = _crossed(n=30000, levels=(600, 400, 30), seed=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = mfx.lmer(formula, data, REML=False)
+        assert m.engine.A.m >= LinearEngine._gradient_min_m
+        monkeypatch.setattr(LinearEngine, "_moment_start", lambda self: None)
+        m0 = mfx.lmer(formula, data, REML=False)
+    assert m.objective == pytest.approx(m0.objective, rel=1e-11)
+    np.testing.assert_allclose(m.theta, m0.theta, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(m.beta, m0.beta, rtol=1e-7)

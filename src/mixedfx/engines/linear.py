@@ -29,6 +29,7 @@ from ..linalg.crossprod import CrossProductPlan, CrossProducts
 from ..linalg.factor import BlockedFactor, FactorStats
 from ..linalg.fused import SmallSystem
 from ..linalg.gradient import canonical_theta, profiled_gradient
+from ..linalg.moments import moment_start
 from ..linalg.optimizer import (
     OptimizerResult,
     bobyqa,
@@ -235,6 +236,15 @@ class LinearEngine(Engine):
         crit = profiled_deviance(stats, self.n, self.p, reml, self.A.sum_log_w)
         return crit + self.units.criterion_shift(self.n, self.p, reml)
 
+    def _moment_start(self) -> np.ndarray | None:
+        """θ from the method of moments (Gao & Owen) for unweighted crossed or nested random
+        intercepts (:func:`mixedfx.linalg.moments.moment_start`: a few ms from the
+        cross-products and one pass for the residuals); None where it does not apply."""
+        d = self.design
+        if d.weights is not None or self.plan is None:
+            return None
+        return moment_start(self.A, d.terms, d.X, self._yeff(self._y) / self.units.s)
+
     def _objective_fn(self) -> Callable[[np.ndarray], float]:
         """:meth:`_criterion` at the engine's REML setting, as lean as it gets (the
         optimizer calls it some 50-100 times per fit)."""
@@ -326,16 +336,21 @@ class LinearEngine(Engine):
         self._n_failed = 0
         self._n_evals = 0
         with self.factor.blas_threads():
-            # From a given start (refits, profiles, the bootstrap) nlopt's default first step
-            # is a fraction of each |θ_i|: a θ_i near 0 would get a step too small to leave it.
-            step = None if start is None else np.maximum(0.1 * np.abs(x0), 0.05)
             # without the Newton steps, BOBYQA's own (lme4's) tolerances; with the exact
             # gradient (a large trailing block, where an evaluation outweighs the gradient's
             # Python overhead) BOBYQA only has to get near
             use_grad = polish and self.A.m >= self._gradient_min_m
+            moments = self._moment_start() if use_grad and start is None else None
+            if moments is not None:  # crossed/nested intercepts: start near the optimum
+                x0 = np.maximum(moments * rc, lower)
+            # From a given start (refits, profiles, the bootstrap, the moments) nlopt's default
+            # first step is a fraction of each |θ_i|: a θ_i near 0 would get a step too small
+            # to leave it.
+            given = start is not None or moments is not None
+            step = np.maximum(0.1 * np.abs(x0), 0.05) if given else None
             opts = (self._bobyqa_coarse if use_grad else self._bobyqa_options) if polish else {}
             res = bobyqa(f, x0, lower, initial_step=step, **opts)
-            if start is not None:
+            if given:
                 # a start far from the optimum can leave BOBYQA on a plateau or at a bound:
                 # compare with lme4's default start and keep the better answer
                 x_def = d.theta_start()

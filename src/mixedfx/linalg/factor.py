@@ -415,7 +415,7 @@ class BlockedFactor:
         A = self.A
         q, m = A.q_rest, A.m
         G = self.G
-        L22 = np.tril(G[: m - 1, : m - 1])
+        L22 = G[: m - 1, : m - 1]  # LAPACK's triangular solve reads the lower triangle only
         c2 = G[m - 1, : m - 1]
         v2 = sla.solve_triangular(L22, c2, lower=True, trans="T", check_finite=False)
         beta = v2[q:].copy()
