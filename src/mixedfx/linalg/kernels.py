@@ -22,10 +22,6 @@ def factor_first_block(A11, lam, L11):  # pragma: no cover - compiled
     """
     n1, k, _ = A11.shape
     logdet = 0.0
-    # Σ log d as the log of running products (one log per ~100 levels instead of one per
-    # diagonal element: the logs were most of this loop's time); a product is flushed into
-    # the sum before it can overflow or underflow
-    prod = 1.0
     tmp = np.empty((k, k))
     for lev in range(n1):
         A = A11[lev]
@@ -51,13 +47,7 @@ def factor_first_block(A11, lam, L11):  # pragma: no cover - compiled
                 d -= M[j, c] * M[j, c]
             d = np.sqrt(d)
             M[j, j] = d
-            if 1e-100 < d < 1e100:
-                prod *= d
-                if not 1e-200 < prod < 1e200:
-                    logdet += np.log(prod)
-                    prod = 1.0
-            else:
-                logdet += np.log(d)
+            logdet += np.log(d)
             for i in range(j + 1, k):
                 s = M[i, j]
                 for c in range(j):
@@ -65,7 +55,7 @@ def factor_first_block(A11, lam, L11):  # pragma: no cover - compiled
                 M[i, j] = s / d
             for i in range(j):
                 M[i, j] = 0.0
-    return logdet + np.log(prod)
+    return logdet
 
 
 @njit(cache=True)
@@ -496,3 +486,142 @@ def glm_working(fam, link, eta, y, wt, mu, sqrtw, wres, want_weights):  # pragma
             sqrtw[i] = np.sqrt(wi * d * d / v)
             wres[i] = (yi - m) / d
     return total
+
+
+# --------------------------------------------------------------------------------------------
+# A small model's whole factor and criterion in one call (linalg/fused.py). Kept in this file:
+# numba's on-disk cache of a function is invalidated by changes to its own file only, so a
+# compiled caller in another module would keep stale copies of these kernels.
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@njit(cache=True)
+def small_factor(  # pragma: no cover - compiled
+    theta, k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale
+):
+    """Factor the system at θ into L11, P and G (lower triangle = L22, as
+    :meth:`BlockedFactor.update` leaves them); returns (log|Lz|, log|Rx|, r, ok), ok False
+    when L22 is not positive definite.
+
+    ``rest`` (nterms-1, 4) holds for each later term: first row in G, levels, k, first θ
+    index.
+    """
+    # Λ1 from θ: lower triangle, column by column
+    lam = np.zeros((k1, k1))
+    t = 0
+    for j in range(k1):
+        for i in range(j, k1):
+            lam[i, j] = theta[t]
+            t += 1
+    logdet1 = factor_first_block(A11, lam, L11)
+    scale_first_column(ptr, vals, lam, L11, P)
+    m = A22.shape[0]
+    nx = m - q
+    nrest = rest.shape[0]
+    scalar_rest = True
+    for r in range(nrest):
+        if rest[r, 2] != 1:
+            scalar_rest = False
+    if scalar_rest:
+        for i in range(m):
+            scale[i] = 1.0
+        for r in range(nrest):
+            v = theta[rest[r, 3]]
+            for i in range(rest[r, 0], rest[r, 0] + rest[r, 1]):
+                scale[i] = v
+        fill_scaled(A22, scale, q, G)
+        schur_update(ptr, rows, P, nx, q, scale, G, W)
+    else:
+        for i in range(m):
+            scale[i] = 1.0
+        fill_scaled(A22, scale, 0, G)
+        schur_update(ptr, rows, P, nx, q, scale, G, W)
+        # G <- Λr' G Λr + [I 0; 0 0], Λr block diagonal: symmetrize, scale columns, then rows
+        for i in range(m):
+            for j in range(i):
+                G[j, i] = G[i, j]
+        for r in range(nrest):
+            pos, nl, k, t0 = rest[r, 0], rest[r, 1], rest[r, 2], rest[r, 3]
+            lr = np.zeros((k, k))
+            t = t0
+            for j in range(k):
+                for i in range(j, k):
+                    lr[i, j] = theta[t]
+                    t += 1
+            tmp = np.empty(k)
+            for lev in range(nl):
+                c0 = pos + lev * k
+                for i in range(m):  # G[i, c0:c0+k] @= lr
+                    for j in range(k):
+                        s = 0.0
+                        for c in range(j, k):
+                            s += G[i, c0 + c] * lr[c, j]
+                        tmp[j] = s
+                    for j in range(k):
+                        G[i, c0 + j] = tmp[j]
+                for i in range(m):  # G[c0:c0+k, i] = lr' G[c0:c0+k, i]
+                    for j in range(k):
+                        s = 0.0
+                        for c in range(j, k):
+                            s += lr[c, j] * G[c0 + c, i]
+                        tmp[j] = s
+                    for j in range(k):
+                        G[c0 + j, i] = tmp[j]
+        for i in range(q):
+            G[i, i] += 1.0
+    # in-place Cholesky of the lower triangle of G
+    for j in range(m):
+        d = G[j, j]
+        for c in range(j):
+            d -= G[j, c] * G[j, c]
+        if not d > 0.0:
+            return 0.0, 0.0, 0.0, False
+        d = math.sqrt(d)
+        G[j, j] = d
+        inv = 1.0 / d
+        for i in range(j + 1, m):
+            s = G[i, j]
+            for c in range(j):
+                s -= G[i, c] * G[j, c]
+            G[i, j] = s * inv
+    ld_z = logdet1
+    for i in range(q):
+        ld_z += math.log(G[i, i])
+    ld_x = 0.0
+    for i in range(q, m - 1):
+        ld_x += math.log(G[i, i])
+    return ld_z, ld_x, G[m - 1, m - 1], True
+
+
+@njit(cache=True)
+def small_criterion(  # pragma: no cover - compiled
+    theta, k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale, n, reml, const
+):
+    """The profiled criterion at θ (NaN when L22 is not positive definite, +inf when r² is
+    not positive); ``const`` is added (−Σ log w plus the units' shift)."""
+    ld_z, ld_x, r, ok = small_factor(
+        theta, k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale
+    )
+    if not ok:
+        return np.nan
+    pwrss = r * r
+    if not pwrss > 0.0:
+        return np.inf
+    if reml:
+        nmp = n - (A22.shape[0] - q - 1)
+        return 2.0 * ld_z + 2.0 * ld_x + nmp * (1.0 + _LOG_2PI + math.log(pwrss / nmp)) + const
+    return 2.0 * ld_z + n * (1.0 + _LOG_2PI + math.log(pwrss / n)) + const
+
+
+@njit(cache=True)
+def small_criterion_many(  # pragma: no cover - compiled
+    thetas, k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale, n, reml, const
+):
+    """:func:`small_criterion` at every row of ``thetas``."""
+    out = np.empty(thetas.shape[0])
+    for i in range(thetas.shape[0]):
+        out[i] = small_criterion(
+            thetas[i], k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale, n, reml, const
+        )
+    return out
