@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 
 from ..frame.dask_frame import DaskDesign, DaskSource
-from ..linalg import kernels as K
 from ..linalg.factor import BlockedFactor, lambda_blocks
 from ..linalg.sufficient import ChunkPlan, StatsLayout, SufficientStats, sum_stats
 from ..linalg.zmul import b_blocks, z_times
 from .families import Binomial, Family, kernel_codes
 from .pirls import PirlsResult
+from .pirls_kernels import glm_working
 
 __all__ = ["DaskPIRLS"]
 
@@ -70,7 +70,7 @@ class _Chunk:
             return mu, sw, wr, dev
         n = self.n
         mu, sw, wr = np.empty(n), np.empty(n), np.empty(n)
-        dev = K.glm_working(*self.codes, eta, self.y, self.wt, mu, sw, wr, True)
+        dev = glm_working(*self.codes, eta, self.y, self.wt, mu, sw, wr, True)
         return mu, sw, wr, float(dev)
 
 

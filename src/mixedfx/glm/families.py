@@ -59,7 +59,7 @@ class Link:
             raise ModelError(f"unknown link {name!r}; known links: {', '.join(self.NAMES)}")
         self.name = name
         self.code = self.NAMES.index(name)
-        """The link's number in the compiled kernel :func:`mixedfx._kernels.glm_working`."""
+        """The link's number in the compiled kernels (:mod:`mixedfx.glm.pirls_kernels`)."""
 
     def __repr__(self) -> str:
         return f"Link({self.name!r})"
@@ -153,7 +153,7 @@ class Family:
     has_dispersion = False
     """True for Gamma and inverse Gaussian: lme4 estimates a scale σ after the fit."""
     code: int | None = None
-    """The family's number in the compiled kernel :func:`mixedfx.linalg.kernels.glm_working`
+    """The family's number in the compiled kernel :func:`mixedfx.glm.pirls_kernels.glm_working`
     (built-in families only: see :func:`kernel_codes`)."""
 
     extra_npar = 0

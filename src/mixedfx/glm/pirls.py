@@ -36,7 +36,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..frame.design import Design
-from ..linalg import kernels as K
 from ..linalg.crossprod import CrossProductPlan
 from ..linalg.factor import BlockedFactor, lambda_blocks
 from ..linalg.zmul import b_blocks, z_times
@@ -130,7 +129,7 @@ class PIRLS:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """μ, √(working weights), working residuals and the penalized deviance
         Σ d_i + ‖u‖² at η: one compiled pass for the built-in families
-        (:func:`mixedfx.linalg.kernels.glm_working`), the family's own methods otherwise."""
+        (:func:`mixedfx.glm.pirls_kernels.glm_working`), the family's own methods otherwise."""
         fam = self.family
         if self.codes is None:
             with np.errstate(all="ignore"):
@@ -142,7 +141,7 @@ class PIRLS:
             return mu, sw, wr, float(dev + u @ u)
         n = self.n
         mu, sw, wr = np.empty(n), np.empty(n), np.empty(n)
-        dev = K.glm_working(*self.codes, eta, self.y, self.wt, mu, sw, wr, True)
+        dev = PK.glm_working(*self.codes, eta, self.y, self.wt, mu, sw, wr, True)
         return mu, sw, wr, float(dev + u @ u)
 
     def _ensure_joint(self) -> tuple[CrossProductPlan, BlockedFactor]:

@@ -16,7 +16,8 @@ iteration. Each iteration is
   penalized deviance Σ d_i + ‖u‖², every trial point's pass also giving the next system.
 
 The algebra is :class:`mixedfx.linalg.factor.BlockedFactor`'s; the per-observation formulas
-are those of :func:`mixedfx.linalg.kernels.glm_working` (R's families and links).
+are :func:`_glm_obs` (R's families and links), also behind :func:`glm_working`, the pass that
+PIRLS in Python (a design with vector-valued terms) and PIRLS over Dask partitions use.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["pirls_scalar", "workspace_sizes"]
+__all__ = ["glm_working", "pirls_scalar", "workspace_sizes"]
 
 _EPS = 2.220446049250313e-16
 _SQRT2 = 1.4142135623730951
@@ -39,7 +40,9 @@ def _glm_obs(fam, link, e, yi, wi):  # pragma: no cover - compiled
     """(μ, working weight, working residual, deviance residual) of one observation at η = e.
 
     fam: 0 binomial, 1 poisson, 2 Gamma, 3 inverse Gaussian; link: 0 logit, 1 probit,
-    2 cloglog, 3 log, 4 identity, 5 inverse, 6 1/mu^2, 7 sqrt (as ``glm_working``).
+    2 cloglog, 3 log, 4 identity, 5 inverse, 6 1/mu^2, 7 sqrt. The formulas and the clamping of
+    μ and dμ/dη are R's (``make.link``, ``binomial()``, ``poisson()``, ``Gamma()``,
+    ``inverse.gaussian()``), as in :mod:`mixedfx.families`.
     """
     if link == 0:
         if e < -30.0:
@@ -94,6 +97,24 @@ def _glm_obs(fam, link, e, yi, wi):  # pragma: no cover - compiled
         v = m * m * m
         dev = wi * (yi - m) * (yi - m) / (yi * m * m)
     return m, wi * d * d / v, (yi - m) / d, dev
+
+
+@njit(cache=True)
+def glm_working(fam, link, eta, y, wt, mu, sqrtw, wres, want_weights):  # pragma: no cover
+    """One pass of a GLM's per-observation quantities at η; returns Σ deviance residuals.
+
+    Fills μ = g⁻¹(η) and, when ``want_weights``, the square roots of the working weights
+    w = wt (dμ/dη)² / V(μ) and the working residuals (y − μ)/(dμ/dη) (:func:`_glm_obs`).
+    """
+    total = 0.0
+    for i in range(eta.shape[0]):
+        m, w, r, dev = _glm_obs(fam, link, eta[i], y[i], wt[i])
+        mu[i] = m
+        total += dev
+        if want_weights:
+            sqrtw[i] = math.sqrt(w)
+            wres[i] = r
+    return total
 
 
 @njit(cache=True)
