@@ -92,3 +92,62 @@ def test_small_system_reports_a_failed_factor():
     _, _, _, ok = s.factor(np.array([1.0, 1.0]))
     assert not ok
     assert np.isnan(s.criterion(np.array([1.0, 1.0]), True, d.n, 0.0))
+
+
+@pytest.mark.parametrize(("name", "formula", "weights"), CASES)
+def test_compiled_minimization_equals_python_route(name, formula, weights):
+    """BOBYQA through nlopt's C interface with the compiled callback takes the steps of the
+    Python route (nlopt's Python module calling the criterion) to the bit, and the compiled
+    Newton steps end where :func:`newton_polish` ends."""
+    pytest.importorskip("nlopt")
+    from mixedfx.engines.linear import LinearEngine
+    from mixedfx.linalg import nlopt_c
+    from mixedfx.linalg.optimizer import bobyqa, newton_polish
+
+    if not nlopt_c.available():
+        pytest.skip("nlopt's C interface is not exported by this build")
+    e = LinearEngine(_design(name, formula, weights), REML=True)
+    small = e._small_objective()
+    assert small is not None
+    lower, x0 = e.design.theta_lower(), e.design.theta_start()
+    f = e._objective_fn()
+    for opts in ({}, e._bobyqa_options, {"initial_step": np.full(x0.size, 0.3)}):
+        py = bobyqa(f, x0, lower, **opts)
+        small.reset()
+        c = small.bobyqa(x0, lower, **opts)
+        np.testing.assert_array_equal(c.x, py.x)
+        assert c.fun == py.fun
+        assert c.nfev == py.nfev == small.nevals
+        assert c.status == py.status
+    xp, fp, probe_p = newton_polish(f, py.x, py.fun, lower, many=e._criterion_many)
+    xc, fc, probe_c = small.polish(py.x, py.fun, lower)
+    np.testing.assert_allclose(xc, xp, rtol=1e-9, atol=1e-9)
+    assert fc == pytest.approx(fp, rel=1e-13)
+    np.testing.assert_array_equal(probe_c.idx, probe_p.idx)
+    np.testing.assert_allclose(probe_c.gradient, probe_p.gradient, atol=1e-6)
+
+
+def test_compiled_objective_counts_failures_as_inf():
+    d = _design("Penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", None)
+    A = CrossProductPlan(d).compute(None, d.y)
+    A.A22[-1, -1] = -1.0
+    small = SmallSystem(A, d.terms).objective(True, d.n, 0.0)
+    if small is None:
+        pytest.skip("nlopt's C interface is not exported by this build")
+    small.reset()
+    assert small(np.array([1.0, 1.0])) == np.inf
+    assert small.nevals == 1 and small.nfailed == 1
+
+
+def test_fit_without_nlopt_c_interface_is_the_same(monkeypatch):
+    """Where nlopt's C interface is missing the engine keeps the Python route: same answer."""
+    from mixedfx.linalg import nlopt_c
+
+    df = mfx.datasets.load("sleepstudy")
+    a = mfx.lmer("Reaction ~ Days + (Days | Subject)", df)
+    monkeypatch.setattr(nlopt_c, "available", lambda: False)
+    b = mfx.lmer("Reaction ~ Days + (Days | Subject)", df)
+    assert b.engine._small_objective() is None
+    np.testing.assert_allclose(a.theta, b.theta, rtol=1e-12)
+    assert a.objective == b.objective
+    assert a.optinfo.nfev == b.optinfo.nfev

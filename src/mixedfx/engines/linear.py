@@ -27,7 +27,7 @@ from ..glm.families import Family, Gaussian
 from ..linalg.criterion import profiled_deviance, sigma_hat
 from ..linalg.crossprod import CrossProductPlan, CrossProducts
 from ..linalg.factor import BlockedFactor, FactorStats
-from ..linalg.fused import SmallSystem
+from ..linalg.fused import SmallObjective, SmallSystem
 from ..linalg.gradient import canonical_theta, profiled_gradient
 from ..linalg.moments import moment_start
 from ..linalg.optimizer import (
@@ -262,6 +262,21 @@ class LinearEngine(Engine):
 
         return f
 
+    def _small_objective(self) -> SmallObjective | None:
+        """The criterion of a small model for a minimization in compiled code
+        (:class:`mixedfx.linalg.fused.SmallObjective`), counts reset; None for other models."""
+        if self._fused is None:
+            return None
+        key = (self.REML, self._const(self.REML))
+        cached = self.__dict__.get("_small")
+        if cached is None or cached[0] != key:
+            cached = (key, self._fused.objective(self.REML, self.n, key[1]))
+            self.__dict__["_small"] = cached
+        small = cached[1]
+        if small is not None:
+            small.reset()
+        return small
+
     def _const(self, reml: bool) -> float:
         """What the criterion adds to the factor's terms: −Σ log w and the units' shift
         (fixed for the engine: its weights and units do not change)."""
@@ -332,9 +347,17 @@ class LinearEngine(Engine):
                 f"start must have {lower.size} values (θ in lme4's order), got {x0.size}"
             )
         x0 = np.maximum(x0, lower)
-        f = self._objective_fn()
         self._n_failed = 0
         self._n_evals = 0
+        # a small model with two θ or more: BOBYQA and the Newton steps in compiled code
+        small = self._small_objective() if polish and lower.size >= 2 else None
+        f = small if small is not None else self._objective_fn()
+
+        def run_bobyqa(x: np.ndarray, **opts: Any) -> OptimizerResult:
+            if small is not None:
+                return small.bobyqa(x, lower, **opts)
+            return bobyqa(f, x, lower, **opts)
+
         with self.factor.blas_threads():
             # without the Newton steps, BOBYQA's own (lme4's) tolerances; with the exact
             # gradient (a large trailing block, where an evaluation outweighs the gradient's
@@ -349,13 +372,13 @@ class LinearEngine(Engine):
             given = start is not None or moments is not None
             step = np.maximum(0.1 * np.abs(x0), 0.05) if given else None
             opts = (self._bobyqa_coarse if use_grad else self._bobyqa_options) if polish else {}
-            res = bobyqa(f, x0, lower, initial_step=step, **opts)
+            res = run_bobyqa(x0, initial_step=step, **opts)
             if given:
                 # a start far from the optimum can leave BOBYQA on a plateau or at a bound:
                 # compare with lme4's default start and keep the better answer
                 x_def = d.theta_start()
                 if f(x_def) < res.fun:
-                    alt = bobyqa(f, x_def, lower)
+                    alt = run_bobyqa(x_def)
                     if alt.fun < res.fun:
                         alt.nfev += res.nfev
                         res = alt
@@ -371,9 +394,15 @@ class LinearEngine(Engine):
                 else:  # no exact gradient: BOBYQA to its tolerances, then differences
                     if use_grad:
                         res = bobyqa(f, res.x, lower, **self._bobyqa_options)
-                    x, fx, probe = newton_polish(f, res.x, res.fun, lower, many=many)
+                    if small is not None:
+                        x, fx, probe = small.polish(res.x, res.fun, lower)
+                    else:
+                        x, fx, probe = newton_polish(f, res.x, res.fun, lower, many=many)
             else:  # many refits of one model (the bootstrap): BOBYQA's answer is enough
                 x, fx, probe = res.x, res.fun, None
+            if small is not None:
+                self._n_evals += small.nevals
+                self._n_failed += small.nfailed
             res.x, res.fun, res.nfev = x / rc, fx, self._n_evals
             self.optinfo = res
             self.convergence_messages = (

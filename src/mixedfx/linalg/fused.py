@@ -29,9 +29,11 @@ from typing import Any
 import numpy as np
 
 from . import kernels as K
+from . import nlopt_c
 from .crossprod import CrossProducts
+from .optimizer import OptimizerResult, Probe
 
-__all__ = ["MAX_FUSED_M", "SmallSystem", "applies"]
+__all__ = ["MAX_FUSED_M", "SmallObjective", "SmallSystem", "applies"]
 
 MAX_FUSED_M = 48
 """Largest trailing block (random effects of later terms + fixed effects + response) for
@@ -106,3 +108,98 @@ class SmallSystem:
         return K.small_criterion_many(
             np.ascontiguousarray(thetas, dtype=float), *self._args, n, reml, const
         )
+
+    def objective(self, reml: bool, n: int, const: float) -> SmallObjective | None:
+        """The criterion bound to its settings for a minimization in compiled code (None where
+        nlopt's C interface is not available or an array is not contiguous)."""
+        if not nlopt_c.available():
+            return None
+        return SmallObjective(self, reml, n, const)
+
+
+class SmallObjective:
+    """The criterion of a :class:`SmallSystem` (with ``reml``, ``n`` and the constant fixed)
+    minimized without Python per evaluation: BOBYQA by nlopt's C code calling the compiled
+    callback ``kernels.small_objective``, then the Newton steps of ``kernels.small_polish``.
+    Non-finite values count as +inf (a failure: the factor does not exist at that θ)."""
+
+    def __init__(self, system: SmallSystem, reml: bool, n: int, const: float):
+        k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale = system._args
+        arrays = (A11, ptr, rows, vals, A22, rest, L11, P, G, W, scale)
+        if not all(a.flags.c_contiguous for a in arrays):
+            raise ValueError("the small system's arrays must be C-contiguous")
+        self.nx = k1 * (k1 + 1) // 2 + sum(int(r[2]) * (int(r[2]) + 1) // 2 for r in rest)
+        self.state = np.zeros(4 + self.nx)
+        self.state[0] = const
+        self.hdr = np.array(
+            [
+                k1,
+                q,
+                n,
+                int(bool(reml)),
+                A11.shape[0],
+                A22.shape[0],
+                vals.shape[0],
+                rest.shape[0],
+                W.shape[0],
+                W.shape[1],
+                self.nx,
+                *(a.ctypes.data for a in arrays),
+                self.state.ctypes.data,
+            ],
+            dtype=np.int64,
+        )
+        assert self.hdr.size == K.SMALL_HEADER
+        self._keep = arrays  # the addresses in hdr stay valid while self lives
+
+    def reset(self) -> None:
+        """Zero the counts of evaluations and failures and forget the best point."""
+        self.state[1:4] = (0.0, 0.0, np.inf)
+
+    @property
+    def nevals(self) -> int:
+        return int(self.state[1])
+
+    @property
+    def nfailed(self) -> int:
+        return int(self.state[2])
+
+    def __call__(self, theta: np.ndarray) -> float:
+        """The criterion at θ (+inf where it cannot be computed)."""
+        return float(K.small_eval(np.ascontiguousarray(theta, dtype=float), self.hdr))
+
+    def bobyqa(self, x0: np.ndarray, lower: np.ndarray, **options: Any) -> OptimizerResult:
+        """:func:`mixedfx.linalg.optimizer.bobyqa` (two parameters or more) in compiled code;
+        ``options`` are its tolerances and ``initial_step``."""
+        start = self.nevals
+        self.state[3] = np.inf
+        x, fval, status = nlopt_c.bobyqa_c(
+            K.small_objective.address, self.hdr.ctypes.data, x0, lower, **options
+        )
+        best = self.state[3]
+        if best < fval or not np.isfinite(fval):
+            x, fval = self.state[4:].copy(), float(best)
+        return OptimizerResult(x=x, fun=float(fval), nfev=self.nevals - start, status=status)
+
+    def polish(
+        self,
+        x: np.ndarray,
+        fx: float,
+        lower: np.ndarray,
+        xtol: float = 1e-9,
+        max_iter: int = 6,
+        last_step: float = 1e-8,
+        h: float = 1e-4,
+    ) -> tuple[np.ndarray, float, Probe]:
+        """:func:`mixedfx.linalg.optimizer.newton_polish` in one compiled call."""
+        xo, fo, px, idx, steps, f0, fp, fm = K.small_polish(
+            self.hdr,
+            np.ascontiguousarray(x, dtype=float),
+            float(fx),
+            np.ascontiguousarray(lower, dtype=float),
+            xtol,
+            max_iter,
+            last_step,
+            h,
+        )
+        return xo, float(fo), Probe(px, idx, steps, float(f0), fp, fm)

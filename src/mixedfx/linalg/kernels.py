@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import carray, cfunc, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 
 @njit(cache=True)
@@ -540,3 +542,263 @@ def small_criterion_many(  # pragma: no cover - compiled
             thetas[i], k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale, n, reml, const
         )
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole optimization of a small model in compiled code: nlopt's BOBYQA calls
+# ``small_objective`` (a C callback) and ``small_polish`` takes the Newton steps after it, both
+# on the system described by an int64 header (see :meth:`mixedfx.linalg.fused.SmallSystem.header`):
+#
+#   0 k1   1 q   2 n   3 reml   4 levels of the first term   5 m   6 rows of P   7 later terms
+#   8, 9 shape of W   10 number of θ   11-22 addresses of A11, ptr, rows, vals, A22, rest, L11,
+#   P, G, W, scale and the float64 state [const, evaluations, failures, best f, best θ...]
+# ---------------------------------------------------------------------------------------------
+
+SMALL_HEADER = 23
+
+
+@intrinsic
+def _address(typingctx, addr):  # pragma: no cover - compiled
+    """An integer address as a void pointer (for ``carray``)."""
+    if not isinstance(addr, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(addr), codegen
+
+
+@njit(cache=True)
+def small_eval(theta, hdr):  # pragma: no cover - compiled
+    """:func:`small_criterion` at θ on the system of the header; counts the evaluation (and a
+    failure, returned as +inf, where the factor does not exist) and keeps the best point."""
+    k1, q, n1, m, nr = hdr[0], hdr[1], hdr[4], hdr[5], hdr[6]
+    A11 = carray(_address(hdr[11]), (n1, k1, k1), np.float64)
+    ptr = carray(_address(hdr[12]), (n1 + 1,), np.int64)
+    rows = carray(_address(hdr[13]), (nr,), np.int64)
+    vals = carray(_address(hdr[14]), (nr, k1), np.float64)
+    A22 = carray(_address(hdr[15]), (m, m), np.float64)
+    rest = carray(_address(hdr[16]), (hdr[7], 4), np.int64)
+    L11 = carray(_address(hdr[17]), (n1, k1, k1), np.float64)
+    P = carray(_address(hdr[18]), (nr, k1), np.float64)
+    G = carray(_address(hdr[19]), (m, m), np.float64)
+    W = carray(_address(hdr[20]), (hdr[8], hdr[9]), np.float64)
+    scale = carray(_address(hdr[21]), (m,), np.float64)
+    nx = hdr[10]
+    state = carray(_address(hdr[22]), (4 + nx,), np.float64)
+    v = small_criterion(
+        theta,
+        k1,
+        A11,
+        ptr,
+        rows,
+        vals,
+        A22,
+        rest,
+        q,
+        L11,
+        P,
+        G,
+        W,
+        scale,
+        hdr[2],
+        hdr[3] != 0,
+        state[0],
+    )
+    state[1] += 1.0
+    if v != v:
+        state[2] += 1.0
+        v = np.inf
+    if v < state[3]:
+        state[3] = v
+        for i in range(nx):
+            state[4 + i] = theta[i]
+    return v
+
+
+@cfunc(
+    types.float64(
+        types.uint32, types.CPointer(types.float64), types.CPointer(types.float64), types.voidptr
+    ),
+    cache=True,
+)
+def small_objective(nx, x, grad, data):  # pragma: no cover - compiled
+    """nlopt's objective (``nlopt_func``) for a small model: ``data`` is the header; values
+    that are not finite are given as 1e300, as :func:`mixedfx.linalg.optimizer.bobyqa` does."""
+    hdr = carray(data, (SMALL_HEADER,), np.int64)
+    v = small_eval(carray(x, (nx,)), hdr)
+    if not v < 1e300:
+        return 1e300
+    return v
+
+
+@njit(cache=True)
+def _probe(hdr, x, lower, f0, h, boundary_tol):  # pragma: no cover - compiled
+    """Central differences at x over the coordinates off their lower bound (as
+    :meth:`mixedfx.linalg.optimizer.Probe.at`): (idx, steps, fp, fm)."""
+    nx = x.size
+    k = 0
+    for i in range(nx):
+        if not x[i] - lower[i] < boundary_tol:
+            k += 1
+    idx = np.empty(k, np.int64)
+    steps = np.empty(k)
+    fp = np.empty(k)
+    fm = np.empty(k)
+    j = 0
+    for i in range(nx):
+        if not x[i] - lower[i] < boundary_tol:
+            idx[j] = i
+            steps[j] = min(h, (x[i] - lower[i]) / 2.0)
+            j += 1
+    pt = x.copy()
+    for j in range(k):
+        pt[idx[j]] = x[idx[j]] + steps[j]
+        fp[j] = small_eval(pt, hdr)
+        pt[idx[j]] = x[idx[j]]
+    for j in range(k):
+        pt[idx[j]] = x[idx[j]] - steps[j]
+        fm[j] = small_eval(pt, hdr)
+        pt[idx[j]] = x[idx[j]]
+    return idx, steps, fp, fm
+
+
+@njit(cache=True)
+def _central_hessian(hdr, x, f0, idx, steps, fp, fm):  # pragma: no cover - compiled
+    """The Hessian over the probed coordinates by central differences, O(h²) (as
+    :meth:`mixedfx.linalg.optimizer.Probe.hessian` with ``central``)."""
+    k = idx.size
+    H = np.zeros((k, k))
+    for a in range(k):
+        H[a, a] = (fp[a] - 2.0 * f0 + fm[a]) / steps[a] ** 2
+    pt = x.copy()
+    for a in range(k):
+        for b in range(a):
+            v = np.empty(4)
+            r = 0
+            for sa in (1.0, -1.0):
+                for sb in (1.0, -1.0):
+                    pt[idx[a]] = x[idx[a]] + sa * steps[a]
+                    pt[idx[b]] = x[idx[b]] + sb * steps[b]
+                    v[r] = small_eval(pt, hdr)
+                    r += 1
+            pt[idx[a]] = x[idx[a]]
+            pt[idx[b]] = x[idx[b]]
+            H[a, b] = H[b, a] = (v[0] - v[1] - v[2] + v[3]) / 4.0 / (steps[a] * steps[b])
+    return H
+
+
+@njit(cache=True)
+def _cholesky(H):  # pragma: no cover - compiled
+    """Lower Cholesky factor of a small symmetric matrix; ok False when not positive
+    definite (or not finite)."""
+    k = H.shape[0]
+    L = np.zeros((k, k))
+    for j in range(k):
+        d = H[j, j]
+        for c in range(j):
+            d -= L[j, c] * L[j, c]
+        if not d > 0.0:
+            return L, False
+        d = math.sqrt(d)
+        L[j, j] = d
+        for i in range(j + 1, k):
+            s = H[i, j]
+            for c in range(j):
+                s -= L[i, c] * L[j, c]
+            L[i, j] = s / d
+    return L, True
+
+
+@njit(cache=True)
+def small_polish(hdr, x, fx, lower, xtol, max_iter, last_step, h):  # pragma: no cover
+    """:func:`mixedfx.linalg.optimizer.newton_polish` for a small model, in one compiled
+    call: Newton steps −H⁻¹g on central differences (step h inside the bounds) over the
+    coordinates off their lower bound, H by central differences once per free set, halved
+    until f decreases (unless the predicted decrease is below f's rounding), until a step is
+    below ``xtol``·max(1, |x_i|). Returns (x, f(x), px, idx, steps, f0, fp, fm): the answer
+    and the last probe, taken at px (lme4's convergence check reuses it)."""
+    x = x.copy()
+    nx = x.size
+    boundary_tol = 1e-5
+    idx, steps, fp, fm = _probe(hdr, x, lower, fx, h, boundary_tol)
+    f0 = fx
+    px = x.copy()
+    L = np.zeros((0, 0))
+    have_h = False
+    free = idx.copy()
+    eps = 2.220446049250313e-16
+    for _ in range(max_iter):
+        k = idx.size
+        if k == 0:
+            break
+        g = (fp - fm) / (2.0 * steps)
+        finite = True
+        for j in range(k):
+            if not np.isfinite(g[j]):
+                finite = False
+        if not finite:
+            break
+        same = have_h and free.size == k
+        if same:
+            for j in range(k):
+                if free[j] != idx[j]:
+                    same = False
+        if not same:
+            free = idx.copy()
+            H = _central_hessian(hdr, x, f0, idx, steps, fp, fm)
+            L, ok = _cholesky(H)
+            if not ok:
+                break
+            have_h = True
+        # step = −H⁻¹ g by the Cholesky factor
+        z = np.empty(k)
+        for i in range(k):
+            s = -g[i]
+            for c in range(i):
+                s -= L[i, c] * z[c]
+            z[i] = s / L[i, i]
+        step = np.empty(k)
+        for i in range(k - 1, -1, -1):
+            s = z[i]
+            for c in range(i + 1, k):
+                s -= L[c, i] * step[c]
+            step[i] = s / L[i, i]
+        size = 0.0
+        gs = 0.0
+        for j in range(k):
+            size = max(size, abs(step[j]) / max(1.0, abs(x[free[j]])))
+            gs += g[j] * step[j]
+        if size <= xtol:
+            break
+        full = np.zeros(nx)
+        for j in range(k):
+            full[free[j]] = step[j]
+        alpha = 1.0
+        for i in range(nx):
+            if full[i] < 0.0:
+                alpha = min(alpha, (x[i] - lower[i]) / -full[i])
+        noise = 8.0 * eps * max(abs(fx), 1.0)
+        if -0.5 * gs < 100.0 * noise:
+            noise = np.inf
+        moved = False
+        cand = np.empty(nx)
+        for _t in range(6):
+            for i in range(nx):
+                cand[i] = max(x[i] + alpha * full[i], lower[i])
+            fc = small_eval(cand, hdr)
+            if fc <= fx + noise:
+                x[:] = cand
+                fx = fc
+                moved = True
+                break
+            alpha *= 0.5
+        if not moved:
+            break
+        if size <= last_step:
+            break
+        idx, steps, fp, fm = _probe(hdr, x, lower, fx, h, boundary_tol)
+        f0 = fx
+        px[:] = x
+    return x, fx, px, idx, steps, f0, fp, fm

@@ -1,0 +1,126 @@
+"""BOBYQA through nlopt's C interface, for an objective compiled to a C callback.
+
+:func:`mixedfx.linalg.optimizer.bobyqa` goes through nlopt's Python module: every evaluation
+is a call from C into Python and back (~3 µs, on top of the criterion's own 2-5 µs for a small
+model). Here the objective is a numba ``cfunc`` (``nlopt_func``: ``double f(unsigned n, const
+double *x, double *grad, void *data)``), so nlopt's C code calls compiled code directly and the
+whole minimization is one call. It is the same algorithm with the same settings: from the same
+objective values it takes the same steps and returns the same answer.
+
+nlopt's Python extension module exports the C interface (``nlopt_create``,
+``nlopt_optimize``, ...); where it does not (another build of nlopt), :func:`available` is
+False and callers keep the Python route.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from functools import cache
+
+import nlopt
+import numpy as np
+
+__all__ = ["available", "bobyqa_c"]
+
+_LN_BOBYQA = 34  # nlopt_algorithm NLOPT_LN_BOBYQA
+_STATUS = {
+    1: "success",
+    2: "stopval reached",
+    3: "ftol reached",
+    4: "xtol reached",
+    5: "maximum number of evaluations reached",
+    6: "maximum time reached",
+    -4: "roundoff limited",
+}
+
+_dp = ctypes.POINTER(ctypes.c_double)
+
+
+@cache
+def _library() -> ctypes.CDLL | None:
+    """nlopt's C interface from its Python extension module, with the signatures set; None
+    where the module does not export it."""
+    try:
+        if int(nlopt.LN_BOBYQA) != _LN_BOBYQA:
+            return None
+        lib = ctypes.CDLL(nlopt._nlopt.__file__)
+        vp, d, i, u = ctypes.c_void_p, ctypes.c_double, ctypes.c_int, ctypes.c_uint
+        sigs = {
+            "nlopt_create": (vp, [i, u]),
+            "nlopt_destroy": (None, [vp]),
+            "nlopt_set_min_objective": (i, [vp, vp, vp]),
+            "nlopt_set_lower_bounds": (i, [vp, _dp]),
+            "nlopt_set_upper_bounds": (i, [vp, _dp]),
+            "nlopt_set_ftol_abs": (i, [vp, d]),
+            "nlopt_set_ftol_rel": (i, [vp, d]),
+            "nlopt_set_xtol_abs1": (i, [vp, d]),
+            "nlopt_set_maxeval": (i, [vp, i]),
+            "nlopt_set_initial_step": (i, [vp, _dp]),
+            "nlopt_optimize": (i, [vp, _dp, _dp]),
+        }
+        for name, (res, args) in sigs.items():
+            fn = getattr(lib, name)
+            fn.restype = res
+            fn.argtypes = args
+        return lib
+    except (OSError, AttributeError, TypeError, ValueError):
+        return None
+
+
+def available() -> bool:
+    """Whether nlopt's C interface can be called (see the module's docstring)."""
+    return _library() is not None
+
+
+def _ptr(a: np.ndarray) -> ctypes._Pointer:
+    return a.ctypes.data_as(_dp)
+
+
+def bobyqa_c(
+    address: int,
+    data: int,
+    x0: np.ndarray,
+    lower: np.ndarray,
+    *,
+    ftol_abs: float = 1e-8,
+    ftol_rel: float = 1e-12,
+    xtol_abs: float = 1e-8,
+    maxeval: int = 100_000,
+    initial_step: np.ndarray | None = None,
+) -> tuple[np.ndarray, float, str]:
+    """Minimize the compiled objective at ``address`` (an ``nlopt_func``, called with
+    ``data``) from ``x0`` above ``lower`` by nlopt's BOBYQA, with the options of
+    :func:`mixedfx.linalg.optimizer.bobyqa`. Returns (x, f(x), status); at "roundoff
+    limited" x is the best point nlopt had. Needs two parameters or more (BOBYQA's own
+    limit) and :func:`available`."""
+    lib = _library()
+    if lib is None:
+        raise RuntimeError("nlopt's C interface is not available")
+    x = np.array(x0, dtype=float)
+    nx = x.size
+    if nx < 2:
+        raise ValueError("BOBYQA needs at least two parameters")
+    lo = np.ascontiguousarray(lower, dtype=float)
+    hi = np.full(nx, np.inf)
+    opt = lib.nlopt_create(_LN_BOBYQA, nx)
+    if not opt:
+        raise MemoryError("nlopt could not create an optimizer")
+    try:
+        lib.nlopt_set_min_objective(opt, address, data)
+        lib.nlopt_set_lower_bounds(opt, _ptr(lo))
+        lib.nlopt_set_upper_bounds(opt, _ptr(hi))
+        lib.nlopt_set_ftol_abs(opt, ftol_abs)
+        lib.nlopt_set_ftol_rel(opt, ftol_rel)
+        lib.nlopt_set_xtol_abs1(opt, xtol_abs)
+        lib.nlopt_set_maxeval(opt, maxeval)
+        if initial_step is not None:
+            step = np.ascontiguousarray(np.broadcast_to(initial_step, (nx,)), dtype=float)
+            lib.nlopt_set_initial_step(opt, _ptr(step))
+        fval = ctypes.c_double(math.inf)
+        code = lib.nlopt_optimize(opt, _ptr(x), ctypes.byref(fval))
+    finally:
+        lib.nlopt_destroy(opt)
+    if code < 0 and code != -4:
+        raise RuntimeError(f"nlopt failed (code {code})")
+    return x, float(fval.value), _STATUS.get(code, str(code))
