@@ -24,6 +24,30 @@ def factor_first_block(A11, lam, L11):  # pragma: no cover - compiled
     """
     n1, k, _ = A11.shape
     logdet = 0.0
+    if k == 1:  # the loops below for k = 1 and 2, unrolled: the same operations in the same order
+        l00 = lam[0, 0]
+        for lev in range(n1):
+            d = np.sqrt(l00 * (A11[lev, 0, 0] * l00) + 1.0)
+            L11[lev, 0, 0] = d
+            logdet += np.log(d)
+        return logdet
+    if k == 2:
+        l00, l10, l11 = lam[0, 0], lam[1, 0], lam[1, 1]
+        for lev in range(n1):
+            a00, a01, a10, a11 = A11[lev, 0, 0], A11[lev, 0, 1], A11[lev, 1, 0], A11[lev, 1, 1]
+            t00 = a00 * l00 + a01 * l10
+            t10 = a10 * l00 + a11 * l10
+            d0 = np.sqrt((l00 * t00 + l10 * t10) + 1.0)
+            logdet += np.log(d0)
+            m10 = (l11 * t10 + 0.0) / d0
+            d1 = np.sqrt((l11 * (a11 * l11) + 1.0) - m10 * m10)
+            logdet += np.log(d1)
+            M = L11[lev]
+            M[0, 0] = d0
+            M[0, 1] = 0.0
+            M[1, 0] = m10
+            M[1, 1] = d1
+        return logdet
     tmp = np.empty((k, k))
     for lev in range(n1):
         A = A11[lev]
@@ -66,6 +90,24 @@ def scale_first_column(ptr, vals, lam, L11, P):  # pragma: no cover - compiled
     ``P[s:e] = vals[s:e] @ lam @ inv(L11[l]).T`` (a row-wise forward substitution)."""
     n1 = ptr.shape[0] - 1
     k = vals.shape[1]
+    if k == 2:  # the loop below, unrolled: the same operations in the same order
+        l00, l10, l11 = lam[0, 0], lam[1, 0], lam[1, 1]
+        for lev in range(n1):
+            L = L11[lev]
+            d0, c10, d1 = L[0, 0], L[1, 0], L[1, 1]
+            for r in range(ptr[lev], ptr[lev + 1]):
+                v0, v1 = vals[r, 0], vals[r, 1]
+                p0 = (v0 * l00 + v1 * l10) / d0
+                P[r, 0] = p0
+                P[r, 1] = (v1 * l11 - p0 * c10) / d1
+        return
+    if k == 1:
+        l00 = lam[0, 0]
+        for lev in range(n1):
+            d0 = L11[lev, 0, 0]
+            for r in range(ptr[lev], ptr[lev + 1]):
+                P[r, 0] = (vals[r, 0] * l00) / d0
+        return
     for lev in range(n1):
         L = L11[lev]
         for r in range(ptr[lev], ptr[lev + 1]):
@@ -91,6 +133,45 @@ def schur_update(ptr, rows, P, nx, q, scale, G, W):  # pragma: no cover - compil
     n1 = ptr.shape[0] - 1
     k = P.shape[1]
     W[:, :] = 0.0
+    if k == 2 and q == 0:  # no later terms (one term, k = 2): the loop below, unrolled
+        for lev in range(n1):
+            xs = ptr[lev + 1] - nx
+            for i in range(nx):
+                a0, a1 = P[xs + i, 0], P[xs + i, 1]
+                for j in range(i + 1):
+                    G[i, j] -= a0 * P[xs + j, 0] + a1 * P[xs + j, 1]
+        return
+    if k == 1:  # a scalar first term: the loop below with the sums over c of one term
+        for lev in range(n1):
+            s = ptr[lev]
+            xs = ptr[lev + 1] - nx
+            for a in range(s, xs):
+                ra = rows[a]
+                sa = scale[ra]
+                pa = P[a, 0]
+                for b in range(s, a + 1):
+                    rb = rows[b]
+                    G[ra, rb] -= sa * scale[rb] * (pa * P[b, 0])
+                for j in range(nx):
+                    W[ra, j] += pa * P[xs + j, 0]
+            for i in range(nx):
+                pi = P[xs + i, 0]
+                for j in range(i + 1):
+                    G[q + i, q + j] -= pi * P[xs + j, 0]
+    else:
+        _schur_update_general(ptr, rows, P, nx, q, scale, G, W)
+    for ra in range(q):
+        sa = scale[ra]
+        for j in range(nx):
+            G[q + j, ra] -= sa * W[ra, j]
+
+
+@njit(cache=True)
+def _schur_update_general(ptr, rows, P, nx, q, scale, G, W):  # pragma: no cover - compiled
+    """The random-effects and fixed-effects rows of :func:`schur_update` for any k (W is
+    left for the caller to add)."""
+    n1 = ptr.shape[0] - 1
+    k = P.shape[1]
     for lev in range(n1):
         s = ptr[lev]
         e = ptr[lev + 1]
@@ -114,10 +195,6 @@ def schur_update(ptr, rows, P, nx, q, scale, G, W):  # pragma: no cover - compil
                 for c in range(k):
                     acc += P[xs + i, c] * P[xs + j, c]
                 G[q + i, q + j] -= acc
-    for ra in range(q):
-        sa = scale[ra]
-        for j in range(nx):
-            G[q + j, ra] -= sa * W[ra, j]
 
 
 @njit(cache=True)
