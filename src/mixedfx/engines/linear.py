@@ -350,7 +350,7 @@ class LinearEngine(Engine):
         self._n_failed = 0
         self._n_evals = 0
         # a small model with two θ or more: BOBYQA and the Newton steps in compiled code
-        small = self._small_objective() if polish and lower.size >= 2 else None
+        small = self._small_objective() if lower.size >= 2 else None
         f = small if small is not None else self._objective_fn()
 
         def run_bobyqa(x: np.ndarray, **opts: Any) -> OptimizerResult:
