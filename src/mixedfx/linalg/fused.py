@@ -114,6 +114,8 @@ class SmallSystem:
         nlopt's C interface is not available or an array is not contiguous)."""
         if not nlopt_c.available():
             return None
+        if not all(a.flags.c_contiguous for a in self._args if isinstance(a, np.ndarray)):
+            return None
         return SmallObjective(self, reml, n, const)
 
 
@@ -126,29 +128,12 @@ class SmallObjective:
     def __init__(self, system: SmallSystem, reml: bool, n: int, const: float):
         k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale = system._args
         arrays = (A11, ptr, rows, vals, A22, rest, L11, P, G, W, scale)
-        if not all(a.flags.c_contiguous for a in arrays):
+        if not all(a.flags.c_contiguous for a in arrays):  # the header's layout needs them so
             raise ValueError("the small system's arrays must be C-contiguous")
         self.nx = k1 * (k1 + 1) // 2 + sum(int(r[2]) * (int(r[2]) + 1) // 2 for r in rest)
         self.state = np.zeros(4 + self.nx)
         self.state[0] = const
-        self.hdr = np.array(
-            [
-                k1,
-                q,
-                n,
-                int(bool(reml)),
-                A11.shape[0],
-                A22.shape[0],
-                vals.shape[0],
-                rest.shape[0],
-                W.shape[0],
-                W.shape[1],
-                self.nx,
-                *(a.ctypes.data for a in arrays),
-                self.state.ctypes.data,
-            ],
-            dtype=np.int64,
-        )
+        self.hdr = K.small_header(k1, q, n, bool(reml), self.nx, *arrays, self.state)
         assert self.hdr.size == K.SMALL_HEADER
         self._keep = arrays  # the addresses in hdr stay valid while self lives
 
