@@ -415,33 +415,20 @@ class BlockedFactor:
         A = self.A
         q, m = A.q_rest, A.m
         G = self.G
-        L22 = G[: m - 1, : m - 1]  # LAPACK's triangular solve reads the lower triangle only
         c2 = G[m - 1, : m - 1]
-        v2 = sla.solve_triangular(L22, c2, lower=True, trans="T", check_finite=False)
+        if self.small is not None:  # a few dozen rows: compiled, without LAPACK's call
+            v2 = K.lower_t_solve(G, c2, m - 1)
+        else:  # LAPACK's triangular solve reads the lower triangle only
+            v2 = sla.solve_triangular(
+                G[: m - 1, : m - 1], c2, lower=True, trans="T", check_finite=False
+            )
         beta = v2[q:].copy()
-        # c1: the response row of L21; u1 = L11^{-T}(c1 - L21[:-1]' v2)
-        c1, corr = self._first_block_rhs(v2)
-        u1 = self._solve_L11T(c1 - corr)
-        u = np.concatenate([u1.ravel(), v2[:q]])
-        return u, beta
-
-    def _first_block_rhs(self, v2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """c1 (the response row of L21, per level) and L21[:-1]' v2, both (n1, k1).
-
-        L21 = Λr' P, so L21' v = P' Λr v: scale v by Λr first, then gather by column blocks.
-        """
-        A = self.A
-        m = A.m
+        # c1: the response row of L21; u1 = L11^{-T}(c1 - L21[:-1]' v2), L21' v = P' Λr v
         lv = np.zeros(m)
         lv[: m - 1] = self._apply_lambda_rest(v2)
-        P = self.P
-        c1 = P[self._xy_index[:, -1]]  # the response row closes every column block
-        corr = np.zeros((self.n1, self.k1))
-        lev = np.repeat(np.arange(self.n1), np.diff(A.ptr))
-        contrib = P * lv[A.rows][:, None]  # lv is 0 on the response row
-        for j in range(self.k1):
-            corr[:, j] = np.bincount(lev, weights=contrib[:, j], minlength=self.n1)
-        return c1, corr
+        u1 = K.first_block_solve(A.ptr, A.rows, self.P, self.L11, lv)
+        u = np.concatenate([u1.ravel(), v2[:q]])
+        return u, beta
 
     def _apply_lambda_rest(self, v: np.ndarray) -> np.ndarray:
         """Λr v for a vector over the rest rows (random effects of terms 2..K, then β)."""
@@ -450,10 +437,3 @@ class BlockedFactor:
             sl = slice(pos, pos + nl * k)
             out[sl] = (out[sl].reshape(nl, k) @ lam.T).ravel()
         return out
-
-    def _solve_L11T(self, rhs: np.ndarray) -> np.ndarray:
-        """Solve L11' x = rhs block by block (rhs shape (n1, k1))."""
-        if self.k1 == 1:
-            return rhs / self.L11[:, 0, 0][:, None]
-        Lt = np.swapaxes(self.L11, 1, 2)
-        return np.linalg.solve(Lt, rhs[:, :, None])[:, :, 0]

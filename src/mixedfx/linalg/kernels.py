@@ -272,6 +272,44 @@ def schur_fill_scalar(ptr, rows, vals, lam, L11, scale, A22, nx, G, W, sp):  # p
 
 
 @njit(cache=True)
+def lower_t_solve(L, c, m):  # pragma: no cover - compiled
+    """x with L[:m, :m]' x = c[:m], L lower triangular (the order of the reference BLAS
+    dtrsv); for the small trailing blocks where LAPACK's call costs more than the work."""
+    x = np.empty(m)
+    for j in range(m - 1, -1, -1):
+        t = c[j]
+        for i in range(m - 1, j, -1):
+            t -= L[i, j] * x[i]
+        x[j] = t / L[j, j]
+    return x
+
+
+@njit(cache=True)
+def first_block_solve(ptr, rows, P, L11, lv):  # pragma: no cover - compiled
+    """u1[l] = L11[l]⁻ᵀ (c1[l] − Σ_r P[r] lv[rows[r]]) for every level l of the first term,
+    c1[l] the block's last row of P (the response row; lv is 0 there), the sum over the
+    block's rows in order; the triangular solve in the reference BLAS dtrsm's order."""
+    n1 = ptr.shape[0] - 1
+    k = P.shape[1]
+    u1 = np.empty((n1, k))
+    for lev in range(n1):
+        s = ptr[lev]
+        e = ptr[lev + 1]
+        L = L11[lev]
+        x = u1[lev]
+        for j in range(k):
+            acc = 0.0
+            for r in range(s, e):
+                acc += P[r, j] * lv[rows[r]]
+            x[j] = P[e - 1, j] - acc
+        for j in range(k - 1, -1, -1):
+            x[j] /= L[j, j]
+            for i in range(j):
+                x[i] -= x[j] * L[j, i]
+    return u1
+
+
+@njit(cache=True)
 def fill_scaled(A22, scale, n_identity, G):  # pragma: no cover - compiled
     """Lower triangle of G = S A22 S + diag(1 for the first ``n_identity`` rows, else 0)."""
     m = A22.shape[0]
