@@ -18,6 +18,7 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "mixedfx"
 LAYERS = {
     "errors": 0,
     "_lazy": 0,
+    "_threads": 0,
     "_version": 0,
     "datasets": 0,
     "frame": 1,

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._threads import one_thread
 from ..errors import DataError, MixedFXWarning
 from ..frame.checks import check_seed
-from ..linalg.threads import one_thread
 from .parameters import parameter_names, theta_to_sdcor
 from .simulate import check_nsim, simulate
 

@@ -30,11 +30,11 @@ import numpy as np
 import scipy.linalg as sla
 from scipy.linalg import lapack
 
+from .._threads import one_thread
 from ..frame.design import RandomEffectsTerm, tril_indices_colmajor
 from . import kernels as K
 from .crossprod import CrossProducts
 from .fused import SmallSystem, applies
-from .threads import one_thread
 from .triangular import triangular_inverse, triangular_solve
 
 __all__ = ["BlockedFactor", "FactorStats", "lambda_blocks", "rx_crossprod_inverse"]

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .._lazy import stats
+from .._threads import one_thread
 from ..errors import ConvergenceWarning, DataError, FormulaError, RankDeficiencyWarning
 from ..frame.checks import (
     check_bool,
@@ -45,7 +46,6 @@ from ..frame.checks import (
 from ..frame.data import to_pandas
 from ..frame.design import Design
 from ..frame.formula import parse_formula
-from ..linalg.threads import one_thread
 from ..linalg.zmul import z_times
 from ..models.lmer import LinearMixedModel
 from ..models.ols import QRLeastSquares
