@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, FormulaError
-from .design import ColumnMaker, Frame, has_column, numeric_column, pandas_frame, response_values
+from .data import column_values
+from .design import ColumnMaker, Frame, has_column, numeric_column, response_values
 from .expressions import evaluate_arithmetic
 from .formula import split_top_level, unquote
 
@@ -61,21 +62,22 @@ def binomial_response(frame: Frame, text: str) -> np.ndarray:
         return out
     if has_column(frame, unquote(text)):
         text = unquote(text)
-        col = pandas_frame(frame)[text]
-        if (
-            isinstance(col.dtype, pd.CategoricalDtype)
-            or col.dtype.kind in "OUS"
-            or (str(col.dtype) in ("str", "string"))
-        ):
-            levels = (
-                list(col.cat.categories)
-                if isinstance(col.dtype, pd.CategoricalDtype)
-                else sorted(pd.unique(col.dropna()).tolist())
-            )
+        values = column_values(frame[text])
+        dtype = values.dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            levels = list(values.categories)
+        elif getattr(dtype, "kind", "O") in "OUS" or str(dtype) in ("str", "string"):
+            present = values[~np.asarray(pd.isna(values), dtype=bool)]
+            levels = sorted(pd.unique(np.asarray(present, dtype=object)).tolist())
+        else:
+            levels = None
+        if levels is not None:
             if len(levels) < 2:
                 raise DataError(
                     f"binomial response {text!r} is a factor with {len(levels)} level(s); it "
                     "needs two (the first is 'failure', the others 'success', as in R)"
                 )
-            return (col.astype(object).to_numpy() != levels[0]).astype(float)
+            if isinstance(dtype, pd.CategoricalDtype):  # the first level is category 0
+                return (np.asarray(values.codes) != 0).astype(float)
+            return (np.asarray(values, dtype=object) != levels[0]).astype(float)
     return response_values(frame, text)
