@@ -14,6 +14,7 @@ penalized system block-diagonal (ARCHITECTURE.md).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -433,10 +434,13 @@ class RandomEffectsTerm:
         return out
 
 
+@functools.cache
 def tril_indices_colmajor(k: int) -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices of the lower triangle of a k x k matrix, column by column
-    (lme4's order of θ within a term)."""
+    (lme4's order of θ within a term); read-only arrays, made once per k."""
     cols, rows = np.triu_indices(k)
+    rows.flags.writeable = False
+    cols.flags.writeable = False
     return rows, cols
 
 
