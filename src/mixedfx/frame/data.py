@@ -249,7 +249,10 @@ def frame_column(df: pd.DataFrame, name: str) -> Column:
         try:
             loc = df.columns.get_loc(name)
             if isinstance(loc, int | np.integer):
-                return getter(int(loc))
+                values = getter(int(loc))
+                if isinstance(values.dtype, np.dtype) and not isinstance(values, np.ndarray):
+                    values = values.to_numpy()  # datetimes: numpy's, as a Series gives them
+                return values
         except (KeyError, TypeError, ValueError, IndexError):
             pass
     return column_values(df[name])
