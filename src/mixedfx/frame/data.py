@@ -101,7 +101,9 @@ def to_pandas(data: object) -> pd.DataFrame:
 def _as_list(columns: Iterable[str]) -> list:
     """Column names as a list (an Arrow-backed pandas index iterates slowly, element by
     element; its tolist is one conversion)."""
-    return columns.tolist() if isinstance(columns, pd.Index) else list(columns)
+    if isinstance(columns, pd.Index):  # through numpy: Arrow's own tolist is slower still
+        return columns.to_numpy(dtype=object).tolist()
+    return list(columns)
 
 
 def _str_columns(df: pd.DataFrame) -> pd.DataFrame:
@@ -120,41 +122,42 @@ def column_names_in(texts: Iterable[str], columns: Iterable[str]) -> list[str]:
     Names used as a function (followed by ``(``) or an attribute (``np.log``) are skipped;
     back-quoted names (`` `my col` ``) are column names.
     """
-    colset = set(_as_list(columns))
-    seen: dict[str, None] = {}
-    for text in texts:
-        for name, quoted, start, end in _names(text):
-            if not quoted:
-                rest = text[end:].lstrip()
-                if rest.startswith("(") and name not in colset:
-                    continue
-                if start > 0 and text[start - 1] == ".":
-                    continue
-            if name in colset:
-                seen.setdefault(name, None)
-    return list(seen)
+    return scan_names(texts, columns)[0]
 
 
 def unknown_names(texts: Iterable[str], columns: Iterable[str]) -> list[str]:
     """Identifiers in formula fragments that are neither columns nor known functions."""
+    return scan_names(texts, columns)[1]
+
+
+def scan_names(texts: Iterable[str], columns: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(:func:`column_names_in`, :func:`unknown_names`) of the same fragments, in one pass
+    over their names."""
     colset = set(_as_list(columns))
+    seen: dict[str, None] = {}
     out: dict[str, None] = {}
     for text in texts:
         for name, quoted, start, end in _names(text):
             if quoted:
-                if name not in colset:
+                if name in colset:
+                    seen.setdefault(name, None)
+                else:
                     out.setdefault(name, None)
+                continue
+            after_dot = start > 0 and text[start - 1] == "."  # np.log: an attribute
+            if name in colset and not after_dot:  # a column, even where called: lag(x)
+                seen.setdefault(name, None)
                 continue
             rest = text[end:].lstrip()
             if rest.startswith("(") or (rest.startswith("=") and not rest.startswith("==")):
-                continue
-            if start > 0 and text[start - 1] == ".":
+                continue  # a function or a keyword argument
+            if after_dot:
                 continue
             head = name.split(".")[0]
-            if name in colset or head in _KNOWN_NAMES or keyword.iskeyword(name):
+            if head in _KNOWN_NAMES or keyword.iskeyword(name):
                 continue
             out.setdefault(name, None)
-    return list(out)
+    return list(seen), list(out)
 
 
 def missing_column_error(
@@ -408,10 +411,9 @@ def model_frame(
     df = to_pandas(data)
     texts = list(texts)
     names = _as_list(df.columns)
-    unknown = unknown_names(texts, names)
+    used, unknown = scan_names(texts, names)
     if unknown:
         raise missing_column_error(unknown[0], names, what="variable")
-    used = column_names_in(texts, names)
     if not df.columns.is_unique:
         dup = set(df.columns[df.columns.duplicated()])
         for c in used:

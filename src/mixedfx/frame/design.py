@@ -470,7 +470,7 @@ def factor_codes(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
             remap = np.cumsum(used) - 1
             codes = remap[codes]
             cats = cats[used]
-        return codes.astype(np.intp), [str(c) for c in cats.tolist()]
+        return codes.astype(np.intp), [str(c) for c in cats.to_numpy(dtype=object).tolist()]
     values = series if isinstance(series, np.ndarray) else series.to_numpy()
     if values.dtype.kind == "O":
         try:
