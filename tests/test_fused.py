@@ -151,3 +151,30 @@ def test_fit_without_nlopt_c_interface_is_the_same(monkeypatch):
     np.testing.assert_allclose(a.theta, b.theta, rtol=1e-12)
     assert a.objective == b.objective
     assert a.optinfo.nfev == b.optinfo.nfev
+
+
+@pytest.mark.parametrize(
+    ("name", "formula", "weights"),
+    [
+        ("Dyestuff", "Yield ~ 1 + (1 | Batch)", None),
+        ("Dyestuff2", "Yield ~ 1 + (1 | Batch)", None),  # singular: the bound wins
+        ("sleepstudy", "Reaction ~ Days + (1 | Subject)", "Days1"),
+    ],
+)
+def test_compiled_scalar_minimization_equals_python_route(name, formula, weights):
+    """One θ: bracketing and Brent's bounded method in compiled code take scipy's steps."""
+    from mixedfx.engines.linear import LinearEngine
+    from mixedfx.linalg.optimizer import bobyqa
+
+    e = LinearEngine(_design(name, formula, weights), REML=True)
+    small = e._small_objective()
+    if small is None:
+        pytest.skip("nlopt's C interface is not exported by this build")
+    lower, x0 = e.design.theta_lower(), e.design.theta_start()
+    for opts in ({}, e._bobyqa_options):
+        py = bobyqa(e._objective_fn(), x0, lower, **opts)
+        small.reset()
+        c = small.scalar(x0, lower, opts.get("xtol_abs", 1e-8))
+        np.testing.assert_array_equal(c.x, py.x)
+        assert c.fun == py.fun
+        assert c.nfev == py.nfev

@@ -349,14 +349,18 @@ class LinearEngine(Engine):
         x0 = np.maximum(x0, lower)
         self._n_failed = 0
         self._n_evals = 0
-        # a small model with two θ or more: BOBYQA and the Newton steps in compiled code
-        small = self._small_objective() if lower.size >= 2 else None
+        # a small model: BOBYQA (Brent's method for one θ) and the Newton steps in compiled
+        # code, the same steps as through Python
+        compiled = lower.size >= 2 or (lower.size == 1 and math.isfinite(lower[0]))
+        small = self._small_objective() if compiled else None
         f = small if small is not None else self._objective_fn()
 
         def run_bobyqa(x: np.ndarray, **opts: Any) -> OptimizerResult:
-            if small is not None:
-                return small.bobyqa(x, lower, **opts)
-            return bobyqa(f, x, lower, **opts)
+            if small is None:
+                return bobyqa(f, x, lower, **opts)
+            if lower.size == 1:
+                return small.scalar(x, lower, opts.get("xtol_abs", 1e-8))
+            return small.bobyqa(x, lower, **opts)
 
         with self.factor.blas_threads():
             # without the Newton steps, BOBYQA's own (lme4's) tolerances; with the exact

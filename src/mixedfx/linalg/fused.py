@@ -166,6 +166,16 @@ class SmallObjective:
             x, fval = self.state[4:].copy(), float(best)
         return OptimizerResult(x=x, fun=float(fval), nfev=self.nevals - start, status=status)
 
+    def scalar(self, x0: np.ndarray, lower: np.ndarray, xtol_abs: float = 1e-8) -> OptimizerResult:
+        """:func:`mixedfx.linalg.optimizer.bobyqa` for a single θ (bracketing and Brent's
+        bounded method, as its ``_scalar``) in one compiled call; lower bound finite."""
+        start = self.nevals
+        self.state[3] = np.inf
+        x, fx = K.small_scalar(self.hdr, float(x0[0]), float(lower[0]), float(xtol_abs))
+        return OptimizerResult(
+            x=np.array([x]), fun=float(fx), nfev=self.nevals - start, status="success"
+        )
+
     def polish(
         self,
         x: np.ndarray,

@@ -950,3 +950,106 @@ def small_polish(hdr, x, fx, lower, xtol, max_iter, last_step, h):  # pragma: no
         f0 = fx
         px[:] = x
     return x, fx, px, idx, steps, f0, fp, fm
+
+
+@njit(cache=True)
+def _scalar_value(hdr, t):  # pragma: no cover - compiled
+    """The criterion at the single θ = t, +inf (failure) as 1e150: large, yet Brent's
+    products stay finite."""
+    x = np.empty(1)
+    x[0] = t
+    v = small_eval(x, hdr)
+    return v if v < 1e300 else 1e150
+
+
+@njit(cache=True)
+def small_scalar(hdr, x0, lo, xtol):  # pragma: no cover - compiled
+    """:func:`mixedfx.linalg.optimizer.bobyqa` for one θ (its ``_scalar``) in compiled code:
+    the bracket [lo, hi] grown by factors of 4 from max(4|x0|, 4) until the criterion rises,
+    Brent's bounded minimization on it (scipy's ``minimize_scalar(method="bounded")``, the
+    same steps) to ``xatol = xtol/100``, then the bound compared (a singular fit). Returns
+    (x, f(x))."""
+    hi = max(4.0 * abs(x0), 4.0)
+    fhi = _scalar_value(hdr, hi)
+    for _ in range(40):
+        if hi > 1e15:
+            break
+        fnext = _scalar_value(hdr, hi * 4.0)
+        if fnext >= fhi:
+            break
+        hi, fhi = hi * 4.0, fnext
+    hi *= 4.0
+    # scipy.optimize._optimize._minimize_scalar_bounded, maxiter 500
+    xatol = xtol * 1e-2
+    sqrt_eps = math.sqrt(2.2e-16)
+    golden_mean = 0.5 * (3.0 - math.sqrt(5.0))
+    a, b = lo, hi
+    fulc = a + golden_mean * (b - a)
+    nfc, xf = fulc, fulc
+    rat = e = 0.0
+    x = xf
+    fx = _scalar_value(hdr, x)
+    num = 1
+    ffulc = fnfc = fx
+    xm = 0.5 * (a + b)
+    tol1 = sqrt_eps * abs(xf) + xatol / 3.0
+    tol2 = 2.0 * tol1
+    while abs(xf - xm) > (tol2 - 0.5 * (b - a)):
+        golden = True
+        if abs(e) > tol1:  # a parabolic step?
+            golden = False
+            r = (xf - nfc) * (fx - ffulc)
+            q = (xf - fulc) * (fx - fnfc)
+            p = (xf - fulc) * q - (xf - nfc) * r
+            q = 2.0 * (q - r)
+            if q > 0.0:
+                p = -p
+            q = abs(q)
+            r = e
+            e = rat
+            if (abs(p) < abs(0.5 * q * r)) and (p > q * (a - xf)) and (p < q * (b - xf)):
+                rat = (p + 0.0) / q
+                x = xf + rat
+                if ((x - a) < tol2) or ((b - x) < tol2):
+                    si = np.sign(xm - xf) + (1.0 if (xm - xf) == 0 else 0.0)
+                    rat = tol1 * si
+            else:
+                golden = True
+        if golden:
+            if xf >= xm:
+                e = a - xf
+            else:
+                e = b - xf
+            rat = golden_mean * e
+        si = np.sign(rat) + (1.0 if rat == 0 else 0.0)
+        x = xf + si * max(abs(rat), tol1)
+        fu = _scalar_value(hdr, x)
+        num += 1
+        if fu <= fx:
+            if x >= xf:
+                a = xf
+            else:
+                b = xf
+            fulc, ffulc = nfc, fnfc
+            nfc, fnfc = xf, fx
+            xf, fx = x, fu
+        else:
+            if x < xf:
+                a = x
+            else:
+                b = x
+            if (fu <= fnfc) or (nfc == xf):
+                fulc, ffulc = nfc, fnfc
+                nfc, fnfc = x, fu
+            elif (fu <= ffulc) or (fulc == xf) or (fulc == nfc):
+                fulc, ffulc = x, fu
+        xm = 0.5 * (a + b)
+        tol1 = sqrt_eps * abs(xf) + xatol / 3.0
+        tol2 = 2.0 * tol1
+        if num >= 500:
+            break
+    f_lo = _scalar_value(hdr, lo)
+    # the bound wins when it is as good to rounding (a singular fit is then exactly singular)
+    if f_lo <= fx + 1e-12 * max(1.0, abs(fx)):
+        return lo, f_lo
+    return xf, fx
