@@ -412,6 +412,8 @@ def gradient_newton(
     max_iter: int = 40,
     h: float = 1e-6,
     max_step: float = 1.0,
+    columns: Callable[[np.ndarray], dict[int, np.ndarray] | None] | None = None,
+    stop_step: float = 0.0,
 ) -> tuple[np.ndarray, float, np.ndarray] | None:
     """Minimize from ``x`` with an exact gradient: a Newton step on a finite-difference
     Hessian of the gradient, then quasi-Newton (BFGS) updates of it.
@@ -426,17 +428,32 @@ def gradient_newton(
     eigenvalues taken in absolute value and kept above 1e-8 of the largest) gives the step
     −B⁻¹g, shortened to at most ``max_step``·max(1, |x_i|) in each coordinate and halved until
     the value decreases (Armijo) or changes by less than its rounding; B is then updated by
-    BFGS from the gradients' change. Stops when a step is below ``xtol``·max(1, |x_i|). Costs
-    m + 1 + (one per iteration) value-and-gradient calls. Returns (x, f(x), gradient at x), or
-    None when a gradient was not available.
+    BFGS from the gradients' change. Stops when a step is below ``xtol``·max(1, |x_i|), or
+    before taking a proposed step below ``stop_step``·max(1, |x_i|) (the iterates converge
+    superlinearly: x is then that close to the optimum, and the criterion within about
+    ½ g'B⁻¹g of its minimum). Costs m + 1 + (one per iteration) value-and-gradient calls.
+
+    ``columns(x)``, called once right after ``fg(x)``, may give columns of the Hessian at the
+    starting x exactly ({index: column}); they replace those differences (a zero variance,
+    where the exact second derivative is known: see
+    :func:`mixedfx.linalg.gradient.zero_curvatures`). It returns None to give up.
+
+    Returns (x, f(x), gradient at x), or None when a gradient was not available or
+    ``columns`` gave up.
     """
     x = np.asarray(x, dtype=float).copy()
     fx, g = fg(x)
     if g is None or not math.isfinite(fx):
         return None
     nx = x.size
+    known = columns(x) if columns is not None else {}
+    if known is None:
+        return None
     B = np.zeros((nx, nx))
     for i in range(nx):
+        if i in known:
+            B[:, i] = known[i]
+            continue
         hi = h * max(1.0, abs(x[i]))
         e = np.zeros(nx)
         e[i] = hi
@@ -454,6 +471,8 @@ def gradient_newton(
         size = float(np.max(np.abs(step) / scale, initial=0.0))
         if not math.isfinite(size):
             return None
+        if size <= stop_step:
+            break
         if size > max_step:
             step *= max_step / size
         noise = 1e-13 * max(abs(fx), 1.0)
