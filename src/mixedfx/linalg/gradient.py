@@ -51,6 +51,8 @@ from .factor import BlockedFactor
 __all__ = ["canonical_theta", "profiled_gradient", "trailing_inverse", "zero_curvatures"]
 
 _MIN_DIAG_RATIO = 1e-4
+# a second derivative at θ_j = 0 below this fraction of its terms is taken as 0
+_ZERO_TOL = 1e-10
 
 
 @njit(cache=True)
@@ -228,7 +230,8 @@ def zero_curvatures(factor: BlockedFactor, n: int, p: int, reml: bool) -> dict[i
     the Schur complement (column c over the first ``d`` trailing rows; term j's rows carry
     Λr = 0). So the cost is one sparse product and a triangular solve with as many right-hand
     sides as term j has levels: the limit of the gradient's 2X_j/θ_j, whose two parts are
-    O(θ_j²) and cannot be divided out at θ_j = 0.
+    O(θ_j²) and cannot be divided out at θ_j = 0. A value within 1e-10 of its largest term
+    is returned as 0 (the sign of rounding noise is meaningless).
     """
     st = factor.stats
     if st is None or not st.ok or not st.pwrss > 0.0 or not factor.scalar_rest:
@@ -283,13 +286,14 @@ def zero_curvatures(factor: BlockedFactor, n: int, p: int, reml: bool) -> dict[i
         S = (Acol - PPc)[:d] * scale[:d, None]
         Y = solve_triangular(L22, S, lower=True, check_finite=False) if d > 0 else S
         zte = -(Acol.T @ w) - np.bincount(A.rows[sel] - pos, weights=a21_u[sel], minlength=nl)
-        dv = (
-            float(np.trace(Acol[cols]))
-            - float(np.einsum("ij,ij->", Y, Y))
-            - float(np.trace(PPc[cols]))
-            - nu / st.pwrss * float(zte @ zte)
+        parts = (
+            float(np.trace(Acol[cols])),
+            float(np.einsum("ij,ij->", Y, Y)) + float(np.trace(PPc[cols])),
+            nu / st.pwrss * float(zte @ zte),
         )
-        out[i] = 2.0 * dv
+        dv = parts[0] - parts[1] - parts[2]
+        # within rounding of 0 (e.g. REML with Z_j in the span of X: d does not depend on θ_j)
+        out[i] = 2.0 * dv if abs(dv) > _ZERO_TOL * max(parts) else 0.0
     return out
 
 
