@@ -250,3 +250,31 @@ def test_gradient_newton_with_exact_columns_and_early_stop():
     assert x[1] == 0.0
     assert len(calls) == 3  # the start, one difference (x0), the Newton step; then stop
     assert gradient_newton(fg, np.array([3.0, 0.0]), columns=lambda x: None) is None
+
+
+def test_gradient_newton_hessian_from_values():
+    # a smooth non-quadratic function with a correlated minimum at (1, -2, 0.5)
+    c = np.array([1.0, -2.0, 0.5])
+    A = np.array([[3.0, 1.0, 0.2], [1.0, 2.0, 0.3], [0.2, 0.3, 1.5]])
+
+    def fg(x):
+        d = x - c
+        q = d @ A @ d
+        return q + 0.1 * q**2, (1.0 + 0.2 * q) * 2.0 * (A @ d)
+
+    nf = []
+
+    def f(x):
+        nf.append(1)
+        return fg(x)[0]
+
+    x0 = np.array([1.4, -1.7, 0.8])
+    ref = gradient_newton(fg, x0, stop_step=1e-7)
+    for k in (2, 3):  # values for the whole Hessian (3 columns: 6 values), or gradients
+        nf.clear()
+        x, fx, g = gradient_newton(fg, x0, stop_step=1e-7, f=f, values_max=k)
+        assert fx == pytest.approx(0.0, abs=1e-12)
+        np.testing.assert_allclose(x, c, atol=1e-7)
+        np.testing.assert_allclose(x, ref[0], atol=1e-7)
+        assert np.max(np.abs(g)) < 1e-6
+        assert len(nf) == (6 if k == 3 else 0)

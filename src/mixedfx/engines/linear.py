@@ -457,7 +457,9 @@ class LinearEngine(Engine):
         (:func:`mixedfx.linalg.gradient.zero_curvatures`) in place of a difference of
         gradients. ``strict``: give up (None) unless every zero θ_j at x has one, and it is
         positive (x is then a minimum along each of them, where the unconstrained steps,
-        whose gradient there is 0, would stay even at a maximum)."""
+        whose gradient there is 0, would stay even at a maximum). Up to two remaining
+        columns of the starting Hessian come from values of the criterion (one factorization
+        each, no inverse: InstEval, 3 values in place of 2 gradients)."""
         n, p, reml = self.n, self.p, self.REML
 
         def fg(t: np.ndarray) -> tuple[float, np.ndarray | None]:
@@ -488,6 +490,7 @@ class LinearEngine(Engine):
             max_step=self._gradient_max_step,
             columns=columns,
             stop_step=self._gradient_stop_step,
+            f=self._criterion,
         )
         if out is None:
             return None

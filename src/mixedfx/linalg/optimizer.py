@@ -414,6 +414,9 @@ def gradient_newton(
     max_step: float = 1.0,
     columns: Callable[[np.ndarray], dict[int, np.ndarray] | None] | None = None,
     stop_step: float = 0.0,
+    f: Callable[[np.ndarray], float] | None = None,
+    values_max: int = 2,
+    h_values: float = 1e-4,
 ) -> tuple[np.ndarray, float, np.ndarray] | None:
     """Minimize from ``x`` with an exact gradient: a Newton step on a finite-difference
     Hessian of the gradient, then quasi-Newton (BFGS) updates of it.
@@ -433,6 +436,12 @@ def gradient_newton(
     superlinearly: x is then that close to the optimum, and the criterion within about
     ½ g'B⁻¹g of its minimum). Costs m + 1 + (one per iteration) value-and-gradient calls.
 
+    With ``f`` (the value alone, cheaper than ``fg``) and at most ``values_max`` columns left
+    to difference, those columns come from values instead: B_ii = 2(f(x + h_i e_i) − f − h_i
+    g_i)/h_i², B_ij = (f(x + h_i e_i + h_j e_j) − f(x + h_i e_i) − f(x + h_j e_j) + f)/(h_i
+    h_j), h_i = ``h_values``·max(0.1, |x_i|) (truncation O(h_i/|x_i|), rounding O(ε|f|/h_i²)):
+    k(k + 1)/2 values in place of k gradients, fewer evaluations' worth for k ≤ 2.
+
     ``columns(x)``, called once right after ``fg(x)``, may give columns of the Hessian at the
     starting x exactly ({index: column}); they replace those differences (a zero variance,
     where the exact second derivative is known: see
@@ -450,10 +459,28 @@ def gradient_newton(
     if known is None:
         return None
     B = np.zeros((nx, nx))
-    for i in range(nx):
-        if i in known:
-            B[:, i] = known[i]
-            continue
+    rest = [i for i in range(nx) if i not in known]
+    for i in known:
+        B[:, i] = known[i]
+    if f is not None and len(rest) <= values_max:
+        # the remaining block from values: f(x + h_i e_i) = f + h_i g_i + h_i² B_ii / 2 + ...
+        hs = {i: h_values * max(0.1, abs(x[i])) for i in rest}
+        fi = {}
+        for i in rest:
+            e = np.zeros(nx)
+            e[i] = hs[i]
+            fi[i] = f(x + e)
+            B[i, i] = 2.0 * (fi[i] - fx - hs[i] * g[i]) / hs[i] ** 2
+        for a, i in enumerate(rest):
+            for j in rest[a + 1 :]:
+                e = np.zeros(nx)
+                e[i], e[j] = hs[i], hs[j]
+                fij = f(x + e)
+                B[i, j] = B[j, i] = (fij - fi[i] - fi[j] + fx) / (hs[i] * hs[j])
+        if not np.all(np.isfinite(B)):
+            return None
+        rest = []
+    for i in rest:
         hi = h * max(1.0, abs(x[i]))
         e = np.zeros(nx)
         e[i] = hi
