@@ -268,13 +268,27 @@ def test_gradient_newton_hessian_from_values():
         nf.append(1)
         return fg(x)[0]
 
+    ngrad = []
+
+    def counted(x):
+        ngrad.append(1)
+        return fg(x)
+
     x0 = np.array([1.4, -1.7, 0.8])
     ref = gradient_newton(fg, x0, stop_step=1e-7)
-    for k in (2, 3):  # values for the whole Hessian (3 columns: 6 values), or gradients
+    grads = {}
+    # values for the whole Hessian (3 columns: 6 values), or gradients; a new Hessian from
+    # values after the first step (longer than 1e-3) or BFGS updates
+    for k, refresh in ((2, 1e-3), (3, np.inf), (3, 1e-3)):
         nf.clear()
-        x, fx, g = gradient_newton(fg, x0, stop_step=1e-7, f=f, values_max=k)
+        ngrad.clear()
+        x, fx, g = gradient_newton(
+            counted, x0, stop_step=1e-7, f=f, values_max=k, refresh_size=refresh
+        )
         assert fx == pytest.approx(0.0, abs=1e-12)
         np.testing.assert_allclose(x, c, atol=1e-7)
         np.testing.assert_allclose(x, ref[0], atol=1e-7)
         assert np.max(np.abs(g)) < 1e-6
-        assert len(nf) == (6 if k == 3 else 0)
+        assert len(nf) == (0 if k == 2 else 6 if refresh == np.inf else 12)
+        grads[k, refresh] = len(ngrad)
+    assert grads[3, 1e-3] < grads[3, np.inf]  # Newton's convergence after the refresh

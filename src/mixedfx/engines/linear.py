@@ -120,6 +120,9 @@ class LinearEngine(Engine):
     # to max(1, |θ_i|)) means θ is about that close to the optimum, the criterion within
     # ~1e-10 of its minimum (InstEval: 2 fewer gradients than stepping down to 1e-9)
     _gradient_stop_step: ClassVar[float] = 1e-7
+    # a first step longer than this (relative) is followed by a new Hessian from values (when
+    # it is made from values: at most two free θ): InstEval, 2 fewer gradients for 1 value
+    _gradient_refresh_step: ClassVar[float] = 1e-3
 
     def __init__(
         self,
@@ -491,6 +494,7 @@ class LinearEngine(Engine):
             columns=columns,
             stop_step=self._gradient_stop_step,
             f=self._criterion,
+            refresh_size=self._gradient_refresh_step,
         )
         if out is None:
             return None
