@@ -329,7 +329,12 @@ class LinearEngine(Engine):
         (:func:`mixedfx.linalg.optimizer.newton_polish`); lme4's gradient check when
         ``check_conv``; ``polish=False`` skips the Newton steps (bootstrap replicates, whose
         Monte Carlo error is far larger). The optimizer works on θ' = θ√c (c the weights' scale, see
-        :class:`Units`), which does not depend on the units of the data."""
+        :class:`Units`), which does not depend on the units of the data.
+
+        A large trailing block (``_gradient_min_m`` rows or more) is finished by steps on the
+        exact gradient (:meth:`_gradient_finish`) instead; crossed or nested random intercepts
+        start from the method of moments and, when each zero variance there is a minimum along
+        its θ_j, skip BOBYQA altogether."""
         d = self.design
         lower = d.theta_lower()
         rc = self.units.rc
