@@ -28,7 +28,7 @@ from ..linalg.criterion import profiled_deviance, sigma_hat
 from ..linalg.crossprod import CrossProductPlan, CrossProducts
 from ..linalg.factor import BlockedFactor, FactorStats
 from ..linalg.fused import SmallObjective, SmallSystem
-from ..linalg.gradient import canonical_theta, profiled_gradient
+from ..linalg.gradient import canonical_theta, profiled_gradient, zero_curvatures
 from ..linalg.moments import moment_start
 from ..linalg.optimizer import (
     OptimizerResult,
@@ -116,6 +116,13 @@ class LinearEngine(Engine):
     # the first quasi-Newton steps from BOBYQA's coarse answer overshoot (InstEval: 4 fewer
     # gradients with steps held to half of max(1, |θ_i|))
     _gradient_max_step: ClassVar[float] = 0.5
+    # the quasi-Newton iterates converge superlinearly: a proposed step below this (relative
+    # to max(1, |θ_i|)) means θ is about that close to the optimum, the criterion within
+    # ~1e-10 of its minimum (InstEval: 2 fewer gradients than stepping down to 1e-9)
+    _gradient_stop_step: ClassVar[float] = 1e-7
+    # a first step longer than this (relative) is followed by a new Hessian from values (when
+    # it is made from values: at most two free θ): InstEval, 2 fewer gradients for 1 value
+    _gradient_refresh_step: ClassVar[float] = 1e-3
 
     def __init__(
         self,
@@ -337,7 +344,12 @@ class LinearEngine(Engine):
         (:func:`mixedfx.linalg.optimizer.newton_polish`); lme4's gradient check when
         ``check_conv``; ``polish=False`` skips the Newton steps (bootstrap replicates, whose
         Monte Carlo error is far larger). The optimizer works on θ' = θ√c (c the weights' scale, see
-        :class:`Units`), which does not depend on the units of the data."""
+        :class:`Units`), which does not depend on the units of the data.
+
+        A large trailing block (``_gradient_min_m`` rows or more) is finished by steps on the
+        exact gradient (:meth:`_gradient_finish`) instead; crossed or nested random intercepts
+        start from the method of moments and, when each zero variance there is a minimum along
+        its θ_j, skip BOBYQA altogether."""
         d = self.design
         lower = d.theta_lower()
         rc = self.units.rc
@@ -370,27 +382,29 @@ class LinearEngine(Engine):
             moments = self._moment_start() if use_grad and start is None else None
             if moments is not None:  # crossed/nested intercepts: start near the optimum
                 x0 = np.maximum(moments * rc, lower)
-            # From a given start (refits, profiles, the bootstrap, the moments) nlopt's default
-            # first step is a fraction of each |θ_i|: a θ_i near 0 would get a step too small
-            # to leave it.
             given = start is not None or moments is not None
-            step = np.maximum(0.1 * np.abs(x0), 0.05) if given else None
-            opts = (self._bobyqa_coarse if use_grad else self._bobyqa_options) if polish else {}
-            res = run_bobyqa(x0, initial_step=step, **opts)
-            if given:
-                # a start far from the optimum can leave BOBYQA on a plateau or at a bound:
-                # compare with lme4's default start and keep the better answer
-                x_def = d.theta_start()
-                if f(x_def) < res.fun:
-                    alt = run_bobyqa(x_def)
-                    if alt.fun < res.fun:
-                        alt.nfev += res.nfev
-                        res = alt
+            direct, f_def = None, None
+            if moments is not None:
+                # the moments are close: Newton/BFGS on the exact gradient from there, no
+                # BOBYQA, when every zero variance of the start is a minimum along its θ_j
+                # (else BOBYQA's bounded search decides whether to leave it). lme4's default
+                # start is evaluated first (the factor is then left at the answer)
+                f_def = f(d.theta_start())
+                direct = self._gradient_finish(x0, math.inf, strict=True)
+                if direct is not None and not direct[1] <= f_def:
+                    direct = None
+            if direct is not None:
+                res = OptimizerResult(direct[0], direct[1], 0, "success")
+            else:
+                res = self._bobyqa_start(f, run_bobyqa, x0, given, use_grad, polish, f_def)
             # BOBYQA's stopping rule can leave a flat criterion ~1e-9 above its minimum:
             # Newton steps from its answer finish the job (2m evaluations when it is done)
             many = self._criterion_many if self._fused is not None else None
             grad = None
-            if polish:
+            if direct is not None:
+                x, fx, grad = direct
+                probe = None
+            elif polish:
                 done = self._gradient_finish(res.x, res.fun) if use_grad else None
                 if done is not None:
                     x, fx, grad = done
@@ -414,7 +428,9 @@ class LinearEngine(Engine):
                 if check_conv
                 else []
             )
-        lost = self._digits_lost(x)
+            # the last gradient was taken at x: its factor serves the checks and the install
+            ready = grad is not None and np.array_equal(self.factor.theta, x)
+        lost = self._digits_lost(x, ready)
         if lost > 8.0:
             msg = (
                 f"the residual sum of squares is about 1e{-lost:.0f} of the response's: "
@@ -435,17 +451,57 @@ class LinearEngine(Engine):
             )
             self.convergence_messages.append(msg)
             warnings.warn(msg, ConvergenceWarning, stacklevel=4)
-        self.install(x / rc)
+        self._install(x / rc, ready)
         return self
 
+    def _bobyqa_start(
+        self,
+        f: Callable[[np.ndarray], float],
+        run: Callable[..., OptimizerResult],
+        x0: np.ndarray,
+        given: bool,
+        use_grad: bool,
+        polish: bool,
+        f_def: float | None = None,
+    ) -> OptimizerResult:
+        """BOBYQA from x0: to lme4's tolerances, coarsely when the exact gradient finishes
+        (``use_grad``), or to nlopt's defaults without the polish. From a given start, lme4's
+        default start is tried too (``f_def``: its value, when already known). ``run(x,
+        **options)`` is BOBYQA on ``f`` from x (compiled for a small model)."""
+        d = self.design
+        # From a given start (refits, profiles, the bootstrap, the moments) nlopt's default
+        # first step is a fraction of each |θ_i|: a θ_i near 0 would get a step too small to
+        # leave it.
+        step = np.maximum(0.1 * np.abs(x0), 0.05) if given else None
+        opts = (self._bobyqa_coarse if use_grad else self._bobyqa_options) if polish else {}
+        res = run(x0, initial_step=step, **opts)
+        if given:
+            # a start far from the optimum can leave BOBYQA on a plateau or at a bound:
+            # compare with lme4's default start and keep the better answer
+            x_def = d.theta_start()
+            if (f(x_def) if f_def is None else f_def) < res.fun:
+                alt = run(x_def)
+                if alt.fun < res.fun:
+                    alt.nfev += res.nfev
+                    res = alt
+        return res
+
     def _gradient_finish(
-        self, x: np.ndarray, fx: float
+        self, x: np.ndarray, fx: float, strict: bool = False
     ) -> tuple[np.ndarray, float, np.ndarray] | None:
         """From BOBYQA's (coarse) answer, Newton/BFGS steps on the exact gradient of the
         criterion (:func:`mixedfx.linalg.gradient.profiled_gradient`,
         :func:`mixedfx.linalg.optimizer.gradient_newton`) at the internal θ'; the answer with
         lme4's signs (a non-negative diagonal of each Λ block). None where the gradient is not
-        available or the steps did not improve on ``fx``."""
+        available or the steps did not improve on ``fx``.
+
+        A θ_j = 0 of a scalar term at x gets its exact second derivative
+        (:func:`mixedfx.linalg.gradient.zero_curvatures`) in place of a difference of
+        gradients. ``strict``: give up (None) unless every zero θ_j at x has one, and it is
+        positive (x is then a minimum along each of them, where the unconstrained steps,
+        whose gradient there is 0, would stay even at a maximum). Up to two remaining
+        columns of the starting Hessian come from values of the criterion (one factorization
+        each, no inverse: InstEval, 3 values in place of 2 gradients)."""
         n, p, reml = self.n, self.p, self.REML
 
         def fg(t: np.ndarray) -> tuple[float, np.ndarray | None]:
@@ -454,7 +510,31 @@ class LinearEngine(Engine):
                 return v, None
             return v, profiled_gradient(self.factor, n, p, reml)
 
-        out = gradient_newton(fg, x, max_step=self._gradient_max_step)
+        def columns(t: np.ndarray) -> dict[int, np.ndarray] | None:
+            zeros = np.flatnonzero(t == 0.0)
+            if zeros.size == 0:
+                return {}
+            curv = zero_curvatures(self.factor, n, p, reml)
+            if curv is None:
+                curv = {}
+            if strict and not all(curv.get(int(i), 0.0) > 0.0 for i in zeros):
+                return None
+            out = {}
+            for i, c in curv.items():
+                col = np.zeros(t.size)
+                col[i] = c
+                out[i] = col
+            return out
+
+        out = gradient_newton(
+            fg,
+            x,
+            max_step=self._gradient_max_step,
+            columns=columns,
+            stop_step=self._gradient_stop_step,
+            f=self._criterion,
+            refresh_size=self._gradient_refresh_step,
+        )
         if out is None:
             return None
         xg, fg_val, g = out
@@ -467,11 +547,14 @@ class LinearEngine(Engine):
             return None
         return xc, fg_val, g
 
-    def _digits_lost(self, theta_int: np.ndarray) -> float:
+    def _digits_lost(self, theta_int: np.ndarray, ready: bool = False) -> float:
         """log10 of (weighted) y'y over r² at θ': the digits the Schur complement's
-        subtraction cancels in the response row (0 for an ordinary fit)."""
+        subtraction cancels in the response row (0 for an ordinary fit). ``ready``: the
+        factor is at θ' already."""
         yy = float(self.A.A22[-1, -1])
-        st = self.factor.update(theta_int)
+        st = self.factor.stats if ready and self.factor.stats is not None else None
+        if st is None:
+            st = self.factor.update(theta_int)
         if not st.ok or not st.pwrss > 0.0 or not yy > 0.0:
             return 0.0
         return max(0.0, math.log10(yy / st.pwrss))
@@ -491,10 +574,16 @@ class LinearEngine(Engine):
 
     def install(self, theta: np.ndarray) -> None:
         """Set the state (factor, β, u, σ, criterion) to the values at θ."""
+        self._install(theta, False)
+
+    def _install(self, theta: np.ndarray, ready: bool) -> None:
+        """:meth:`install`; ``ready``: the factor is at θ already (the fit's last step)."""
         self._clear_cache()
         u = self.units
         theta = np.asarray(theta, dtype=float)
-        stats = self.factor.update(theta * u.rc)
+        stats = self.factor.stats if ready else None
+        if stats is None:
+            stats = self.factor.update(theta * u.rc)
         self._theta = theta.copy()
         self._objective = profiled_deviance(
             stats, self.n, self.p, self.REML, self.A.sum_log_w

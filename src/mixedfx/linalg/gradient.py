@@ -42,14 +42,17 @@ element (:func:`profiled_gradient` returns None otherwise; callers fall back to 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from numba import njit
-from scipy.linalg import lapack
+from scipy.linalg import lapack, solve_triangular
 
 from .factor import BlockedFactor
 
-__all__ = ["canonical_theta", "profiled_gradient", "trailing_inverse"]
+__all__ = ["canonical_theta", "profiled_gradient", "trailing_inverse", "zero_curvatures"]
 
 _MIN_DIAG_RATIO = 1e-4
+# a second derivative at θ_j = 0 below this fraction of its terms is taken as 0
+_ZERO_TOL = 1e-10
 
 
 @njit(cache=True)
@@ -207,6 +210,91 @@ def profiled_gradient(factor: BlockedFactor, n: int, p: int, reml: bool) -> np.n
         else:
             grads.append(_vector_grad(lam, X))
     return np.concatenate(grads)
+
+
+def zero_curvatures(factor: BlockedFactor, n: int, p: int, reml: bool) -> dict[int, float] | None:
+    """∂²d/∂θ_j² at θ_j = 0 for every scalar later term j whose θ_j is 0 at the θ the factor
+    was last updated for (keyed by the index of θ_j in θ); the other second derivatives
+    ∂²d/∂θ_i∂θ_j vanish there (d is even in θ_j). None when the factor broke down or the
+    later terms are not all scalar.
+
+    With v = θ_j², Λ̃0 the Λ̃ with Λ_j = 0 and K = Z_j'W[ZΛ̃0 X] (only Z_j's rows for ML),
+    expanding log|M(θ_j)| to second order (M⁻¹ is block diagonal between term j and the rest
+    at θ_j = 0, where term j's block is I) and r² by the envelope theorem gives
+
+        ∂d/∂v = tr(Z_j'WZ_j) − Σ_c ||L_o⁻¹ K_c||² − (ν/r²) ||Z_j'We||²,   ∂²d/∂θ_j² = 2 ∂d/∂v,
+
+    with L_o the factor of the system without term j, e the weighted residual at (û, β̂) and
+    the sum over the columns c of Z_j. Through the blocked factor, L_o⁻¹K_c = [P_c; L22⁻¹Λr
+    S_c]: P_c the entries of P = A21Λ1L11⁻ᵀ in row c of each column block, S = A22 − PP'
+    the Schur complement (column c over the first ``d`` trailing rows; term j's rows carry
+    Λr = 0). So the cost is one sparse product and a triangular solve with as many right-hand
+    sides as term j has levels: the limit of the gradient's 2X_j/θ_j, whose two parts are
+    O(θ_j²) and cannot be divided out at θ_j = 0. A value within 1e-10 of its largest term
+    is returned as 0 (the sign of rounding noise is meaningless).
+    """
+    st = factor.stats
+    if st is None or not st.ok or not st.pwrss > 0.0 or not factor.scalar_rest:
+        return None
+    A = factor.A
+    q, m = A.q_rest, A.m
+    lams = factor.lams
+    zero = []
+    idx = factor.ks[0] * (factor.ks[0] + 1) // 2
+    for (pos, nl, _), lam in zip(_rest_slices(factor), lams[1:], strict=True):
+        if lam[0, 0] == 0.0:
+            zero.append((idx, pos, nl))
+        idx += 1
+    if not zero:
+        return {}
+    d = q + (p if reml else 0)
+    nu = (n - p) if reml else n
+    u, beta = factor.solve()
+    n1, k1 = factor.n1, factor.k1
+    scale = np.ones(m)
+    scale[m - 1] = 0.0
+    for (pos, nl, _), lam in zip(_rest_slices(factor), lams[1:], strict=True):
+        scale[pos : pos + nl] = lam[0, 0]
+    # Λ̃ [u; β] on the trailing rows and Λ1 u1 per level (the response row: coefficient −1)
+    w = np.zeros(m)
+    w[:q] = u[n1 * k1 :]
+    w[q : q + A.p] = beta
+    w *= scale
+    w[m - 1] = -1.0
+    lu1 = u[: n1 * k1].reshape(n1, k1) @ lams[0].T
+    lev = np.repeat(np.arange(n1), np.diff(A.ptr))
+    a21_u = np.einsum("ik,ik->i", A.vals, lu1[lev])  # (Z_1'Z)_{l,r} Λ1 u1_l per stored pair
+    P = factor.P
+    L22 = factor.G[:d, :d]  # lower triangle = L22's leading part
+    out: dict[int, float] = {}
+    rr = np.arange(m)
+    for i, pos, nl in zero:
+        cols = np.arange(pos, pos + nl)
+        # column c of the symmetric A22 from its lower triangle
+        Acol = A.A22[:, cols].copy()
+        upper = rr[:, None] < cols[None, :]
+        Acol[upper] = A.A22[cols, :].T[upper]
+        # PP' columns c: Σ_l P_l P_l[c]' (P stored by column blocks: the rows of a CSR n1 x m)
+        sel = (A.rows >= pos) & (A.rows < pos + nl)
+        jptr = np.zeros(n1 + 1, dtype=np.int64)
+        np.cumsum(np.bincount(lev[sel], minlength=n1), out=jptr[1:])
+        PPc = np.zeros((m, nl))
+        for t in range(k1):
+            Pt = sp.csr_matrix((P[:, t], A.rows, A.ptr), shape=(n1, m))
+            Pj = sp.csr_matrix((P[sel, t], A.rows[sel] - pos, jptr), shape=(n1, nl))
+            PPc += (Pt.T @ Pj).toarray()
+        S = (Acol - PPc)[:d] * scale[:d, None]
+        Y = solve_triangular(L22, S, lower=True, check_finite=False) if d > 0 else S
+        zte = -(Acol.T @ w) - np.bincount(A.rows[sel] - pos, weights=a21_u[sel], minlength=nl)
+        parts = (
+            float(np.trace(Acol[cols])),
+            float(np.einsum("ij,ij->", Y, Y)) + float(np.trace(PPc[cols])),
+            nu / st.pwrss * float(zte @ zte),
+        )
+        dv = parts[0] - parts[1] - parts[2]
+        # within rounding of 0 (e.g. REML with Z_j in the span of X: d does not depend on θ_j)
+        out[i] = 2.0 * dv if abs(dv) > _ZERO_TOL * max(parts) else 0.0
+    return out
 
 
 def _vector_grad(lam: np.ndarray, X: np.ndarray) -> np.ndarray:

@@ -412,6 +412,12 @@ def gradient_newton(
     max_iter: int = 40,
     h: float = 1e-6,
     max_step: float = 1.0,
+    columns: Callable[[np.ndarray], dict[int, np.ndarray] | None] | None = None,
+    stop_step: float = 0.0,
+    f: Callable[[np.ndarray], float] | None = None,
+    values_max: int = 2,
+    h_values: float = 1e-4,
+    refresh_size: float = math.inf,
 ) -> tuple[np.ndarray, float, np.ndarray] | None:
     """Minimize from ``x`` with an exact gradient: a Newton step on a finite-difference
     Hessian of the gradient, then quasi-Newton (BFGS) updates of it.
@@ -426,17 +432,47 @@ def gradient_newton(
     eigenvalues taken in absolute value and kept above 1e-8 of the largest) gives the step
     −B⁻¹g, shortened to at most ``max_step``·max(1, |x_i|) in each coordinate and halved until
     the value decreases (Armijo) or changes by less than its rounding; B is then updated by
-    BFGS from the gradients' change. Stops when a step is below ``xtol``·max(1, |x_i|). Costs
-    m + 1 + (one per iteration) value-and-gradient calls. Returns (x, f(x), gradient at x), or
-    None when a gradient was not available.
+    BFGS from the gradients' change. Stops when a step is below ``xtol``·max(1, |x_i|), or
+    before taking a proposed step below ``stop_step``·max(1, |x_i|) (the iterates converge
+    superlinearly: x is then that close to the optimum, and the criterion within about
+    ½ g'B⁻¹g of its minimum). Costs m + 1 + (one per iteration) value-and-gradient calls.
+
+    With ``f`` (the value alone, cheaper than ``fg``) and at most ``values_max`` columns left
+    to difference, those columns come from values instead: B_ii = 2(f(x + h_i e_i) − f − h_i
+    g_i)/h_i², B_ij = (f(x + h_i e_i + h_j e_j) − f(x + h_i e_i) − f(x + h_j e_j) + f)/(h_i
+    h_j), h_i = ``h_values``·max(0.1, |x_i|) (truncation O(h_i/|x_i|), rounding O(ε|f|/h_i²)):
+    k(k + 1)/2 values in place of k gradients, fewer evaluations' worth for k ≤ 2. Then, when
+    the first step is longer than ``refresh_size``·max(1, |x_i|), those columns are estimated
+    again from values at its end (the exact columns from ``columns`` are kept), in place of
+    the BFGS update.
+
+    ``columns(x)``, called once right after ``fg(x)``, may give columns of the Hessian at the
+    starting x exactly ({index: column}); they replace those differences (a zero variance,
+    where the exact second derivative is known: see
+    :func:`mixedfx.linalg.gradient.zero_curvatures`). It returns None to give up.
+
+    Returns (x, f(x), gradient at x), or None when a gradient was not available or
+    ``columns`` gave up.
     """
     x = np.asarray(x, dtype=float).copy()
     fx, g = fg(x)
     if g is None or not math.isfinite(fx):
         return None
     nx = x.size
+    known = columns(x) if columns is not None else {}
+    if known is None:
+        return None
     B = np.zeros((nx, nx))
-    for i in range(nx):
+    rest = [i for i in range(nx) if i not in known]
+    for i in known:
+        B[:, i] = known[i]
+    by_values = f is not None and 0 < len(rest) <= values_max
+    if by_values:
+        assert f is not None
+        if not _hessian_from_values(f, x, fx, g, rest, h_values, B):
+            return None
+        rest = []
+    for i in rest:
         hi = h * max(1.0, abs(x[i]))
         e = np.zeros(nx)
         e[i] = hi
@@ -445,7 +481,8 @@ def gradient_newton(
             return None
         B[:, i] = (gi - g) / hi
     B = 0.5 * (B + B.T)
-    for _ in range(max_iter):
+    values_rest = [i for i in range(nx) if i not in known]
+    for it in range(max_iter):
         w, V = np.linalg.eigh(B)
         aw = np.abs(w)
         w = np.maximum(aw, 1e-8 * max(float(np.max(aw, initial=0.0)), 1e-300))
@@ -454,6 +491,8 @@ def gradient_newton(
         size = float(np.max(np.abs(step) / scale, initial=0.0))
         if not math.isfinite(size):
             return None
+        if size <= stop_step:
+            break
         if size > max_step:
             step *= max_step / size
         noise = 1e-13 * max(abs(fx), 1.0)
@@ -473,11 +512,49 @@ def gradient_newton(
         x, fx, g = xn, fn, gn
         if float(np.max(np.abs(s) / np.maximum(1.0, np.abs(x)), initial=0.0)) <= xtol:
             break
+        if by_values and it == 0 and size > refresh_size:
+            # the criterion is not quadratic over a first step this long: the Hessian at the
+            # new x (a few values) gives Newton's convergence from there, where BFGS would
+            # take some more gradients to learn it
+            if _hessian_from_values(f, x, fx, g, values_rest, h_values, B):  # type: ignore[arg-type]
+                B = 0.5 * (B + B.T)
+                continue
+            return x, fx, g
         sy = float(s @ y)
         if sy > 0.0:
             Bs = B @ s
             B = B - np.outer(Bs, Bs) / float(s @ Bs) + np.outer(y, y) / sy
     return x, fx, g
+
+
+def _hessian_from_values(
+    f: Callable[[np.ndarray], float],
+    x: np.ndarray,
+    fx: float,
+    g: np.ndarray,
+    idx: list[int],
+    h: float,
+    B: np.ndarray,
+) -> bool:
+    """Fill B's rows and columns ``idx`` (within idx) from values near x, forward differences
+    with the exact gradient g (see :func:`gradient_newton`); False when a value is not
+    finite."""
+    nx = x.size
+    hs = {i: h * max(0.1, abs(x[i])) for i in idx}
+    fi = {}
+    for i in idx:
+        e = np.zeros(nx)
+        e[i] = hs[i]
+        fi[i] = f(x + e)
+        # f(x + h e_i) = f + h g_i + h² B_ii / 2 + O(h³)
+        B[i, i] = 2.0 * (fi[i] - fx - hs[i] * g[i]) / hs[i] ** 2
+    for a, i in enumerate(idx):
+        for j in idx[a + 1 :]:
+            e = np.zeros(nx)
+            e[i], e[j] = hs[i], hs[j]
+            B[i, j] = B[j, i] = (f(x + e) - fi[i] - fi[j] + fx) / (hs[i] * hs[j])
+    sub = B[np.ix_(idx, idx)]
+    return bool(np.all(np.isfinite(sub)))
 
 
 def check_convergence(
