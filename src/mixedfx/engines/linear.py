@@ -451,6 +451,8 @@ class LinearEngine(Engine):
             )
             self.convergence_messages.append(msg)
             warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+        # the digits check left the factor at x when it was not there already
+        ready = self.factor.stats is not None and np.array_equal(self.factor.theta, (x / rc) * rc)
         self._install(x / rc, ready)
         return self
 
