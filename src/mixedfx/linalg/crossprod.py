@@ -88,6 +88,11 @@ def _merge_order(lvl_parts: list[np.ndarray], n1: int) -> tuple[np.ndarray, np.n
     goes to ptr[l] + (entries of level l in the parts before p) + (its rank within part p's
     level l). This is ``np.lexsort((rows, lvl))``'s inverse in O(entries).
     """
+    if len(lvl_parts) == 1:  # one part (a single term): already in order
+        lv = lvl_parts[0]
+        ptr = np.zeros(n1 + 1, dtype=np.int64)
+        np.cumsum(np.bincount(lv, minlength=n1), out=ptr[1:])
+        return np.arange(lv.size, dtype=np.int64), ptr
     counts = [np.bincount(lv, minlength=n1) for lv in lvl_parts]
     ptr = np.zeros(n1 + 1, dtype=np.int64)
     np.cumsum(np.sum(counts, axis=0), out=ptr[1:])

@@ -152,11 +152,12 @@ class BlockedFactor:
         self.nx = A.p + 1
         # The Schur-update kernels rely on the fixed-effects/response (XY) rows closing every
         # column block of A21 (crossproducts stores them so): check it once here.
-        if np.any(np.diff(A.ptr) < self.nx):
+        bad = K.check_xy_rows(A.ptr, A.rows, self.nx, A.q_rest)
+        if bad == 1:
             raise ValueError("cross-products: every column block of A21 must hold the XY rows")
-        self._xy_index = A.ptr[1:, None] - self.nx + np.arange(self.nx)[None, :]
-        if np.any(A.rows[self._xy_index] != np.arange(A.q_rest, A.m)[None, :]):
+        if bad == 2:
             raise ValueError("cross-products: every column block of A21 must end with the XY rows")
+        self._xy_index = A.ptr[1:, None] - self.nx + np.arange(self.nx)[None, :]
         self.W = np.zeros((A.q_rest, self.nx))
         self._ones = np.ones(A.m)
         # a small trailing block: the whole update in one compiled call (linalg/fused.py)

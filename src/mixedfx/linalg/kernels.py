@@ -272,6 +272,20 @@ def schur_fill_scalar(ptr, rows, vals, lam, L11, scale, A22, nx, G, W, sp):  # p
 
 
 @njit(cache=True)
+def check_xy_rows(ptr, rows, nx, q):  # pragma: no cover - compiled
+    """0 when every column block of A21 ends with the XY rows q .. q+nx-1 (what the Schur
+    kernels rely on); 1 when a block has fewer than nx entries, 2 when its last rows differ."""
+    for lev in range(ptr.shape[0] - 1):
+        e = ptr[lev + 1]
+        if e - ptr[lev] < nx:
+            return 1
+        for j in range(nx):
+            if rows[e - nx + j] != q + j:
+                return 2
+    return 0
+
+
+@njit(cache=True)
 def lower_t_solve(L, c, m):  # pragma: no cover - compiled
     """x with L[:m, :m]' x = c[:m], L lower triangular (the order of the reference BLAS
     dtrsv); for the small trailing blocks where LAPACK's call costs more than the work."""
