@@ -3,7 +3,10 @@
 These are the loops where numpy's per-call overhead would dominate: one tiny Cholesky per
 level of the first random-effects term, and the Schur-complement update that the first term's
 block column contributes to the dense trailing block. Large dense work (the trailing Cholesky)
-stays with LAPACK.
+stays with LAPACK. For a small model (:mod:`mixedfx.linalg.fused`) the whole minimization runs
+here too: the criterion as nlopt's C callback (``small_objective``), Brent's method for one θ
+(``small_scalar``) and the Newton polish (``small_polish``). Compiled callers live in the same
+file as their callees: numba's cache is invalidated only by changes to a function's own file.
 """
 
 from __future__ import annotations
