@@ -29,10 +29,12 @@ import numpy as np
 from ..errors import ConvergenceWarning, DataError, ModelError
 from ..frame.design import Design
 from ..glm.families import Binomial, Family
+from ..glm.mode_predictor import ModePredictor
 from ..glm.pirls import PIRLS, PirlsResult, agq_correction, gauss_hermite
 from ..linalg.factor import rx_crossprod_inverse
 from ..linalg.optimizer import (
     OptimizerResult,
+    Probe,
     bobyqa,
     check_convergence,
     fd_gradient_hessian,
@@ -297,14 +299,27 @@ class GeneralizedEngine(Engine):
         msgs: list[str] = []
         with self.factor.blas_threads():
             # ---- stage 1: θ only, u and β by PIRLS
-            warm: dict[str, Any] = {"u": None, "beta": None}
+            # (u, β) start where the modes at the last θs predict; the first θ starts cold
+            q = d.q
+            pred1 = ModePredictor(2 * ntheta + 1)
+            const = self._aic_const
+            lean = pirls.mode_evaluator(joint=True) if const is not None else None
 
             def f1(theta: np.ndarray) -> float:
-                res = pirls.fit_ub(theta, warm["u"], warm["beta"], eta_start)
+                ub = pred1.predict(theta)
+                if lean is not None and ub is not None:
+                    pd, logdet = lean(theta, ub[q:], ub[:q])  # ub becomes the mode
+                    if not math.isfinite(pd):
+                        pred1.clear()
+                        return math.inf
+                    pred1.add(theta, ub)
+                    return pd + const + 2.0 * logdet  # laplace(): Σ d_i + aic const + ...
+                u0, b0 = (None, None) if ub is None else (ub[:q], ub[q:])
+                res = pirls.fit_ub(theta, u0, b0, eta_start)
                 if not np.isfinite(res.pdev):
-                    warm["u"] = warm["beta"] = None
+                    pred1.clear()
                     return math.inf
-                warm["u"], warm["beta"] = res.u, res.beta
+                pred1.add(theta, np.concatenate([res.u, res.beta]))
                 return self.laplace(res)
 
             if beta_start is None:
@@ -318,7 +333,9 @@ class GeneralizedEngine(Engine):
                     )
                 theta1 = r1.x
                 self.stage1 = r1
-                res1 = pirls.fit_ub(theta1, warm["u"], warm["beta"], eta_start)
+                ub = pred1.predict(theta1)  # the mode there: θ₁ was evaluated
+                u0, b0 = (None, None) if ub is None else (ub[:q], ub[q:])
+                res1 = pirls.fit_ub(theta1, u0, b0, eta_start)
                 beta1, u1 = res1.beta, res1.u
             else:
                 theta1, beta1 = theta0, beta_start
@@ -340,8 +357,8 @@ class GeneralizedEngine(Engine):
 
             # ---- stage 2: θ and β together, u by PIRLS
             warm_u = [u1]
-            f2 = self._stage2_criterion(warm_u)
             x0 = np.concatenate([theta1, np.zeros(d.fixed.p)])
+            f2, pred2 = self._stage2_criterion(warm_u, (x0, u1))
             lower2 = np.concatenate([lower, np.full(d.fixed.p, -np.inf)])
             step = np.concatenate(
                 [
@@ -351,13 +368,14 @@ class GeneralizedEngine(Engine):
             )
             r2 = bobyqa(f2, x0, lower2, initial_step=step)
             self.optinfo = r2
+            u2 = pred2.predict(r2.x)  # the mode at r2.x: it was evaluated
             if check_conv:
+                probe = Probe.at(f2, r2.x, lower2, f0=r2.fun)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
-                    msgs = check_convergence(f2, r2.x, lower2, warn=False)
+                    msgs = check_convergence(f2, r2.x, lower2, warn=False, probe=probe)
             theta, beta = r2.x[:ntheta], self._to_beta(r2.x[ntheta:])
-            res = pirls.fit_u(theta, beta, warm_u[0])
-            self.install(theta, beta, res.u)
+            self.install(theta, beta, warm_u[0] if u2 is None else u2)
         self.convergence_messages = msgs
         for msg in msgs:
             warnings.warn(msg, ConvergenceWarning, stacklevel=4)
@@ -371,7 +389,7 @@ class GeneralizedEngine(Engine):
         ntheta = self.design.theta_lower().size
         p = self.design.fixed.p
         warm = [self._u.copy()]
-        f2 = self._stage2_criterion(warm)
+        f2, _ = self._stage2_criterion(warm)
         x0 = np.concatenate([self._theta1, np.zeros(p)])
         lower2 = np.concatenate([self.design.theta_lower(), np.full(p, -np.inf)])
         with self.factor.blas_threads():
@@ -386,19 +404,48 @@ class GeneralizedEngine(Engine):
         b1 = self._beta1 if self._beta1 is not None else self._beta
         return b1 + self._Rx1_inv @ delta
 
-    def _stage2_criterion(self, warm_u: list[np.ndarray]) -> Any:
-        """The criterion over x = (θ, δ), u warm-started from the last evaluation."""
+    def _stage2_criterion(
+        self, warm_u: list[np.ndarray], known: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[Callable[[np.ndarray], float], ModePredictor]:
+        """The criterion over x = (θ, δ), and the predictor of its modes.
+
+        u starts where the modes at the last evaluations predict
+        (:class:`~mixedfx.glm.mode_predictor.ModePredictor`; ``known``, a point and its mode,
+        seeds it), else from the last evaluation's; ``warm_u[0]`` is the last mode. The
+        Laplace criterion (with the family's constant) runs through the lean compiled PIRLS
+        where there is one.
+        """
         ntheta = self.design.theta_lower().size
+        pred = ModePredictor(2 * (ntheta + self.design.fixed.p) + 1)
+        if known is not None:
+            pred.add(*known)
+        const = self._aic_const
+        lean = None
+        if const is not None and self._ghq is None:
+            lean = self.pirls.mode_evaluator(joint=False)
 
         def f2(x: np.ndarray) -> float:
             theta = x[:ntheta]
-            res = self.pirls.fit_u(theta, self._to_beta(x[ntheta:]), warm_u[0])
+            u0 = pred.predict(x)
+            beta = self._to_beta(x[ntheta:])
+            if lean is not None:
+                u = np.array(warm_u[0], dtype=float) if u0 is None else u0
+                pd, logdet = lean(theta, beta, u)  # u becomes the mode
+                if not math.isfinite(pd):
+                    pred.clear()
+                    return math.inf
+                warm_u[0] = u
+                pred.add(x, u)
+                return pd + const + 2.0 * logdet  # laplace(): Σ d_i + aic const + ...
+            res = self.pirls.fit_u(theta, beta, warm_u[0] if u0 is None else u0)
             if not np.isfinite(res.pdev):
+                pred.clear()
                 return math.inf
             warm_u[0] = res.u
+            pred.add(x, res.u)
             return self.criterion(theta, res)
 
-        return f2
+        return f2, pred
 
     def install(self, theta: np.ndarray, beta: np.ndarray, u: np.ndarray) -> None:
         """Set the state at (θ, β): conditional modes, μ, the factor at the mode, criterion."""
@@ -428,7 +475,7 @@ class GeneralizedEngine(Engine):
         p = self.p
         Rx = self._Rx1
         u_keep = self._u.copy()
-        f = self._stage2_criterion([u_keep.copy()])
+        f, _ = self._stage2_criterion([u_keep.copy()])
         b1 = self._beta1 if self._beta1 is not None else self._beta
         x = np.concatenate([self._theta, Rx @ (self._beta - b1)])
         lower = np.concatenate([self.design.theta_lower(), np.full(p, -np.inf)])

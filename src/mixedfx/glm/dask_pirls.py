@@ -195,6 +195,12 @@ class DaskPIRLS:
         return int(st.get("extreme", 0.0))
 
     # ------------------------------------------------------------ iterations
+    def mode_evaluator(self, joint: bool) -> None:
+        """None: PIRLS over partitions has no lean compiled form (the engine then calls
+        :meth:`fit_u` and :meth:`fit_ub`, as :meth:`mixedfx.glm.pirls.PIRLS.mode_evaluator`
+        explains)."""
+        return None
+
     def fit_u(
         self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray, compiled: bool = True
     ) -> PirlsResult:

@@ -31,6 +31,7 @@ step halvings and quadrature nodes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,8 @@ class PirlsResult:
     """Diagonal of the first term's factor blocks (scalar first term), for AGQ."""
     Rx: np.ndarray | None = None
     """R_X of the joint (u, β) system at the mode, when the compiled PIRLS made it."""
+    passes: int = 0
+    """Passes over the observations the compiled PIRLS made (0 when not compiled)."""
 
 
 class PIRLS:
@@ -181,11 +184,11 @@ class PIRLS:
     def _workspace(self, plan: CrossProductPlan) -> tuple[np.ndarray, ...]:
         """The compiled PIRLS's buffers for one plan, made on first use: the trailing factor
         G (m × m), the float and index workspaces, and the dense Schur workspace (m × n1 when
-        the first block column is mostly filled, else empty)."""
+        the first block column is mostly filled and not tiny, else empty)."""
         ws = self._ws.get(id(plan))
         if ws is None:
             m, n1, npair = plan.m, plan.n1, plan.rows.size
-            dense = npair * 3 >= n1 * m and n1 * m <= 4_000_000
+            dense = npair * 3 >= n1 * m and 1024 <= n1 * m <= 4_000_000
             size = PK.workspace_sizes(self.n, n1, npair, m, self.q, plan.p)
             ws = (
                 np.zeros((m, m)),
@@ -216,7 +219,7 @@ class PIRLS:
         eta = np.array(eta, dtype=float) if cold else np.empty(self.n)
         mu = np.empty(self.n)
         assert self.codes is not None
-        pd, logdet, it, conv = PK.pirls_scalar(
+        pd, logdet, it, conv, npass = PK.pirls_scalar(
             self.codes[0],
             self.codes[1],
             self.y,
@@ -246,12 +249,52 @@ class PIRLS:
             iwork,
             Sd,
         )
-        res = PirlsResult(u, beta, eta, mu, pd, logdet, it, conv, L11)
+        res = PirlsResult(u, beta, eta, mu, pd, logdet, it, conv, L11, passes=npass)
         p = X.shape[1]
         if p and np.isfinite(pd):
             q = plan.q_rest
             res.Rx = np.tril(G[q : q + p, q : q + p]).T
         return res
+
+    def mode_evaluator(
+        self, joint: bool
+    ) -> Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, float]] | None:
+        """A lean compiled PIRLS for an optimizer's many evaluations, or None where PIRLS
+        does not run compiled (vector-valued terms, a user's family).
+
+        The returned function ``(θ, β, u) ↦ (penalized deviance Σ d_i + ‖û‖², log|L|)`` finds
+        the mode from (u, β) as a warm start and leaves it in ``u`` (and, with ``joint``,
+        β iterated too and left in ``beta``; otherwise β is held fixed): what
+        :meth:`fit_u`/:meth:`fit_ub` compute, without a :class:`PirlsResult` (its η, μ and
+        factor diagonal land in buffers the next call overwrites) and with every argument
+        that does not change between calls bound once.
+        """
+        if not self.compiled or self.codes is None:
+            return None
+        plan = self._ensure_joint()[0] if joint else self._plan_u
+        G, work, iwork, Sd = self._workspace(plan)
+        scale = np.ones(plan.m)
+        qr, idx = plan.q_rest, self._scale_index
+        L11, eta, mu = np.empty(plan.n1), np.empty(self.n), np.empty(self.n)
+        kern, (fam, link) = PK.pirls_scalar, self.codes
+        y, wt, X, off = self.y, self.wt, self.X, self.offset
+        X0, b0 = self._X0, np.empty(0)
+        pl = (plan.r1, plan.z1, plan.rrows, plan.rz, plan.pos21, plan.ptr, plan.rows)
+        opts = (self.tol, self.maxit, self.max_halvings)
+
+        def evaluate(theta: np.ndarray, beta: np.ndarray, u: np.ndarray) -> tuple[float, float]:
+            scale[:qr] = theta[idx]
+            if joint:
+                fixed, XX, bb = off, X, beta
+            else:
+                fixed, XX, bb = off + X @ beta, X0, b0
+            pd, logdet, _, _, _ = kern(
+                fam, link, y, wt, fixed, XX, bb, *pl, theta[0], scale, u, False, *opts,
+                eta, mu, L11, G, work, iwork, Sd,
+            )  # fmt: skip
+            return pd, logdet
+
+        return evaluate
 
     def fit_ub(
         self,

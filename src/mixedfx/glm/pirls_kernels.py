@@ -33,6 +33,7 @@ _EPS = 2.220446049250313e-16
 _SQRT2 = 1.4142135623730951
 _INV_SQRT_2PI = 0.3989422804014327
 _PROBIT_THRESH = 8.125890664701908
+_BLAS_ROWS = 20_000  # n (p + 1)² from which X'WX is one BLAS product rather than per-row sums
 
 
 @njit(cache=True, inline="always")
@@ -43,7 +44,17 @@ def _glm_obs(fam, link, e, yi, wi):  # pragma: no cover - compiled
     2 cloglog, 3 log, 4 identity, 5 inverse, 6 1/mu^2, 7 sqrt. The formulas and the clamping of
     μ and dμ/dη are R's (``make.link``, ``binomial()``, ``poisson()``, ``Gamma()``,
     ``inverse.gaussian()``), as in :mod:`mixedfx.families`.
+
+    Poisson-log (μ above R's floor) takes a shortcut that is R's formulas in exact arithmetic
+    and agrees with them to rounding: the weight wt (dμ/dη)²/V(μ) is wt μ and
+    log(y/μ) = log y − η. (Binomial-logit keeps R's arithmetic: its 1 − μ loses digits for
+    |η| beyond ~10, and lme4's criterion is made with those digits.)
     """
+    if fam == 1 and link == 3:
+        m = math.exp(e)
+        if m > _EPS:
+            dev = (yi * (math.log(yi) - e) if yi > 0.0 else 0.0) - (yi - m)
+            return m, wi * m, (yi - m) / m, 2.0 * wi * dev
     if link == 0:
         if e < -30.0:
             t = _EPS
@@ -128,7 +139,8 @@ def _pass(  # pragma: no cover - compiled
     term, per level), ``vals`` (first term's levels against the later rows and the XY rows,
     in the plan's order) and the lower triangle of ``A22`` (later terms, X, working response);
     ``data`` = (y, prior weights, fixed part of η, X, and the plan's r1, z1, rrows, rz, pos21,
-    ptr), ``XW`` (n × (p + 1) when p > 0) the rows of √w [X z] for one BLAS cross-product.
+    ptr), ``XW`` (n × (p + 1), or empty: then summed per row) the rows of √w [X z] for one
+    BLAS cross-product.
     """
     y, wt, fixed, X, r1, z1, rrows, rz, pos21, ptr = data
     n = y.shape[0]
@@ -179,6 +191,11 @@ def _pass(  # pragma: no cover - compiled
                     A22[q + c, rt] += bt * xy[c]
             if p == 0:
                 zz += w * xy[0] * xy[0]
+            elif XW.shape[0] == 0:  # few rows: the lower triangle of [X z]'W[X z] directly
+                for c in range(nx):
+                    wc = w * xy[c]
+                    for d in range(c + 1):
+                        A22[q + c, q + d] += wc * xy[d]
             else:  # rows of √w [X z], their cross-product by BLAS after the pass
                 sw = math.sqrt(w)
                 for c in range(nx):
@@ -186,7 +203,7 @@ def _pass(  # pragma: no cover - compiled
     if system:
         if p == 0:
             A22[q, q] = zz
-        else:
+        elif XW.shape[0] > 0:
             C = np.dot(XW.T, XW)
             for c in range(nx):
                 for d in range(c + 1):
@@ -367,7 +384,8 @@ def pirls_scalar(  # pragma: no cover - compiled
     that last step then taken and the factor made there (so log|L| belongs to the returned
     u). ``u``, ``beta``, ``eta``, ``mu``, ``L11`` and ``G`` (the trailing factor, R_X' in its
     fixed-effects rows) are updated in place; ``work``/``iwork``/``Sd`` are workspaces of
-    :func:`workspace_sizes`. Returns (penalized deviance, log|L_Z|, iterations, converged).
+    :func:`workspace_sizes`. Returns (penalized deviance, log|L_Z|, iterations, converged,
+    passes over the data).
     """
     n = y.shape[0]
     n1 = L11.shape[0]
@@ -409,19 +427,25 @@ def pirls_scalar(  # pragma: no cover - compiled
     v = work[o : o + m]
     o += m
     data = (y, wt, fixed, X, r1, z1, rrows, rz, pos21, ptr)
-    XW = work[o : o + (n * nx if p > 0 else 0)].reshape((n if p > 0 else 0, nx))
+    # √w [X z] for a BLAS cross-product when the rows are many (else accumulated per row)
+    nxw = n if p > 0 and n * nx * nx >= _BLAS_ROWS else 0
+    XW = work[o : o + nxw * nx].reshape((nxw, nx))
 
+    npass = 0
     if cold:
+        npass += 1
         _pass(fam, link, data, theta1, scale, beta, u, True, True, eta, mu, A11, vals, A22, xy, XW)
         logdet, ok = _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, iwork)
         if not ok:
-            return math.inf, math.inf, 0, False
+            return math.inf, math.inf, 0, False, 1
         _solve(G, ptr, rows, P, L11, scale, n1, nx, u, beta, v)
+    npass += 1
     pd = _pass(
         fam, link, data, theta1, scale, beta, u, False, True, eta, mu, A11, vals, A22, xy, XW
     ) + np.dot(u, u)
     if not np.isfinite(pd) and p == 0:  # a start the family cannot take: u = 0
         u[:] = 0.0
+        npass += 1
         pd = _pass(
             fam, link, data, theta1, scale, beta, u, False, True, eta, mu, A11, vals, A22, xy, XW
         )
@@ -431,7 +455,7 @@ def pirls_scalar(  # pragma: no cover - compiled
     for it in range(1, maxit + 1):
         logdet, ok = _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, iwork)
         if not ok:
-            return math.inf, math.inf, it, False
+            return math.inf, math.inf, it, False, npass
         _solve(G, ptr, rows, P, L11, scale, n1, nx, u_new, b_new, v)
         size = 0.0
         big = 0.0
@@ -446,6 +470,7 @@ def pirls_scalar(  # pragma: no cover - compiled
             converged = True
             u[:] = u_new
             beta[:] = b_new
+            npass += 1
             pd = _pass(
                 fam,
                 link,
@@ -466,7 +491,7 @@ def pirls_scalar(  # pragma: no cover - compiled
             ) + np.dot(u, u)
             logdet, ok = _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, iwork)
             if not ok:
-                return math.inf, math.inf, it, False
+                return math.inf, math.inf, it, False, npass
             break
         s = 1.0
         moved = False
@@ -475,6 +500,7 @@ def pirls_scalar(  # pragma: no cover - compiled
                 u_c[k] = u[k] + s * (u_new[k] - u[k])
             for k in range(p):
                 b_c[k] = beta[k] + s * (b_new[k] - beta[k])
+            npass += 1
             pd_c = _pass(
                 fam,
                 link,
@@ -509,7 +535,7 @@ def pirls_scalar(  # pragma: no cover - compiled
         if not moved:  # no decrease possible: at the mode to rounding, G factored there
             converged = True
             break
-    return pd, logdet, it, converged
+    return pd, logdet, it, converged, npass
 
 
 def workspace_sizes(n: int, n1: int, npair: int, m: int, nu: int, p: int) -> int:
