@@ -112,6 +112,10 @@ class GeneralizedEngine(Engine):
     # stage 2's initial trust region: θ relative, δ = R_X(β − β₁) in units of about one SE
     _theta_step = 0.05
     _delta_step = 1.0
+    # the optimizers' PIRLS stops without its last Fisher step when that step is below this
+    # (relative): the criterion then moves by ~1e-12 relative, below BOBYQA's tolerances;
+    # finite differences (convergence check, Hessian) polish every mode
+    _tol_stay = 1e-10
 
     def __init__(self, design: Design, family: Family, nAGQ: int = 1, y: np.ndarray | None = None):
         super().__init__(design)
@@ -303,7 +307,7 @@ class GeneralizedEngine(Engine):
             q = d.q
             pred1 = ModePredictor(2 * ntheta + 1)
             const = self._aic_const
-            lean = pirls.mode_evaluator(joint=True) if const is not None else None
+            lean = pirls.mode_evaluator(True, self._tol_stay) if const is not None else None
 
             def f1(theta: np.ndarray) -> float:
                 ub = pred1.predict(theta)
@@ -358,7 +362,7 @@ class GeneralizedEngine(Engine):
             # ---- stage 2: θ and β together, u by PIRLS
             warm_u = [u1]
             x0 = np.concatenate([theta1, np.zeros(d.fixed.p)])
-            f2, pred2 = self._stage2_criterion(warm_u, (x0, u1))
+            f2, pred2 = self._stage2_criterion(warm_u, (x0, u1), tol_stay=self._tol_stay)
             lower2 = np.concatenate([lower, np.full(d.fixed.p, -np.inf)])
             step = np.concatenate(
                 [
@@ -369,11 +373,12 @@ class GeneralizedEngine(Engine):
             r2 = bobyqa(f2, x0, lower2, initial_step=step)
             self.optinfo = r2
             u2 = pred2.predict(r2.x)  # the mode at r2.x: it was evaluated
-            if check_conv:
-                probe = Probe.at(f2, r2.x, lower2, f0=r2.fun)
+            if check_conv:  # finite differences: the criterion with every mode polished
+                f2c, _ = self._stage2_criterion(warm_u, predictor=pred2)
+                probe = Probe.at(f2c, r2.x, lower2, f0=r2.fun)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
-                    msgs = check_convergence(f2, r2.x, lower2, warn=False, probe=probe)
+                    msgs = check_convergence(f2c, r2.x, lower2, warn=False, probe=probe)
             theta, beta = r2.x[:ntheta], self._to_beta(r2.x[ntheta:])
             self.install(theta, beta, warm_u[0] if u2 is None else u2)
         self.convergence_messages = msgs
@@ -405,24 +410,30 @@ class GeneralizedEngine(Engine):
         return b1 + self._Rx1_inv @ delta
 
     def _stage2_criterion(
-        self, warm_u: list[np.ndarray], known: tuple[np.ndarray, np.ndarray] | None = None
+        self,
+        warm_u: list[np.ndarray],
+        known: tuple[np.ndarray, np.ndarray] | None = None,
+        *,
+        predictor: ModePredictor | None = None,
+        tol_stay: float = 0.0,
     ) -> tuple[Callable[[np.ndarray], float], ModePredictor]:
         """The criterion over x = (θ, δ), and the predictor of its modes.
 
         u starts where the modes at the last evaluations predict
-        (:class:`~mixedfx.glm.mode_predictor.ModePredictor`; ``known``, a point and its mode,
-        seeds it), else from the last evaluation's; ``warm_u[0]`` is the last mode. The
-        Laplace criterion (with the family's constant) runs through the lean compiled PIRLS
-        where there is one.
+        (:class:`~mixedfx.glm.mode_predictor.ModePredictor`, ``predictor`` or a new one;
+        ``known``, a point and its mode, seeds it), else from the last evaluation's;
+        ``warm_u[0]`` is the last mode. The Laplace criterion (with the family's constant)
+        runs through the lean compiled PIRLS where there is one, which with ``tol_stay`` > 0
+        stops without the last Fisher step when that step is below ``tol_stay`` (relative).
         """
         ntheta = self.design.theta_lower().size
-        pred = ModePredictor(2 * (ntheta + self.design.fixed.p) + 1)
+        pred = predictor or ModePredictor(2 * (ntheta + self.design.fixed.p) + 1)
         if known is not None:
             pred.add(*known)
         const = self._aic_const
         lean = None
         if const is not None and self._ghq is None:
-            lean = self.pirls.mode_evaluator(joint=False)
+            lean = self.pirls.mode_evaluator(False, tol_stay)
 
         def f2(x: np.ndarray) -> float:
             theta = x[:ntheta]

@@ -239,6 +239,7 @@ class PIRLS:
             u,
             cold,
             self.tol,
+            0.0,
             self.maxit,
             self.max_halvings,
             eta,
@@ -257,7 +258,7 @@ class PIRLS:
         return res
 
     def mode_evaluator(
-        self, joint: bool
+        self, joint: bool, tol_stay: float = 0.0
     ) -> Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, float]] | None:
         """A lean compiled PIRLS for an optimizer's many evaluations, or None where PIRLS
         does not run compiled (vector-valued terms, a user's family).
@@ -280,7 +281,7 @@ class PIRLS:
         y, wt, X, off = self.y, self.wt, self.X, self.offset
         X0, b0 = self._X0, np.empty(0)
         pl = (plan.r1, plan.z1, plan.rrows, plan.rz, plan.pos21, plan.ptr, plan.rows)
-        opts = (self.tol, self.maxit, self.max_halvings)
+        opts = (self.tol, tol_stay, self.maxit, self.max_halvings)
 
         def evaluate(theta: np.ndarray, beta: np.ndarray, u: np.ndarray) -> tuple[float, float]:
             scale[:qr] = theta[idx]

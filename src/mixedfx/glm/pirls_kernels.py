@@ -364,6 +364,7 @@ def pirls_scalar(  # pragma: no cover - compiled
     u,
     cold,
     tol,
+    tol_stay,
     maxit,
     max_halvings,
     eta,
@@ -465,6 +466,11 @@ def pirls_scalar(  # pragma: no cover - compiled
         for k in range(p):
             size = max(size, abs(b_new[k] - beta[k]))
             big = max(big, abs(beta[k]))
+        if size <= tol_stay * (1.0 + big):
+            # a step this small moves the criterion by less than its rounding: stay, the
+            # pass and the factor are at this point already
+            converged = True
+            break
         if size <= tol * (1.0 + big):
             # take the last (tiny) step and factor there: log|L| depends on u to first order
             converged = True
