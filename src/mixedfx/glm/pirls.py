@@ -190,12 +190,12 @@ class PIRLS:
             m, n1, npair = plan.m, plan.n1, plan.rows.size
             dense = npair * 3 >= n1 * m and 1024 <= n1 * m <= 4_000_000
             size = PK.workspace_sizes(self.n, n1, npair, m, self.q, plan.p)
-            ws = (
-                np.zeros((m, m)),
-                np.zeros(size),
-                np.zeros(m, dtype=np.int64),
-                np.zeros((m, n1 if dense else 0)),
-            )
+            iwork = np.zeros(m, dtype=np.int64)
+            if not dense and m <= 4000:  # the sparse columns' pattern, once
+                pattern = PK.trailing_pattern(m, plan.p + 1, plan.rrows, plan.ptr, plan.rows)
+                if pattern[0] > 0:
+                    iwork = np.concatenate([iwork, pattern])
+            ws = (np.zeros((m, m)), np.zeros(size), iwork, np.zeros((m, n1 if dense else 0)))
             self._ws[id(plan)] = ws
         return ws
 

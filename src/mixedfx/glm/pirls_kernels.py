@@ -27,7 +27,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["glm_working", "pirls_scalar", "workspace_sizes"]
+__all__ = ["glm_working", "pirls_scalar", "trailing_pattern", "workspace_sizes"]
 
 _EPS = 2.220446049250313e-16
 _SQRT2 = 1.4142135623730951
@@ -220,7 +220,9 @@ def _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, idx):  
     then factored in place (lower triangle): column by column while a column has few
     nonzeros below its diagonal (the Schur update then touches only those), densely for the
     rest. ``Sd`` (m × n1, or empty) is the workspace of the dense Schur update when the first
-    block column is mostly filled; ``idx`` (m) the nonzero rows of a column.
+    block column is mostly filled; ``idx`` (m) the nonzero rows of a column, followed (when
+    longer than m) by the pattern of :func:`trailing_pattern`: the sparse columns then take
+    their rows from it and only the pattern of G is ever written (the rest stays zero).
     """
     n1 = A11.shape[0]
     m = A22.shape[0]
@@ -233,9 +235,19 @@ def _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, idx):  
         f = theta1 / d
         for a in range(ptr[lev], ptr[lev + 1]):
             P[a] = vals[a] * f
-    for i in range(m):
+    known = idx.shape[0] > m
+    jk = idx[m] if known else 0  # the sparse columns of the known pattern
+    cp = idx[m + 1 : m + jk + 2]
+    ri = idx[m + jk + 2 :]
+    for j in range(jk):  # their pattern only
+        sj = scale[j]
+        G[j, j] = sj * sj * A22[j, j] + (1.0 if j < q else 0.0)
+        for a in range(cp[j], cp[j + 1]):
+            i = ri[a]
+            G[i, j] = scale[i] * sj * A22[i, j]
+    for i in range(jk, m):
         si = scale[i]
-        for j in range(i + 1):
+        for j in range(jk, i + 1):
             G[i, j] = si * scale[j] * A22[i, j]
         if i < q:
             G[i, i] += 1.0
@@ -254,8 +266,24 @@ def _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, idx):  
                 for b in range(ptr[lev], a + 1):
                     G[ra, rows[b]] -= pa * P[b] * scale[rows[b]]
     # sparse columns first (right-looking: each column's outer product into the rest)
-    j0 = 0
-    while j0 < m:
+    for j in range(jk):
+        d = G[j, j]
+        if not d > 0.0:
+            return math.inf, False
+        d = math.sqrt(d)
+        G[j, j] = d
+        if j < q:
+            logdet += math.log(d)
+        for a in range(cp[j], cp[j + 1]):
+            G[ri[a], j] /= d
+        for a in range(cp[j], cp[j + 1]):
+            ia = ri[a]
+            la = G[ia, j]
+            for b in range(cp[j], a + 1):
+                ib = ri[b]
+                G[ia, ib] -= la * G[ib, j]
+    j0 = jk
+    while j0 < m and not known:
         j = j0
         nnz = 0
         for i in range(j + 1, m):
@@ -313,6 +341,68 @@ def _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, idx):  
                 s -= G[i, c] * G[j, c]
             G[i, j] = s / d
     return logdet, True
+
+
+@njit(cache=True)
+def trailing_pattern(m, nx, rrows, ptr, rows):  # pragma: no cover - compiled
+    """The sparse columns of :func:`_factor`'s trailing block, found once from the structure.
+
+    The pattern of G before factoring: the later terms' pairs and the XY rows (what
+    :func:`_pass` accumulates), the first term's Schur pairs (``ptr``/``rows``), the
+    diagonal; then the symbolic elimination of the columns :func:`_factor` takes one by one
+    (fewer than a quarter of the rows below nonzero, or 8 rows left), each adding the fill
+    of its rows' pairs. Returns ``[j0, colptr (j0 + 1), rows (ascending per column)]``, the
+    rows below the diagonal of the first j0 columns, for the end of ``_factor``'s ``idx``.
+    """
+    q = m - nx
+    pat = np.zeros((m, m), dtype=np.bool_)
+    K, n = rrows.shape
+    for i in range(m):
+        pat[i, i] = True
+    for i in range(n):
+        for t in range(K):
+            rt = rrows[t, i]
+            for s in range(t + 1):
+                rs = rrows[s, i]
+                pat[max(rt, rs), min(rt, rs)] = True
+            for c in range(nx):
+                pat[q + c, rt] = True
+    for c in range(nx):
+        for d in range(c + 1):
+            pat[q + c, q + d] = True
+    for lev in range(ptr.shape[0] - 1):
+        for a in range(ptr[lev], ptr[lev + 1]):
+            for b in range(ptr[lev], a + 1):
+                ra, rb = rows[a], rows[b]
+                pat[max(ra, rb), min(ra, rb)] = True
+    nz = np.empty(m, dtype=np.int64)
+    j0 = 0
+    total = 0
+    while j0 < m:
+        j = j0
+        nnz = 0
+        for i in range(j + 1, m):
+            if pat[i, j]:
+                nz[nnz] = i
+                nnz += 1
+        if 4 * nnz > m - j and m - j > 8:
+            break
+        for a in range(nnz):
+            for b in range(a + 1):
+                pat[nz[a], nz[b]] = True
+        total += nnz
+        j0 += 1
+    out = np.empty(j0 + 2 + total, dtype=np.int64)
+    out[0] = j0
+    o = j0 + 2
+    out[1] = 0
+    for j in range(j0):
+        for i in range(j + 1, m):
+            if pat[i, j]:
+                out[o] = i
+                o += 1
+        out[j + 2] = o - (j0 + 2)
+    return out
 
 
 @njit(cache=True)
