@@ -111,3 +111,21 @@ def test_mode_evaluator_matches_fit():
     u = ref.u.copy()
     pd2, logdet2 = loose(theta, beta, u)
     assert pd2 + 2 * logdet2 == pytest.approx(ref.pdev + 2 * ref.logdet_L, rel=1e-12)
+
+
+@pytest.mark.parametrize("formula", ["x + (1 | obs) + (1 | brood) + (1 | loc)", "x + (1 | brood)"])
+def test_mode_slopes_match_finite_differences(formula):
+    """∂û/∂β from the joint factor against central differences of the mode over β."""
+    m = GeneralizedLinearMixedModel(f"count ~ {formula}", _nested(), family=Poisson())
+    theta = np.array([0.4, 0.6, 0.9])[: m.design.theta_lower().size]
+    q = m.design.q
+    res = m.pirls.fit_ub(theta, np.zeros(q), np.zeros(m.p))
+    J = m.pirls.mode_slopes(theta)
+    assert J is not None and J.shape == (q, m.p)
+    h = 1e-5
+    for j in range(m.p):
+        e = np.zeros(m.p)
+        e[j] = h
+        up = m.pirls.fit_u(theta, res.beta + e, res.u).u
+        dn = m.pirls.fit_u(theta, res.beta - e, res.u).u
+        np.testing.assert_allclose(J[:, j], (up - dn) / (2 * h), rtol=1e-5, atol=1e-6)

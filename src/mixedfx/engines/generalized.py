@@ -363,6 +363,15 @@ class GeneralizedEngine(Engine):
             warm_u = [u1]
             x0 = np.concatenate([theta1, np.zeros(d.fixed.p)])
             f2, pred2 = self._stage2_criterion(warm_u, (x0, u1), tol_stay=self._tol_stay)
+            # the slopes ∂û/∂δ at x0 from stage 1's factor: points one whitened step away in
+            # δ (BOBYQA's first ones) then start from a first-order prediction of the mode
+            J = pirls.mode_slopes(theta1)
+            if J is not None and np.all(np.isfinite(J)):
+                Jd = J @ self._Rx1_inv
+                for j in range(d.fixed.p):
+                    xj = x0.copy()
+                    xj[ntheta + j] += 1e-3
+                    pred2.add(xj, u1 + 1e-3 * Jd[:, j])
             lower2 = np.concatenate([lower, np.full(d.fixed.p, -np.inf)])
             step = np.concatenate(
                 [

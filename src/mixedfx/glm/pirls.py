@@ -120,6 +120,7 @@ class PIRLS:
             np.arange(1, len(self.terms), dtype=np.intp), [t.nlevels for t in self.terms[1:]]
         )
         self._X0 = np.empty((self.n, 0))
+        self._last_L11: np.ndarray | None = None  # of the last compiled joint PIRLS
         self._ws: dict[int, tuple[np.ndarray, ...]] = {}
 
     # ------------------------------------------------------------------ pieces
@@ -252,10 +253,27 @@ class PIRLS:
         )
         res = PirlsResult(u, beta, eta, mu, pd, logdet, it, conv, L11, passes=npass)
         p = X.shape[1]
+        if p:
+            self._last_L11 = L11 if np.isfinite(pd) else None
         if p and np.isfinite(pd):
             q = plan.q_rest
             res.Rx = np.tril(G[q : q + p, q : q + p]).T
         return res
+
+    def mode_slopes(self, theta: np.ndarray) -> np.ndarray | None:
+        """∂û/∂β (q × p) at the mode the last compiled :meth:`fit_ub` found at θ (its factor
+        is still in the workspace), or None where PIRLS does not run compiled."""
+        if not self.compiled or self._plan_b is None or id(self._plan_b) not in self._ws:
+            return None
+        plan = self._plan_b
+        G, work, _, _ = self._ws[id(plan)]
+        if self._last_L11 is None:
+            return None
+        scale = np.ones(plan.m)
+        scale[: plan.q_rest] = np.asarray(theta, dtype=float)[self._scale_index]
+        J = np.empty((self.q, plan.p))
+        PK.mode_slopes(G, work, self._last_L11, plan.ptr, plan.rows, scale, plan.p + 1, J)
+        return J
 
     def mode_evaluator(
         self, joint: bool, tol_stay: float = 0.0
@@ -287,6 +305,7 @@ class PIRLS:
             scale[:qr] = theta[idx]
             if joint:
                 fixed, XX, bb = off, X, beta
+                self._last_L11 = None  # the workspace's factor is no longer fit_ub's
             else:
                 fixed, XX, bb = off + X @ beta, X0, b0
             pd, logdet, _, _, _ = kern(

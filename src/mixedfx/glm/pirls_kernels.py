@@ -27,7 +27,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["glm_working", "pirls_scalar", "trailing_pattern", "workspace_sizes"]
+__all__ = ["glm_working", "mode_slopes", "pirls_scalar", "trailing_pattern", "workspace_sizes"]
 
 _EPS = 2.220446049250313e-16
 _SQRT2 = 1.4142135623730951
@@ -632,6 +632,43 @@ def pirls_scalar(  # pragma: no cover - compiled
             converged = True
             break
     return pd, logdet, it, converged, npass
+
+
+@njit(cache=True)
+def mode_slopes(G, work, L11, ptr, rows, scale, nx, J):  # pragma: no cover - compiled
+    """∂û/∂β (nu × p, into ``J``) from the joint factor :func:`pirls_scalar` left at a mode.
+
+    With β held fixed the mode solves (Λ'Z'WZΛ + I) u = Λ'Z'W(z − Xβ), so
+    ∂u/∂β = −L_Z'⁻¹ L_XZ': the X rows of the factor, restricted to the random-effects
+    columns, back-substituted through L_Z' (the trailing block's later-term rows, then the
+    first term level by level, as :func:`_solve` does for the response row). ``work`` is
+    :func:`pirls_scalar`'s workspace (its P block), ``L11`` and ``G`` its factor.
+    """
+    n1 = L11.shape[0]
+    m = G.shape[0]
+    q = m - nx
+    npair = rows.shape[0]
+    P = work[2 * n1 + 2 * npair : 2 * n1 + 3 * npair]
+    v = np.empty(q)
+    for j in range(nx - 1):
+        r = q + j
+        for i in range(q):
+            v[i] = G[r, i]
+        for i in range(q - 1, -1, -1):
+            vi = v[i] / G[i, i]
+            v[i] = vi
+            if vi != 0.0:
+                for k in range(i):
+                    v[k] -= G[i, k] * vi
+        for i in range(q):
+            J[n1 + i, j] = -v[i]
+        for lev in range(n1):
+            xs = ptr[lev + 1] - nx
+            s = 0.0
+            for a in range(ptr[lev], xs):
+                ra = rows[a]
+                s += P[a] * scale[ra] * v[ra]
+            J[lev, j] = -(P[xs + j] - s) / L11[lev]
 
 
 def workspace_sizes(n: int, n1: int, npair: int, m: int, nu: int, p: int) -> int:
