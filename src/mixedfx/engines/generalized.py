@@ -313,13 +313,14 @@ class GeneralizedEngine(Engine):
                 ub = pred1.predict(theta)
                 if lean is not None and ub is not None:
                     pd, logdet = lean(theta, ub[q:], ub[:q])  # ub becomes the mode
-                    if not math.isfinite(pd):
-                        pred1.clear()
-                        return math.inf
-                    pred1.add(theta, ub)
-                    return pd + const + 2.0 * logdet  # laplace(): Σ d_i + aic const + ...
+                    if math.isfinite(pd):
+                        pred1.add(theta, ub)
+                        return pd + const + 2.0 * logdet  # laplace(): Σ d_i + aic const + ...
+                    ub = None  # no mode from the prediction: from the family's start
                 u0, b0 = (None, None) if ub is None else (ub[:q], ub[q:])
                 res = pirls.fit_ub(theta, u0, b0, eta_start)
+                if not np.isfinite(res.pdev) and u0 is not None:  # from the family's start
+                    res = pirls.fit_ub(theta, None, None, eta_start)
                 if not np.isfinite(res.pdev):
                     pred1.clear()
                     return math.inf
@@ -451,6 +452,9 @@ class GeneralizedEngine(Engine):
             if lean is not None:
                 u = np.array(warm_u[0], dtype=float) if u0 is None else u0
                 pd, logdet = lean(theta, beta, u)  # u becomes the mode
+                if not math.isfinite(pd) and u0 is not None:  # again from the last mode
+                    u = np.array(warm_u[0], dtype=float)
+                    pd, logdet = lean(theta, beta, u)
                 if not math.isfinite(pd):
                     pred.clear()
                     return math.inf
@@ -458,6 +462,8 @@ class GeneralizedEngine(Engine):
                 pred.add(x, u)
                 return pd + const + 2.0 * logdet  # laplace(): Σ d_i + aic const + ...
             res = self.pirls.fit_u(theta, beta, warm_u[0] if u0 is None else u0)
+            if not np.isfinite(res.pdev) and u0 is not None:  # again from the last mode
+                res = self.pirls.fit_u(theta, beta, warm_u[0])
             if not np.isfinite(res.pdev):
                 pred.clear()
                 return math.inf
