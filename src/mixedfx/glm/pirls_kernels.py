@@ -130,7 +130,7 @@ def glm_working(fam, link, eta, y, wt, mu, sqrtw, wres, want_weights):  # pragma
 
 @njit(cache=True)
 def _pass(  # pragma: no cover - compiled
-    fam, link, data, theta1, scale, beta, u, given_eta, system, eta, mu, A11, vals, A22, xy, XW
+    fam, link, data, theta1, scale, beta, u, given_eta, system, eta, mu, A11, vals, A22, xy, XW, wr2
 ):
     """One pass over the observations; returns Σ deviance residuals.
 
@@ -140,7 +140,9 @@ def _pass(  # pragma: no cover - compiled
     in the plan's order) and the lower triangle of ``A22`` (later terms, X, working response);
     ``data`` = (y, prior weights, fixed part of η, X, and the plan's r1, z1, rrows, rz, pos21,
     ptr), ``XW`` (n × (p + 1), or empty: then summed per row) the rows of √w [X z] for one
-    BLAS cross-product.
+    BLAS cross-product, ``wr2`` (2 × n) the working weights and residuals between the loops.
+    Three loops (η; the family's formulas; the sums) rather than one: each is short enough
+    for the processor to overlap its iterations.
     """
     y, wt, fixed, X, r1, z1, rrows, rz, pos21, ptr = data
     n = y.shape[0]
@@ -155,22 +157,27 @@ def _pass(  # pragma: no cover - compiled
         A22[:, :] = 0.0
     total = 0.0
     zz = 0.0
-    for i in range(n):
-        lev = r1[i]
-        if given_eta:
-            e = eta[i]
-        else:
-            e = fixed[i] + theta1 * z1[i] * u[lev]
+    if not given_eta:
+        for i in range(n):
+            e = fixed[i] + theta1 * z1[i] * u[r1[i]]
             for t in range(K):
                 r = rrows[t, i]
                 e += scale[r] * rz[t, i] * u[n1 + r]
             for j in range(p):
                 e += X[i, j] * beta[j]
             eta[i] = e
-        m, w, wr, dev = _glm_obs(fam, link, e, y[i], wt[i])
+    for i in range(n):
+        m, w, wr, dev = _glm_obs(fam, link, eta[i], y[i], wt[i])
         mu[i] = m
         total += dev
-        if system:
+        wr2[0, i] = w
+        wr2[1, i] = wr
+    if system:
+        for i in range(n):
+            lev = r1[i]
+            e = eta[i]
+            w = wr2[0, i]
+            wr = wr2[1, i]
             for j in range(p):
                 xy[j] = X[i, j]
             xy[p] = e - fixed[i] + wr
@@ -517,6 +524,8 @@ def pirls_scalar(  # pragma: no cover - compiled
     o += nx
     v = work[o : o + m]
     o += m
+    wr2 = work[o : o + 2 * n].reshape((2, n))
+    o += 2 * n
     data = (y, wt, fixed, X, r1, z1, rrows, rz, pos21, ptr)
     # √w [X z] for a BLAS cross-product when the rows are many (else accumulated per row)
     nxw = n if p > 0 and n * nx * nx >= _BLAS_ROWS else 0
@@ -525,20 +534,54 @@ def pirls_scalar(  # pragma: no cover - compiled
     npass = 0
     if cold:
         npass += 1
-        _pass(fam, link, data, theta1, scale, beta, u, True, True, eta, mu, A11, vals, A22, xy, XW)
+        _pass(
+            fam,
+            link,
+            data,
+            theta1,
+            scale,
+            beta,
+            u,
+            True,
+            True,
+            eta,
+            mu,
+            A11,
+            vals,
+            A22,
+            xy,
+            XW,
+            wr2,
+        )
         logdet, ok = _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, iwork)
         if not ok:
             return math.inf, math.inf, 0, False, 1
         _solve(G, ptr, rows, P, L11, scale, n1, nx, u, beta, v)
     npass += 1
     pd = _pass(
-        fam, link, data, theta1, scale, beta, u, False, True, eta, mu, A11, vals, A22, xy, XW
+        fam, link, data, theta1, scale, beta, u, False, True, eta, mu, A11, vals, A22, xy, XW, wr2
     ) + np.dot(u, u)
     if not np.isfinite(pd) and p == 0:  # a start the family cannot take: u = 0
         u[:] = 0.0
         npass += 1
         pd = _pass(
-            fam, link, data, theta1, scale, beta, u, False, True, eta, mu, A11, vals, A22, xy, XW
+            fam,
+            link,
+            data,
+            theta1,
+            scale,
+            beta,
+            u,
+            False,
+            True,
+            eta,
+            mu,
+            A11,
+            vals,
+            A22,
+            xy,
+            XW,
+            wr2,
         )
     logdet = math.inf
     converged = False
@@ -584,6 +627,7 @@ def pirls_scalar(  # pragma: no cover - compiled
                 A22,
                 xy,
                 XW,
+                wr2,
             ) + np.dot(u, u)
             logdet, ok = _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, iwork)
             if not ok:
@@ -614,6 +658,7 @@ def pirls_scalar(  # pragma: no cover - compiled
                 A22c,
                 xy,
                 XW,
+                wr2,
             )
             pd_c += np.dot(u_c, u_c)
             if pd_c <= pd + 1e-11 * abs(pd):
@@ -674,4 +719,4 @@ def mode_slopes(G, work, L11, ptr, rows, scale, nx, J):  # pragma: no cover - co
 def workspace_sizes(n: int, n1: int, npair: int, m: int, nu: int, p: int) -> int:
     """Length of :func:`pirls_scalar`'s float workspace."""
     xw = n * (p + 1) if p else 0
-    return 2 * n1 + 3 * npair + 2 * m * m + 2 * n + 2 * nu + 2 * p + (p + 1) + m + xw
+    return 2 * n1 + 3 * npair + 2 * m * m + 4 * n + 2 * nu + 2 * p + (p + 1) + m + xw
