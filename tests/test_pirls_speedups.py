@@ -129,3 +129,21 @@ def test_mode_slopes_match_finite_differences(formula):
         up = m.pirls.fit_u(theta, res.beta + e, res.u).u
         dn = m.pirls.fit_u(theta, res.beta - e, res.u).u
         np.testing.assert_allclose(J[:, j], (up - dn) / (2 * h), rtol=1e-5, atol=1e-6)
+
+
+def test_fit_u_factored_matches_blocked_factor_path():
+    """The installed state: the mode found compiled, factor_u made there once, as the
+    iteration through BlockedFactor leaves it."""
+    m = GeneralizedLinearMixedModel(
+        "y01 ~ x + (1 | brood) + (1 | loc)", _nested(), family=Binomial()
+    )
+    theta, beta = np.array([0.7, 0.5]), np.array([0.2, 0.3])
+    q = m.design.q
+    a = m.pirls.fit_u_factored(theta, beta, np.zeros(q))
+    L_a = m.pirls.factor_u.L11.copy()
+    b = m.pirls.fit_u(theta, beta, np.zeros(q), compiled=False)
+    np.testing.assert_allclose(a.u, b.u, atol=1e-9)
+    assert a.pdev == pytest.approx(b.pdev, rel=1e-11)
+    assert a.logdet_L == pytest.approx(b.logdet_L, rel=1e-11)
+    np.testing.assert_allclose(L_a, m.pirls.factor_u.L11, rtol=1e-9)
+    np.testing.assert_allclose(a.mu, b.mu, rtol=1e-9)

@@ -479,7 +479,7 @@ class GeneralizedEngine(Engine):
         theta = np.asarray(theta, dtype=float).copy()
         beta = np.asarray(beta, dtype=float).copy()
         # the final state through BlockedFactor: conditional variances read factor_u
-        res = self.pirls.fit_u(theta, beta, u, compiled=False)
+        res = self.pirls.fit_u_factored(theta, beta, u)
         self._theta, self._beta, self._u = theta, beta, res.u.copy()
         self._objective = self.laplace(res) if self.nAGQ == 0 else self.criterion(theta, res)
         self.pirls_result = res

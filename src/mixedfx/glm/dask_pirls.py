@@ -195,6 +195,10 @@ class DaskPIRLS:
         return int(st.get("extreme", 0.0))
 
     # ------------------------------------------------------------ iterations
+    def fit_u_factored(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray) -> PirlsResult:
+        """:meth:`fit_u` (its factor is ``factor_u``, at the mode it returns)."""
+        return self.fit_u(theta, beta, u0)
+
     def mode_slopes(self, theta: np.ndarray) -> None:
         """None: the slopes of the mode are offered by the compiled PIRLS only
         (:meth:`mixedfx.glm.pirls.PIRLS.mode_slopes`)."""

@@ -175,6 +175,26 @@ class PIRLS:
         lams = lambda_blocks(theta, self.ks)
         return self._iterate(theta, lams, fixed, u, beta)
 
+    def fit_u_factored(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray) -> PirlsResult:
+        """:meth:`fit_u` leaving ``factor_u`` at the mode (conditional variances read it).
+
+        With compiled PIRLS the mode is found compiled and ``factor_u`` made once there (one
+        pass, one factorization); otherwise the iteration runs through ``factor_u`` itself.
+        """
+        theta = np.asarray(theta, dtype=float)
+        if self.compiled:
+            r = self.fit_u(theta, beta, u0)
+            if np.isfinite(r.pdev):
+                lams = lambda_blocks(theta, self.ks)
+                zu = self.zlam_u(lams, r.u)
+                eta = self.offset + self.X @ r.beta + zu
+                mu, sw, wr, pd = self.evaluate(eta, r.u)
+                self._plan_u.compute(sw, zu + wr, out=self._A_u, sum_log_w=False)
+                st = self.factor_u.update(theta)
+                if st.ok and np.isfinite(pd):
+                    return PirlsResult(r.u, r.beta, eta, mu, pd, st.logdet_Lz, r.iterations, True)
+        return self.fit_u(theta, beta, u0, compiled=False)
+
     def _fit_u_compiled(
         self, theta: np.ndarray, fixed: np.ndarray, u: np.ndarray, beta: np.ndarray
     ) -> PirlsResult:
