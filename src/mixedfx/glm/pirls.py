@@ -148,13 +148,19 @@ class PIRLS:
         dev = PK.glm_working(*self.codes, eta, self.y, self.wt, mu, sw, wr, True)
         return mu, sw, wr, float(dev + u @ u)
 
-    def _ensure_joint(self) -> tuple[CrossProductPlan, BlockedFactor]:
+    def _joint_plan(self) -> CrossProductPlan:
+        """The cross-product plan of [ZΛ | X | z] (u and β together), made when first needed."""
         if self._plan_b is None:
             self._plan_b = CrossProductPlan(self.design)
-            self._A_b = self._plan_b.empty()
+        return self._plan_b
+
+    def _ensure_joint(self) -> tuple[CrossProductPlan, BlockedFactor]:
+        """The joint plan and its BlockedFactor (the compiled PIRLS needs only the plan)."""
+        plan = self._joint_plan()
+        if self.factor_b is None:
+            self._A_b = plan.empty()
             self.factor_b = BlockedFactor(self._A_b, self.terms, grouped=False)
-        assert self.factor_b is not None
-        return self._plan_b, self.factor_b
+        return plan, self.factor_b
 
     # ------------------------------------------------------------ iterations
     def fit_u(
@@ -310,7 +316,7 @@ class PIRLS:
         """
         if not self.compiled or self.codes is None:
             return None
-        plan = self._ensure_joint()[0] if joint else self._plan_u
+        plan = self._joint_plan() if joint else self._plan_u
         G, work, iwork, Sd = self._workspace(plan)
         scale = np.ones(plan.m)
         qr, idx = plan.q_rest, self._scale_index
@@ -355,9 +361,8 @@ class PIRLS:
             With all-scalar terms, run compiled; False runs through ``factor_b``, leaving it
             (and its R_X) at the mode.
         """
-        plan, f = self._ensure_joint()
-        lams = lambda_blocks(theta, self.ks)
         if self.compiled and compiled:
+            plan = self._joint_plan()
             th = np.asarray(theta, dtype=float)
             if u0 is None or beta0 is None:
                 assert eta_start is not None
@@ -365,6 +370,8 @@ class PIRLS:
                 return self._compiled(plan, th, self.offset, self.X, beta, u, eta_start)
             u, beta = np.array(u0, float, copy=True), np.array(beta0, float, copy=True)
             return self._compiled(plan, th, self.offset, self.X, beta, u)
+        plan, f = self._ensure_joint()
+        lams = lambda_blocks(theta, self.ks)
         if u0 is None or beta0 is None:
             assert eta_start is not None
             _, sw, wr, _ = self.evaluate(eta_start, np.zeros(0))
