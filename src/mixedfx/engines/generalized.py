@@ -357,9 +357,10 @@ class GeneralizedEngine(Engine):
                 return
             if res1.Rx is not None:  # the compiled PIRLS's R_X at the mode
                 Rx = res1.Rx
-            else:  # factor_b is at the mode
-                assert pirls.factor_b is not None
+            elif pirls.factor_b is not None:  # factor_b is at the mode
                 Rx = pirls.factor_b.Rx()
+            else:  # the compiled PIRLS found no mode at θ₁: unwhitened
+                Rx = np.eye(d.fixed.p)
             if not np.all(np.isfinite(Rx)) or np.any(np.abs(np.diag(Rx)) < 1e-12):
                 Rx = np.eye(d.fixed.p)
             self._Rx1, self._beta1, self._theta1 = Rx, beta1, theta1
