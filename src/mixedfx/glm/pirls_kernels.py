@@ -172,7 +172,25 @@ def _pass(  # pragma: no cover - compiled
         total += dev
         wr2[0, i] = w
         wr2[1, i] = wr
-    if system:
+    if system and p == 0:  # u alone: the working response is the only XY row
+        for i in range(n):
+            lev = r1[i]
+            w = wr2[0, i]
+            zw = eta[i] - fixed[i] + wr2[1, i]
+            zi = z1[i]
+            a = w * zi
+            A11[lev] += a * zi
+            vals[ptr[lev + 1] - 1] += a * zw
+            for t in range(K):
+                zt = rz[t, i]
+                bt = w * zt
+                rt = rrows[t, i]
+                vals[pos21[t, i]] += a * zt
+                for s in range(t + 1):
+                    A22[rt, rrows[s, i]] += bt * rz[s, i]
+                A22[q, rt] += bt * zw
+            zz += w * zw * zw
+    elif system:
         for i in range(n):
             lev = r1[i]
             e = eta[i]
@@ -196,9 +214,7 @@ def _pass(  # pragma: no cover - compiled
                     A22[rt, rrows[s, i]] += bt * rz[s, i]
                 for c in range(nx):
                     A22[q + c, rt] += bt * xy[c]
-            if p == 0:
-                zz += w * xy[0] * xy[0]
-            elif XW.shape[0] == 0:  # few rows: the lower triangle of [X z]'W[X z] directly
+            if XW.shape[0] == 0:  # few rows: the lower triangle of [X z]'W[X z] directly
                 for c in range(nx):
                     wc = w * xy[c]
                     for d in range(c + 1):
