@@ -639,7 +639,7 @@ def _qr_r(X: np.ndarray) -> np.ndarray:
     For p ≤ 32 LAPACK's dgeqrf is called directly: with so few columns it runs its unblocked
     code whatever the workspace, so R is the same to the bit, without scipy's ~20 µs of
     argument handling (a small model's fit pays it once); one BLAS thread for large X."""
-    if X.size >= 50_000:
+    if X.size >= 10_000:
         # Householder steps are BLAS-2: threads gain little, and under load OpenBLAS's
         # waiting threads cost 10x (VerbAgg's 7584 x 8: 2.6 ms on one thread, 29 ms on two)
         with one_thread("blas"):

@@ -11,6 +11,7 @@ gives to formulaic.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -39,11 +40,18 @@ def evaluate_arithmetic(
         ``name -> float array`` of a numeric column, or None when there is no such numeric
         column (the expression is then left to formulaic, which reports the problem).
     """
+    tree = _parse(text.strip())
+    return None if tree is None else _eval(tree.body, column)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(text: str) -> ast.Expression | None:
+    """The expression's syntax tree (read, never changed), parsed once per text; None when
+    it is not an expression."""
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        return ast.parse(text, mode="eval")
     except SyntaxError:
         return None
-    return _eval(tree.body, column)
 
 
 def _eval(node: ast.AST, column: Callable[[str], np.ndarray | None]) -> Any:

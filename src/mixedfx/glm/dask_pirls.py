@@ -195,6 +195,21 @@ class DaskPIRLS:
         return int(st.get("extreme", 0.0))
 
     # ------------------------------------------------------------ iterations
+    def fit_u_factored(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray) -> PirlsResult:
+        """:meth:`fit_u` (its factor is ``factor_u``, at the mode it returns)."""
+        return self.fit_u(theta, beta, u0)
+
+    def mode_slopes(self, theta: np.ndarray) -> None:
+        """None: the slopes of the mode are offered by the compiled PIRLS only
+        (:meth:`mixedfx.glm.pirls.PIRLS.mode_slopes`)."""
+        return None
+
+    def mode_evaluator(self, joint: bool, tol_stay: float = 0.0) -> None:
+        """None: PIRLS over partitions has no lean compiled form (the engine then calls
+        :meth:`fit_u` and :meth:`fit_ub`, as :meth:`mixedfx.glm.pirls.PIRLS.mode_evaluator`
+        explains)."""
+        return None
+
     def fit_u(
         self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray, compiled: bool = True
     ) -> PirlsResult:

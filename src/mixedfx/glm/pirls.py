@@ -31,6 +31,7 @@ step halvings and quadrature nodes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,8 @@ class PirlsResult:
     """Diagonal of the first term's factor blocks (scalar first term), for AGQ."""
     Rx: np.ndarray | None = None
     """R_X of the joint (u, β) system at the mode, when the compiled PIRLS made it."""
+    passes: int = 0
+    """Passes over the observations the compiled PIRLS made (0 when not compiled)."""
 
 
 class PIRLS:
@@ -117,6 +120,7 @@ class PIRLS:
             np.arange(1, len(self.terms), dtype=np.intp), [t.nlevels for t in self.terms[1:]]
         )
         self._X0 = np.empty((self.n, 0))
+        self._last_L11: np.ndarray | None = None  # of the last compiled joint PIRLS
         self._ws: dict[int, tuple[np.ndarray, ...]] = {}
 
     # ------------------------------------------------------------------ pieces
@@ -144,13 +148,19 @@ class PIRLS:
         dev = PK.glm_working(*self.codes, eta, self.y, self.wt, mu, sw, wr, True)
         return mu, sw, wr, float(dev + u @ u)
 
-    def _ensure_joint(self) -> tuple[CrossProductPlan, BlockedFactor]:
+    def _joint_plan(self) -> CrossProductPlan:
+        """The cross-product plan of [ZΛ | X | z] (u and β together), made when first needed."""
         if self._plan_b is None:
             self._plan_b = CrossProductPlan(self.design)
-            self._A_b = self._plan_b.empty()
+        return self._plan_b
+
+    def _ensure_joint(self) -> tuple[CrossProductPlan, BlockedFactor]:
+        """The joint plan and its BlockedFactor (the compiled PIRLS needs only the plan)."""
+        plan = self._joint_plan()
+        if self.factor_b is None:
+            self._A_b = plan.empty()
             self.factor_b = BlockedFactor(self._A_b, self.terms, grouped=False)
-        assert self.factor_b is not None
-        return self._plan_b, self.factor_b
+        return plan, self.factor_b
 
     # ------------------------------------------------------------ iterations
     def fit_u(
@@ -171,6 +181,26 @@ class PIRLS:
         lams = lambda_blocks(theta, self.ks)
         return self._iterate(theta, lams, fixed, u, beta)
 
+    def fit_u_factored(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray) -> PirlsResult:
+        """:meth:`fit_u` leaving ``factor_u`` at the mode (conditional variances read it).
+
+        With compiled PIRLS the mode is found compiled and ``factor_u`` made once there (one
+        pass, one factorization); otherwise the iteration runs through ``factor_u`` itself.
+        """
+        theta = np.asarray(theta, dtype=float)
+        if self.compiled:
+            r = self.fit_u(theta, beta, u0)
+            if np.isfinite(r.pdev):
+                lams = lambda_blocks(theta, self.ks)
+                zu = self.zlam_u(lams, r.u)
+                eta = self.offset + self.X @ r.beta + zu
+                mu, sw, wr, pd = self.evaluate(eta, r.u)
+                self._plan_u.compute(sw, zu + wr, out=self._A_u, sum_log_w=False)
+                st = self.factor_u.update(theta)
+                if st.ok and np.isfinite(pd):
+                    return PirlsResult(r.u, r.beta, eta, mu, pd, st.logdet_Lz, r.iterations, True)
+        return self.fit_u(theta, beta, u0, compiled=False)
+
     def _fit_u_compiled(
         self, theta: np.ndarray, fixed: np.ndarray, u: np.ndarray, beta: np.ndarray
     ) -> PirlsResult:
@@ -181,18 +211,18 @@ class PIRLS:
     def _workspace(self, plan: CrossProductPlan) -> tuple[np.ndarray, ...]:
         """The compiled PIRLS's buffers for one plan, made on first use: the trailing factor
         G (m × m), the float and index workspaces, and the dense Schur workspace (m × n1 when
-        the first block column is mostly filled, else empty)."""
+        the first block column is mostly filled and not tiny, else empty)."""
         ws = self._ws.get(id(plan))
         if ws is None:
             m, n1, npair = plan.m, plan.n1, plan.rows.size
-            dense = npair * 3 >= n1 * m and n1 * m <= 4_000_000
+            dense = npair * 3 >= n1 * m and 1024 <= n1 * m <= 4_000_000
             size = PK.workspace_sizes(self.n, n1, npair, m, self.q, plan.p)
-            ws = (
-                np.zeros((m, m)),
-                np.zeros(size),
-                np.zeros(m, dtype=np.int64),
-                np.zeros((m, n1 if dense else 0)),
-            )
+            iwork = np.zeros(m, dtype=np.int64)
+            if not dense and m <= 4000:  # the sparse columns' pattern, once
+                pattern = PK.trailing_pattern(m, plan.p + 1, plan.rrows, plan.ptr, plan.rows)
+                if pattern[0] > 0:
+                    iwork = np.concatenate([iwork, pattern])
+            ws = (np.zeros((m, m)), np.zeros(size), iwork, np.zeros((m, n1 if dense else 0)))
             self._ws[id(plan)] = ws
         return ws
 
@@ -216,7 +246,7 @@ class PIRLS:
         eta = np.array(eta, dtype=float) if cold else np.empty(self.n)
         mu = np.empty(self.n)
         assert self.codes is not None
-        pd, logdet, it, conv = PK.pirls_scalar(
+        pd, logdet, it, conv, npass = PK.pirls_scalar(
             self.codes[0],
             self.codes[1],
             self.y,
@@ -236,6 +266,7 @@ class PIRLS:
             u,
             cold,
             self.tol,
+            0.0,
             self.maxit,
             self.max_halvings,
             eta,
@@ -246,12 +277,70 @@ class PIRLS:
             iwork,
             Sd,
         )
-        res = PirlsResult(u, beta, eta, mu, pd, logdet, it, conv, L11)
+        res = PirlsResult(u, beta, eta, mu, pd, logdet, it, conv, L11, passes=npass)
         p = X.shape[1]
+        if p:
+            self._last_L11 = L11 if np.isfinite(pd) else None
         if p and np.isfinite(pd):
             q = plan.q_rest
             res.Rx = np.tril(G[q : q + p, q : q + p]).T
         return res
+
+    def mode_slopes(self, theta: np.ndarray) -> np.ndarray | None:
+        """∂û/∂β (q × p) at the mode the last compiled :meth:`fit_ub` found at θ (its factor
+        is still in the workspace), or None where PIRLS does not run compiled."""
+        if not self.compiled or self._plan_b is None or id(self._plan_b) not in self._ws:
+            return None
+        plan = self._plan_b
+        G, work, _, _ = self._ws[id(plan)]
+        if self._last_L11 is None:
+            return None
+        scale = np.ones(plan.m)
+        scale[: plan.q_rest] = np.asarray(theta, dtype=float)[self._scale_index]
+        J = np.empty((self.q, plan.p))
+        PK.mode_slopes(G, work, self._last_L11, plan.ptr, plan.rows, scale, plan.p + 1, J)
+        return J
+
+    def mode_evaluator(
+        self, joint: bool, tol_stay: float = 0.0
+    ) -> Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, float]] | None:
+        """A lean compiled PIRLS for an optimizer's many evaluations, or None where PIRLS
+        does not run compiled (vector-valued terms, a user's family).
+
+        The returned function ``(θ, β, u) ↦ (penalized deviance Σ d_i + ‖û‖², log|L|)`` finds
+        the mode from (u, β) as a warm start and leaves it in ``u`` (and, with ``joint``,
+        β iterated too and left in ``beta``; otherwise β is held fixed): what
+        :meth:`fit_u`/:meth:`fit_ub` compute, without a :class:`PirlsResult` (its η, μ and
+        factor diagonal land in buffers the next call overwrites) and with every argument
+        that does not change between calls bound once.
+        """
+        if not self.compiled or self.codes is None:
+            return None
+        plan = self._joint_plan() if joint else self._plan_u
+        G, work, iwork, Sd = self._workspace(plan)
+        scale = np.ones(plan.m)
+        qr, idx = plan.q_rest, self._scale_index
+        L11, eta, mu = np.empty(plan.n1), np.empty(self.n), np.empty(self.n)
+        kern, (fam, link) = PK.pirls_scalar, self.codes
+        y, wt, X, off = self.y, self.wt, self.X, self.offset
+        X0, b0 = self._X0, np.empty(0)
+        pl = (plan.r1, plan.z1, plan.rrows, plan.rz, plan.pos21, plan.ptr, plan.rows)
+        opts = (self.tol, tol_stay, self.maxit, self.max_halvings)
+
+        def evaluate(theta: np.ndarray, beta: np.ndarray, u: np.ndarray) -> tuple[float, float]:
+            scale[:qr] = theta[idx]
+            if joint:
+                fixed, XX, bb = off, X, beta
+                self._last_L11 = None  # the workspace's factor is no longer fit_ub's
+            else:
+                fixed, XX, bb = off + X @ beta, X0, b0
+            pd, logdet, _, _, _ = kern(
+                fam, link, y, wt, fixed, XX, bb, *pl, theta[0], scale, u, False, *opts,
+                eta, mu, L11, G, work, iwork, Sd,
+            )  # fmt: skip
+            return pd, logdet
+
+        return evaluate
 
     def fit_ub(
         self,
@@ -272,9 +361,8 @@ class PIRLS:
             With all-scalar terms, run compiled; False runs through ``factor_b``, leaving it
             (and its R_X) at the mode.
         """
-        plan, f = self._ensure_joint()
-        lams = lambda_blocks(theta, self.ks)
         if self.compiled and compiled:
+            plan = self._joint_plan()
             th = np.asarray(theta, dtype=float)
             if u0 is None or beta0 is None:
                 assert eta_start is not None
@@ -282,6 +370,8 @@ class PIRLS:
                 return self._compiled(plan, th, self.offset, self.X, beta, u, eta_start)
             u, beta = np.array(u0, float, copy=True), np.array(beta0, float, copy=True)
             return self._compiled(plan, th, self.offset, self.X, beta, u)
+        plan, f = self._ensure_joint()
+        lams = lambda_blocks(theta, self.ks)
         if u0 is None or beta0 is None:
             assert eta_start is not None
             _, sw, wr, _ = self.evaluate(eta_start, np.zeros(0))

@@ -27,12 +27,13 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["glm_working", "pirls_scalar", "workspace_sizes"]
+__all__ = ["glm_working", "mode_slopes", "pirls_scalar", "trailing_pattern", "workspace_sizes"]
 
 _EPS = 2.220446049250313e-16
 _SQRT2 = 1.4142135623730951
 _INV_SQRT_2PI = 0.3989422804014327
 _PROBIT_THRESH = 8.125890664701908
+_BLAS_ROWS = 20_000  # n (p + 1)² from which X'WX is one BLAS product rather than per-row sums
 
 
 @njit(cache=True, inline="always")
@@ -43,7 +44,17 @@ def _glm_obs(fam, link, e, yi, wi):  # pragma: no cover - compiled
     2 cloglog, 3 log, 4 identity, 5 inverse, 6 1/mu^2, 7 sqrt. The formulas and the clamping of
     μ and dμ/dη are R's (``make.link``, ``binomial()``, ``poisson()``, ``Gamma()``,
     ``inverse.gaussian()``), as in :mod:`mixedfx.families`.
+
+    Poisson-log (μ above R's floor) takes a shortcut that is R's formulas in exact arithmetic
+    and agrees with them to rounding: the weight wt (dμ/dη)²/V(μ) is wt μ and
+    log(y/μ) = log y − η. (Binomial-logit keeps R's arithmetic: its 1 − μ loses digits for
+    |η| beyond ~10, and lme4's criterion is made with those digits.)
     """
+    if fam == 1 and link == 3:
+        m = math.exp(e)
+        if m > _EPS:
+            dev = (yi * (math.log(yi) - e) if yi > 0.0 else 0.0) - (yi - m)
+            return m, wi * m, (yi - m) / m, 2.0 * wi * dev
     if link == 0:
         if e < -30.0:
             t = _EPS
@@ -119,7 +130,7 @@ def glm_working(fam, link, eta, y, wt, mu, sqrtw, wres, want_weights):  # pragma
 
 @njit(cache=True)
 def _pass(  # pragma: no cover - compiled
-    fam, link, data, theta1, scale, beta, u, given_eta, system, eta, mu, A11, vals, A22, xy, XW
+    fam, link, data, theta1, scale, beta, u, given_eta, system, eta, mu, A11, vals, A22, xy, XW, wr2
 ):
     """One pass over the observations; returns Σ deviance residuals.
 
@@ -128,7 +139,10 @@ def _pass(  # pragma: no cover - compiled
     term, per level), ``vals`` (first term's levels against the later rows and the XY rows,
     in the plan's order) and the lower triangle of ``A22`` (later terms, X, working response);
     ``data`` = (y, prior weights, fixed part of η, X, and the plan's r1, z1, rrows, rz, pos21,
-    ptr), ``XW`` (n × (p + 1) when p > 0) the rows of √w [X z] for one BLAS cross-product.
+    ptr), ``XW`` (n × (p + 1), or empty: then summed per row) the rows of √w [X z] for one
+    BLAS cross-product, ``wr2`` (2 × n) the working weights and residuals between the loops.
+    Three loops (η; the family's formulas; the sums) rather than one: each is short enough
+    for the processor to overlap its iterations.
     """
     y, wt, fixed, X, r1, z1, rrows, rz, pos21, ptr = data
     n = y.shape[0]
@@ -143,22 +157,45 @@ def _pass(  # pragma: no cover - compiled
         A22[:, :] = 0.0
     total = 0.0
     zz = 0.0
-    for i in range(n):
-        lev = r1[i]
-        if given_eta:
-            e = eta[i]
-        else:
-            e = fixed[i] + theta1 * z1[i] * u[lev]
+    if not given_eta:
+        for i in range(n):
+            e = fixed[i] + theta1 * z1[i] * u[r1[i]]
             for t in range(K):
                 r = rrows[t, i]
                 e += scale[r] * rz[t, i] * u[n1 + r]
             for j in range(p):
                 e += X[i, j] * beta[j]
             eta[i] = e
-        m, w, wr, dev = _glm_obs(fam, link, e, y[i], wt[i])
+    for i in range(n):
+        m, w, wr, dev = _glm_obs(fam, link, eta[i], y[i], wt[i])
         mu[i] = m
         total += dev
-        if system:
+        wr2[0, i] = w
+        wr2[1, i] = wr
+    if system and p == 0:  # u alone: the working response is the only XY row
+        for i in range(n):
+            lev = r1[i]
+            w = wr2[0, i]
+            zw = eta[i] - fixed[i] + wr2[1, i]
+            zi = z1[i]
+            a = w * zi
+            A11[lev] += a * zi
+            vals[ptr[lev + 1] - 1] += a * zw
+            for t in range(K):
+                zt = rz[t, i]
+                bt = w * zt
+                rt = rrows[t, i]
+                vals[pos21[t, i]] += a * zt
+                for s in range(t + 1):
+                    A22[rt, rrows[s, i]] += bt * rz[s, i]
+                A22[q, rt] += bt * zw
+            zz += w * zw * zw
+    elif system:
+        for i in range(n):
+            lev = r1[i]
+            e = eta[i]
+            w = wr2[0, i]
+            wr = wr2[1, i]
             for j in range(p):
                 xy[j] = X[i, j]
             xy[p] = e - fixed[i] + wr
@@ -177,8 +214,11 @@ def _pass(  # pragma: no cover - compiled
                     A22[rt, rrows[s, i]] += bt * rz[s, i]
                 for c in range(nx):
                     A22[q + c, rt] += bt * xy[c]
-            if p == 0:
-                zz += w * xy[0] * xy[0]
+            if XW.shape[0] == 0:  # few rows: the lower triangle of [X z]'W[X z] directly
+                for c in range(nx):
+                    wc = w * xy[c]
+                    for d in range(c + 1):
+                        A22[q + c, q + d] += wc * xy[d]
             else:  # rows of √w [X z], their cross-product by BLAS after the pass
                 sw = math.sqrt(w)
                 for c in range(nx):
@@ -186,7 +226,7 @@ def _pass(  # pragma: no cover - compiled
     if system:
         if p == 0:
             A22[q, q] = zz
-        else:
+        elif XW.shape[0] > 0:
             C = np.dot(XW.T, XW)
             for c in range(nx):
                 for d in range(c + 1):
@@ -203,7 +243,9 @@ def _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, idx):  
     then factored in place (lower triangle): column by column while a column has few
     nonzeros below its diagonal (the Schur update then touches only those), densely for the
     rest. ``Sd`` (m × n1, or empty) is the workspace of the dense Schur update when the first
-    block column is mostly filled; ``idx`` (m) the nonzero rows of a column.
+    block column is mostly filled; ``idx`` (m) the nonzero rows of a column, followed (when
+    longer than m) by the pattern of :func:`trailing_pattern`: the sparse columns then take
+    their rows from it and only the pattern of G is ever written (the rest stays zero).
     """
     n1 = A11.shape[0]
     m = A22.shape[0]
@@ -216,9 +258,19 @@ def _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, idx):  
         f = theta1 / d
         for a in range(ptr[lev], ptr[lev + 1]):
             P[a] = vals[a] * f
-    for i in range(m):
+    known = idx.shape[0] > m
+    jk = idx[m] if known else 0  # the sparse columns of the known pattern
+    cp = idx[m + 1 : m + jk + 2]
+    ri = idx[m + jk + 2 :]
+    for j in range(jk):  # their pattern only
+        sj = scale[j]
+        G[j, j] = sj * sj * A22[j, j] + (1.0 if j < q else 0.0)
+        for a in range(cp[j], cp[j + 1]):
+            i = ri[a]
+            G[i, j] = scale[i] * sj * A22[i, j]
+    for i in range(jk, m):
         si = scale[i]
-        for j in range(i + 1):
+        for j in range(jk, i + 1):
             G[i, j] = si * scale[j] * A22[i, j]
         if i < q:
             G[i, i] += 1.0
@@ -237,8 +289,24 @@ def _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, idx):  
                 for b in range(ptr[lev], a + 1):
                     G[ra, rows[b]] -= pa * P[b] * scale[rows[b]]
     # sparse columns first (right-looking: each column's outer product into the rest)
-    j0 = 0
-    while j0 < m:
+    for j in range(jk):
+        d = G[j, j]
+        if not d > 0.0:
+            return math.inf, False
+        d = math.sqrt(d)
+        G[j, j] = d
+        if j < q:
+            logdet += math.log(d)
+        for a in range(cp[j], cp[j + 1]):
+            G[ri[a], j] /= d
+        for a in range(cp[j], cp[j + 1]):
+            ia = ri[a]
+            la = G[ia, j]
+            for b in range(cp[j], a + 1):
+                ib = ri[b]
+                G[ia, ib] -= la * G[ib, j]
+    j0 = jk
+    while j0 < m and not known:
         j = j0
         nnz = 0
         for i in range(j + 1, m):
@@ -299,6 +367,68 @@ def _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, idx):  
 
 
 @njit(cache=True)
+def trailing_pattern(m, nx, rrows, ptr, rows):  # pragma: no cover - compiled
+    """The sparse columns of :func:`_factor`'s trailing block, found once from the structure.
+
+    The pattern of G before factoring: the later terms' pairs and the XY rows (what
+    :func:`_pass` accumulates), the first term's Schur pairs (``ptr``/``rows``), the
+    diagonal; then the symbolic elimination of the columns :func:`_factor` takes one by one
+    (fewer than a quarter of the rows below nonzero, or 8 rows left), each adding the fill
+    of its rows' pairs. Returns ``[j0, colptr (j0 + 1), rows (ascending per column)]``, the
+    rows below the diagonal of the first j0 columns, for the end of ``_factor``'s ``idx``.
+    """
+    q = m - nx
+    pat = np.zeros((m, m), dtype=np.bool_)
+    K, n = rrows.shape
+    for i in range(m):
+        pat[i, i] = True
+    for i in range(n):
+        for t in range(K):
+            rt = rrows[t, i]
+            for s in range(t + 1):
+                rs = rrows[s, i]
+                pat[max(rt, rs), min(rt, rs)] = True
+            for c in range(nx):
+                pat[q + c, rt] = True
+    for c in range(nx):
+        for d in range(c + 1):
+            pat[q + c, q + d] = True
+    for lev in range(ptr.shape[0] - 1):
+        for a in range(ptr[lev], ptr[lev + 1]):
+            for b in range(ptr[lev], a + 1):
+                ra, rb = rows[a], rows[b]
+                pat[max(ra, rb), min(ra, rb)] = True
+    nz = np.empty(m, dtype=np.int64)
+    j0 = 0
+    total = 0
+    while j0 < m:
+        j = j0
+        nnz = 0
+        for i in range(j + 1, m):
+            if pat[i, j]:
+                nz[nnz] = i
+                nnz += 1
+        if 4 * nnz > m - j and m - j > 8:
+            break
+        for a in range(nnz):
+            for b in range(a + 1):
+                pat[nz[a], nz[b]] = True
+        total += nnz
+        j0 += 1
+    out = np.empty(j0 + 2 + total, dtype=np.int64)
+    out[0] = j0
+    o = j0 + 2
+    out[1] = 0
+    for j in range(j0):
+        for i in range(j + 1, m):
+            if pat[i, j]:
+                out[o] = i
+                o += 1
+        out[j + 2] = o - (j0 + 2)
+    return out
+
+
+@njit(cache=True)
 def _solve(G, ptr, rows, P, L11, scale, n1, nx, u, beta, v):  # pragma: no cover - compiled
     """The Fisher-scoring solution (u, and β when nx > 1) by back-substitution through the
     factor: the working response's row of L is the forward-solved right-hand side."""
@@ -347,6 +477,7 @@ def pirls_scalar(  # pragma: no cover - compiled
     u,
     cold,
     tol,
+    tol_stay,
     maxit,
     max_halvings,
     eta,
@@ -367,7 +498,8 @@ def pirls_scalar(  # pragma: no cover - compiled
     that last step then taken and the factor made there (so log|L| belongs to the returned
     u). ``u``, ``beta``, ``eta``, ``mu``, ``L11`` and ``G`` (the trailing factor, R_X' in its
     fixed-effects rows) are updated in place; ``work``/``iwork``/``Sd`` are workspaces of
-    :func:`workspace_sizes`. Returns (penalized deviance, log|L_Z|, iterations, converged).
+    :func:`workspace_sizes`. Returns (penalized deviance, log|L_Z|, iterations, converged,
+    passes over the data).
     """
     n = y.shape[0]
     n1 = L11.shape[0]
@@ -408,22 +540,64 @@ def pirls_scalar(  # pragma: no cover - compiled
     o += nx
     v = work[o : o + m]
     o += m
+    wr2 = work[o : o + 2 * n].reshape((2, n))
+    o += 2 * n
     data = (y, wt, fixed, X, r1, z1, rrows, rz, pos21, ptr)
-    XW = work[o : o + (n * nx if p > 0 else 0)].reshape((n if p > 0 else 0, nx))
+    # √w [X z] for a BLAS cross-product when the rows are many (else accumulated per row)
+    nxw = n if p > 0 and n * nx * nx >= _BLAS_ROWS else 0
+    XW = work[o : o + nxw * nx].reshape((nxw, nx))
 
+    npass = 0
     if cold:
-        _pass(fam, link, data, theta1, scale, beta, u, True, True, eta, mu, A11, vals, A22, xy, XW)
+        npass += 1
+        _pass(
+            fam,
+            link,
+            data,
+            theta1,
+            scale,
+            beta,
+            u,
+            True,
+            True,
+            eta,
+            mu,
+            A11,
+            vals,
+            A22,
+            xy,
+            XW,
+            wr2,
+        )
         logdet, ok = _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, iwork)
         if not ok:
-            return math.inf, math.inf, 0, False
+            return math.inf, math.inf, 0, False, 1
         _solve(G, ptr, rows, P, L11, scale, n1, nx, u, beta, v)
+    npass += 1
     pd = _pass(
-        fam, link, data, theta1, scale, beta, u, False, True, eta, mu, A11, vals, A22, xy, XW
+        fam, link, data, theta1, scale, beta, u, False, True, eta, mu, A11, vals, A22, xy, XW, wr2
     ) + np.dot(u, u)
     if not np.isfinite(pd) and p == 0:  # a start the family cannot take: u = 0
         u[:] = 0.0
+        npass += 1
         pd = _pass(
-            fam, link, data, theta1, scale, beta, u, False, True, eta, mu, A11, vals, A22, xy, XW
+            fam,
+            link,
+            data,
+            theta1,
+            scale,
+            beta,
+            u,
+            False,
+            True,
+            eta,
+            mu,
+            A11,
+            vals,
+            A22,
+            xy,
+            XW,
+            wr2,
         )
     logdet = math.inf
     converged = False
@@ -431,7 +605,7 @@ def pirls_scalar(  # pragma: no cover - compiled
     for it in range(1, maxit + 1):
         logdet, ok = _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, iwork)
         if not ok:
-            return math.inf, math.inf, it, False
+            return math.inf, math.inf, it, False, npass
         _solve(G, ptr, rows, P, L11, scale, n1, nx, u_new, b_new, v)
         size = 0.0
         big = 0.0
@@ -441,11 +615,17 @@ def pirls_scalar(  # pragma: no cover - compiled
         for k in range(p):
             size = max(size, abs(b_new[k] - beta[k]))
             big = max(big, abs(beta[k]))
+        if size <= tol_stay * (1.0 + big):
+            # a step this small moves the criterion by less than its rounding: stay, the
+            # pass and the factor are at this point already
+            converged = True
+            break
         if size <= tol * (1.0 + big):
             # take the last (tiny) step and factor there: log|L| depends on u to first order
             converged = True
             u[:] = u_new
             beta[:] = b_new
+            npass += 1
             pd = _pass(
                 fam,
                 link,
@@ -463,10 +643,11 @@ def pirls_scalar(  # pragma: no cover - compiled
                 A22,
                 xy,
                 XW,
+                wr2,
             ) + np.dot(u, u)
             logdet, ok = _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, iwork)
             if not ok:
-                return math.inf, math.inf, it, False
+                return math.inf, math.inf, it, False, npass
             break
         s = 1.0
         moved = False
@@ -475,6 +656,7 @@ def pirls_scalar(  # pragma: no cover - compiled
                 u_c[k] = u[k] + s * (u_new[k] - u[k])
             for k in range(p):
                 b_c[k] = beta[k] + s * (b_new[k] - beta[k])
+            npass += 1
             pd_c = _pass(
                 fam,
                 link,
@@ -492,6 +674,7 @@ def pirls_scalar(  # pragma: no cover - compiled
                 A22c,
                 xy,
                 XW,
+                wr2,
             )
             pd_c += np.dot(u_c, u_c)
             if pd_c <= pd + 1e-11 * abs(pd):
@@ -509,10 +692,47 @@ def pirls_scalar(  # pragma: no cover - compiled
         if not moved:  # no decrease possible: at the mode to rounding, G factored there
             converged = True
             break
-    return pd, logdet, it, converged
+    return pd, logdet, it, converged, npass
+
+
+@njit(cache=True)
+def mode_slopes(G, work, L11, ptr, rows, scale, nx, J):  # pragma: no cover - compiled
+    """∂û/∂β (nu × p, into ``J``) from the joint factor :func:`pirls_scalar` left at a mode.
+
+    With β held fixed the mode solves (Λ'Z'WZΛ + I) u = Λ'Z'W(z − Xβ), so
+    ∂u/∂β = −L_Z'⁻¹ L_XZ': the X rows of the factor, restricted to the random-effects
+    columns, back-substituted through L_Z' (the trailing block's later-term rows, then the
+    first term level by level, as :func:`_solve` does for the response row). ``work`` is
+    :func:`pirls_scalar`'s workspace (its P block), ``L11`` and ``G`` its factor.
+    """
+    n1 = L11.shape[0]
+    m = G.shape[0]
+    q = m - nx
+    npair = rows.shape[0]
+    P = work[2 * n1 + 2 * npair : 2 * n1 + 3 * npair]
+    v = np.empty(q)
+    for j in range(nx - 1):
+        r = q + j
+        for i in range(q):
+            v[i] = G[r, i]
+        for i in range(q - 1, -1, -1):
+            vi = v[i] / G[i, i]
+            v[i] = vi
+            if vi != 0.0:
+                for k in range(i):
+                    v[k] -= G[i, k] * vi
+        for i in range(q):
+            J[n1 + i, j] = -v[i]
+        for lev in range(n1):
+            xs = ptr[lev + 1] - nx
+            s = 0.0
+            for a in range(ptr[lev], xs):
+                ra = rows[a]
+                s += P[a] * scale[ra] * v[ra]
+            J[lev, j] = -(P[xs + j] - s) / L11[lev]
 
 
 def workspace_sizes(n: int, n1: int, npair: int, m: int, nu: int, p: int) -> int:
     """Length of :func:`pirls_scalar`'s float workspace."""
     xw = n * (p + 1) if p else 0
-    return 2 * n1 + 3 * npair + 2 * m * m + 2 * n + 2 * nu + 2 * p + (p + 1) + m + xw
+    return 2 * n1 + 3 * npair + 2 * m * m + 4 * n + 2 * nu + 2 * p + (p + 1) + m + xw

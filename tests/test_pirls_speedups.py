@@ -1,0 +1,149 @@
+"""The pieces that make glmer's PIRLS cheaper must not change what it computes.
+
+* ModePredictor: its local linear model reproduces a linear map exactly, and falls back to
+  the nearest remembered mode.
+* The compiled PIRLS with the trailing factor's pattern found once (nested terms, an
+  observation-level term) against the iteration through BlockedFactor.
+* The lean evaluator (``PIRLS.mode_evaluator``) against ``fit_u``/``fit_ub``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mixedfx.families import Binomial, Poisson
+from mixedfx.glm.mode_predictor import ModePredictor
+from mixedfx.models.glmer import GeneralizedLinearMixedModel
+
+
+def test_mode_predictor_linear_map():
+    rng = np.random.default_rng(0)
+    A, c = rng.normal(size=(30, 4)), rng.normal(size=30)
+    pred = ModePredictor(9)
+    assert pred.predict(np.zeros(4)) is None
+    x0 = rng.normal(size=4)
+    pred.add(x0, A @ x0 + c)
+    np.testing.assert_array_equal(pred.predict(x0 + 1.0), A @ x0 + c)  # one point: itself
+    for _ in range(12):  # more than the capacity: the oldest are dropped
+        x = x0 + rng.normal(scale=0.1, size=4)
+        pred.add(x, A @ x + c)
+    assert len(pred) == 9
+    x = x0 + rng.normal(scale=0.1, size=4)
+    np.testing.assert_allclose(pred.predict(x), A @ x + c, rtol=0, atol=1e-7)
+    pred.clear()
+    assert pred.predict(x) is None
+
+
+def test_mode_predictor_stays_in_span():
+    """Directions no remembered point spans predict no change."""
+    pred = ModePredictor(5)
+    pred.add(np.array([0.0, 0.0]), np.array([1.0, 2.0]))
+    pred.add(np.array([1.0, 0.0]), np.array([3.0, 2.0]))
+    np.testing.assert_allclose(pred.predict(np.array([0.5, 7.0])), [2.0, 2.0], atol=1e-8)
+
+
+def _nested(seed: int = 5) -> pd.DataFrame:
+    """Observations within broods within locations, as grouseticks."""
+    rng = np.random.default_rng(seed)
+    loc = np.repeat(np.arange(15), 24)
+    brood = loc * 4 + rng.integers(0, 4, loc.size)
+    n = loc.size
+    x = rng.normal(size=n)
+    eta = 0.5 + 0.3 * x + rng.normal(0, 0.5, 15)[loc] + rng.normal(0, 0.4, 60)[brood]
+    eta = eta + rng.normal(0, 0.3, n)
+    return pd.DataFrame(
+        {
+            "loc": [f"L{i}" for i in loc],
+            "brood": [f"B{i}" for i in brood],
+            "obs": [f"o{i}" for i in range(n)],
+            "x": x,
+            "count": rng.poisson(np.exp(eta)),
+            "y01": (rng.uniform(size=n) < 1 / (1 + np.exp(-eta))).astype(int),
+        }
+    )
+
+
+@pytest.mark.parametrize("family", [Poisson(), Binomial()])
+def test_pattern_factor_matches_blocked_factor(family):
+    resp = "count" if isinstance(family, Poisson) else "y01"
+    m = GeneralizedLinearMixedModel(
+        f"{resp} ~ x + (1 | obs) + (1 | brood) + (1 | loc)", _nested(), family=family
+    )
+    assert m.pirls.compiled
+    theta, beta = np.array([0.4, 0.6, 0.9]), np.array([0.2, 0.3])
+    q = m.design.q
+    a = m.pirls.fit_u(theta, beta, np.zeros(q), compiled=True)
+    b = m.pirls.fit_u(theta, beta, np.zeros(q), compiled=False)
+    np.testing.assert_allclose(a.u, b.u, atol=1e-9)
+    assert a.logdet_L == pytest.approx(b.logdet_L, rel=1e-11)
+    assert a.pdev == pytest.approx(b.pdev, rel=1e-11)
+    c = m.pirls.fit_ub(theta, np.zeros(q), beta, compiled=True)
+    d = m.pirls.fit_ub(theta, np.zeros(q), beta, compiled=False)
+    np.testing.assert_allclose(c.beta, d.beta, atol=1e-8)
+    assert c.logdet_L == pytest.approx(d.logdet_L, rel=1e-10)
+
+
+def test_mode_evaluator_matches_fit():
+    m = GeneralizedLinearMixedModel(
+        "count ~ x + (1 | obs) + (1 | brood) + (1 | loc)", _nested(), family=Poisson()
+    )
+    theta, beta = np.array([0.4, 0.6, 0.9]), np.array([0.2, 0.3])
+    q = m.design.q
+    ref = m.pirls.fit_u(theta, beta, np.zeros(q))
+    ev = m.pirls.mode_evaluator(joint=False)
+    assert ev is not None
+    u = np.zeros(q)
+    pd_, logdet = ev(theta, beta, u)
+    assert pd_ == ref.pdev and logdet == ref.logdet_L
+    np.testing.assert_array_equal(u, ref.u)
+    ref_b = m.pirls.fit_ub(theta, np.zeros(q), beta)
+    evb = m.pirls.mode_evaluator(joint=True)
+    assert evb is not None
+    u, b = np.zeros(q), beta.copy()
+    pd_, logdet = evb(theta, b, u)
+    assert pd_ == ref_b.pdev and logdet == ref_b.logdet_L
+    np.testing.assert_array_equal(b, ref_b.beta)
+    # stopping without the last tiny step moves the criterion by rounding only
+    loose = m.pirls.mode_evaluator(joint=False, tol_stay=1e-10)
+    assert loose is not None
+    u = ref.u.copy()
+    pd2, logdet2 = loose(theta, beta, u)
+    assert pd2 + 2 * logdet2 == pytest.approx(ref.pdev + 2 * ref.logdet_L, rel=1e-12)
+
+
+@pytest.mark.parametrize("formula", ["x + (1 | obs) + (1 | brood) + (1 | loc)", "x + (1 | brood)"])
+def test_mode_slopes_match_finite_differences(formula):
+    """∂û/∂β from the joint factor against central differences of the mode over β."""
+    m = GeneralizedLinearMixedModel(f"count ~ {formula}", _nested(), family=Poisson())
+    theta = np.array([0.4, 0.6, 0.9])[: m.design.theta_lower().size]
+    q = m.design.q
+    res = m.pirls.fit_ub(theta, np.zeros(q), np.zeros(m.p))
+    J = m.pirls.mode_slopes(theta)
+    assert J is not None and J.shape == (q, m.p)
+    h = 1e-5
+    for j in range(m.p):
+        e = np.zeros(m.p)
+        e[j] = h
+        up = m.pirls.fit_u(theta, res.beta + e, res.u).u
+        dn = m.pirls.fit_u(theta, res.beta - e, res.u).u
+        np.testing.assert_allclose(J[:, j], (up - dn) / (2 * h), rtol=1e-5, atol=1e-6)
+
+
+def test_fit_u_factored_matches_blocked_factor_path():
+    """The installed state: the mode found compiled, factor_u made there once, as the
+    iteration through BlockedFactor leaves it."""
+    m = GeneralizedLinearMixedModel(
+        "y01 ~ x + (1 | brood) + (1 | loc)", _nested(), family=Binomial()
+    )
+    theta, beta = np.array([0.7, 0.5]), np.array([0.2, 0.3])
+    q = m.design.q
+    a = m.pirls.fit_u_factored(theta, beta, np.zeros(q))
+    L_a = m.pirls.factor_u.L11.copy()
+    b = m.pirls.fit_u(theta, beta, np.zeros(q), compiled=False)
+    np.testing.assert_allclose(a.u, b.u, atol=1e-9)
+    assert a.pdev == pytest.approx(b.pdev, rel=1e-11)
+    assert a.logdet_L == pytest.approx(b.logdet_L, rel=1e-11)
+    np.testing.assert_allclose(L_a, m.pirls.factor_u.L11, rtol=1e-9)
+    np.testing.assert_allclose(a.mu, b.mu, rtol=1e-9)
