@@ -130,7 +130,7 @@ def glm_working(fam, link, eta, y, wt, mu, sqrtw, wres, want_weights):  # pragma
 
 @njit(cache=True)
 def _pass(  # pragma: no cover - compiled
-    fam, link, data, theta1, scale, beta, u, given_eta, system, eta, mu, A11, vals, A22, xy, XW, wr2
+    fam, link, data, theta1, scale, beta, u, given_eta, system, out, scratch
 ):
     """One pass over the observations; returns Σ deviance residuals.
 
@@ -145,6 +145,8 @@ def _pass(  # pragma: no cover - compiled
     for the processor to overlap its iterations.
     """
     y, wt, fixed, X, r1, z1, rrows, rz, pos21, ptr = data
+    eta, mu, A11, vals, A22 = out
+    xy, XW, wr2 = scratch
     n = y.shape[0]
     n1 = A11.shape[0]
     K = rrows.shape[0]
@@ -546,28 +548,13 @@ def pirls_scalar(  # pragma: no cover - compiled
     # √w [X z] for a BLAS cross-product when the rows are many (else accumulated per row)
     nxw = n if p > 0 and n * nx * nx >= _BLAS_ROWS else 0
     XW = work[o : o + nxw * nx].reshape((nxw, nx))
+    scratch = (xy, XW, wr2)
 
     npass = 0
     if cold:
         npass += 1
         _pass(
-            fam,
-            link,
-            data,
-            theta1,
-            scale,
-            beta,
-            u,
-            True,
-            True,
-            eta,
-            mu,
-            A11,
-            vals,
-            A22,
-            xy,
-            XW,
-            wr2,
+            fam, link, data, theta1, scale, beta, u, True, True, (eta, mu, A11, vals, A22), scratch
         )
         logdet, ok = _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, iwork)
         if not ok:
@@ -575,29 +562,13 @@ def pirls_scalar(  # pragma: no cover - compiled
         _solve(G, ptr, rows, P, L11, scale, n1, nx, u, beta, v)
     npass += 1
     pd = _pass(
-        fam, link, data, theta1, scale, beta, u, False, True, eta, mu, A11, vals, A22, xy, XW, wr2
+        fam, link, data, theta1, scale, beta, u, False, True, (eta, mu, A11, vals, A22), scratch
     ) + np.dot(u, u)
     if not np.isfinite(pd) and p == 0:  # a start the family cannot take: u = 0
         u[:] = 0.0
         npass += 1
         pd = _pass(
-            fam,
-            link,
-            data,
-            theta1,
-            scale,
-            beta,
-            u,
-            False,
-            True,
-            eta,
-            mu,
-            A11,
-            vals,
-            A22,
-            xy,
-            XW,
-            wr2,
+            fam, link, data, theta1, scale, beta, u, False, True, (eta, mu, A11, vals, A22), scratch
         )
     logdet = math.inf
     converged = False
@@ -636,14 +607,8 @@ def pirls_scalar(  # pragma: no cover - compiled
                 u,
                 False,
                 True,
-                eta,
-                mu,
-                A11,
-                vals,
-                A22,
-                xy,
-                XW,
-                wr2,
+                (eta, mu, A11, vals, A22),
+                scratch,
             ) + np.dot(u, u)
             logdet, ok = _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, iwork)
             if not ok:
@@ -667,14 +632,8 @@ def pirls_scalar(  # pragma: no cover - compiled
                 u_c,
                 False,
                 True,
-                eta_c,
-                mu_c,
-                A11c,
-                valsc,
-                A22c,
-                xy,
-                XW,
-                wr2,
+                (eta_c, mu_c, A11c, valsc, A22c),
+                scratch,
             )
             pd_c += np.dot(u_c, u_c)
             if pd_c <= pd + 1e-11 * abs(pd):
