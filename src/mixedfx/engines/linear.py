@@ -421,6 +421,7 @@ class LinearEngine(Engine):
             if small is not None:
                 self._n_evals += small.nevals
                 self._n_failed += small.nfailed
+                small.reset()
             res.x, res.fun, res.nfev = x / rc, fx, self._n_evals
             self.optinfo = res
             self.convergence_messages = (
@@ -428,6 +429,8 @@ class LinearEngine(Engine):
                 if check_conv
                 else []
             )
+            if small is not None:  # failures among the check's evaluations
+                self._n_failed += small.nfailed
             # the last gradient was taken at x: its factor serves the checks and the install
             ready = grad is not None and np.array_equal(self.factor.theta, x)
         lost = self._digits_lost(x, ready)
