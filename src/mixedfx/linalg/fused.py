@@ -162,7 +162,7 @@ class SmallObjective:
             K.small_objective.address, self.hdr.ctypes.data, x0, lower, **options
         )
         best = self.state[3]
-        if best < fval or not np.isfinite(fval):
+        if best < fval:  # as the Python route: the best point seen, if nlopt's is worse
             x, fval = self.state[4:].copy(), float(best)
         return OptimizerResult(x=x, fun=float(fval), nfev=self.nevals - start, status=status)
 
