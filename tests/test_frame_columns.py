@@ -57,3 +57,15 @@ def test_a_repeated_column_name_is_refused_by_name():
     df = pd.DataFrame(np.ones((3, 3)), columns=["a", "a", "g"])
     with pytest.raises(DataError, match="more than one column named 'a'"):
         model_frame(df, ["a", "g"])
+
+
+@pytest.mark.parametrize("arg", ["weights", "offset"])
+def test_a_repeated_weights_or_offset_column_is_refused_by_name(arg):
+    import mixedfx as mfx
+    from mixedfx.errors import DataError
+
+    df = mfx.datasets.load("sleepstudy").copy()
+    df["w"] = 1.0
+    df = pd.concat([df, df[["w"]]], axis=1)
+    with pytest.raises(DataError, match="more than one column named 'w'"):
+        mfx.lmer("Reaction ~ Days + (Days | Subject)", df, **{arg: "w"})

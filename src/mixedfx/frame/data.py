@@ -363,6 +363,8 @@ def _vector_column(value: object, name: str, n: int, data: pd.DataFrame) -> Colu
     if isinstance(value, str):
         if value not in data.columns:
             raise missing_column_error(value, data.columns, what=f"{name} column")
+        if not data.columns.is_unique and int((data.columns == value).sum()) > 1:
+            raise DataError(f"the data have more than one column named {value!r}: rename them")
         return frame_column(data, value)
     if isinstance(value, Mapping | set) or np.ndim(value) == 0:
         raise DataError(
