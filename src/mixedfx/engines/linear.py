@@ -27,7 +27,7 @@ from ..glm.families import Family, Gaussian
 from ..linalg.criterion import profiled_deviance, sigma_hat
 from ..linalg.crossprod import CrossProductPlan, CrossProducts
 from ..linalg.factor import BlockedFactor, FactorStats
-from ..linalg.fused import SmallObjective, SmallSystem
+from ..linalg.fused import SmallObjective
 from ..linalg.gradient import canonical_theta, profiled_gradient, zero_curvatures
 from ..linalg.moments import moment_start
 from ..linalg.optimizer import (
@@ -165,7 +165,8 @@ class LinearEngine(Engine):
         self.factor = BlockedFactor(self.A, design.terms, grouped=grouped)
         # small trailing block: the whole criterion in one compiled call, on scratch buffers
         # (the factor's own are left at the θ it was last updated for)
-        self._fused = SmallSystem(self.A, design.terms) if self.factor.small is not None else None
+        small = self.factor.small
+        self._fused = small.scratch() if small is not None else None
 
     def _yeff(self, y: np.ndarray) -> np.ndarray:
         off = self.design.offset

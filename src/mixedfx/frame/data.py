@@ -12,6 +12,7 @@ import keyword
 import re
 import warnings
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -101,9 +102,26 @@ def to_pandas(data: object) -> pd.DataFrame:
 def _as_list(columns: Iterable[str]) -> list:
     """Column names as a list (an Arrow-backed pandas index iterates slowly, element by
     element; its tolist is one conversion)."""
-    if isinstance(columns, pd.Index):  # through numpy: Arrow's own tolist is slower still
-        return columns.to_numpy(dtype=object).tolist()
+    if isinstance(columns, pd.Index):
+        return list(index_values(columns))
     return list(columns)
+
+
+_INDEX_CACHE: list[tuple[pd.Index, tuple]] = []
+
+
+def index_values(index: pd.Index) -> tuple:
+    """The values of a pandas Index as a tuple of Python objects. An Index is immutable, so
+    the last few conversions are kept by identity: refits of the same data frame (the
+    bootstrap, a user's loop) read its column names and categories once (~3 µs each with
+    pandas 3's Arrow-backed strings)."""
+    for idx, values in _INDEX_CACHE:
+        if idx is index:
+            return values
+    values = tuple(index.to_numpy(dtype=object).tolist())  # numpy's: Arrow's tolist is slower
+    _INDEX_CACHE.insert(0, (index, values))
+    del _INDEX_CACHE[8:]
+    return values
 
 
 def _str_columns(df: pd.DataFrame) -> pd.DataFrame:
@@ -132,8 +150,18 @@ def unknown_names(texts: Iterable[str], columns: Iterable[str]) -> list[str]:
 
 def scan_names(texts: Iterable[str], columns: Iterable[str]) -> tuple[list[str], list[str]]:
     """(:func:`column_names_in`, :func:`unknown_names`) of the same fragments, in one pass
-    over their names."""
-    colset = set(_as_list(columns))
+    over their names (the last few answers kept: refits scan the same texts and columns)."""
+    if isinstance(columns, pd.Index):
+        columns = index_values(columns)
+    elif not isinstance(columns, tuple):
+        columns = tuple(columns)
+    used, unknown = _scan_names(tuple(texts), columns)
+    return list(used), list(unknown)
+
+
+@lru_cache(maxsize=32)
+def _scan_names(texts: tuple[str, ...], columns: tuple) -> tuple[tuple, tuple]:
+    colset = set(columns)
     seen: dict[str, None] = {}
     out: dict[str, None] = {}
     for text in texts:
@@ -157,7 +185,7 @@ def scan_names(texts: Iterable[str], columns: Iterable[str]) -> tuple[list[str],
             if head in _KNOWN_NAMES or keyword.iskeyword(name):
                 continue
             out.setdefault(name, None)
-    return list(seen), list(out)
+    return tuple(seen), tuple(out)
 
 
 def missing_column_error(
@@ -411,8 +439,7 @@ def model_frame(
         If no rows remain, a column name is repeated, or weights/offset are not numbers.
     """
     df = to_pandas(data)
-    texts = list(texts)
-    names = _as_list(df.columns)
+    names = index_values(df.columns)
     used, unknown = scan_names(texts, names)
     if unknown:
         raise missing_column_error(unknown[0], names, what="variable")
@@ -428,15 +455,15 @@ def model_frame(
     for key, value in (extra or {}).items():
         if value is not None:
             cols[f"({key})"] = _vector_column(value, key, n, df)
-    na = np.zeros(n, dtype=bool)
+    na: np.ndarray | None = None
     bad_cols = []
     for name, col in cols.items():
         miss = missing_mask(col)
         if miss is not None and miss.any():
-            na |= miss
+            na = miss.copy() if na is None else na | miss
             bad_cols.append(name)
-    n_dropped = int(na.sum())
-    if n_dropped:
+    n_dropped = int(na.sum()) if na is not None else 0
+    if na is not None:
         if n_dropped == n:
             raise DataError(
                 f"no rows left after dropping rows with missing values "

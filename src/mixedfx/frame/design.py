@@ -28,7 +28,14 @@ from scipy.linalg import lapack
 from .._lazy import formulaic
 from .._threads import one_thread
 from ..errors import DataError, DataWarning, FormulaError, ModelError, RankDeficiencyWarning
-from .data import ModelFrame, column_names_in, missing_column_error, model_frame, to_pandas
+from .data import (
+    ModelFrame,
+    column_names_in,
+    index_values,
+    missing_column_error,
+    model_frame,
+    to_pandas,
+)
 from .formula import (
     ParsedFormula,
     RandomTerm,
@@ -470,7 +477,7 @@ def factor_codes(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
             remap = np.cumsum(used) - 1
             codes = remap[codes]
             cats = cats[used]
-        return codes.astype(np.intp), [str(c) for c in cats.to_numpy(dtype=object).tolist()]
+        return codes.astype(np.intp), [str(c) for c in index_values(cats)]
     values = series if isinstance(series, np.ndarray) else series.to_numpy()
     if values.dtype.kind == "O":
         try:
@@ -619,8 +626,8 @@ def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7) -> n
     R0 = _qr_r(X)[:p]
     if n < p:  # more columns than rows: X = Q R0 still holds with R0 padded by zero rows
         R0 = np.vstack([R0, np.zeros((p - n, p))])
-    norms = np.sqrt((R0 * R0).sum(axis=0))
-    if np.all(np.abs(np.diag(R0)) > tol * norms):
+    norms = np.sqrt(np.einsum("ij,ij->j", R0, R0))
+    if (np.abs(R0.diagonal()) > tol * norms).all():
         return np.arange(p)  # full rank (the common case): R0 is already the answer's QR
     keep = [j for j in range(p) if norms[j] > 0]
     while keep:
@@ -651,8 +658,18 @@ def _qr_r_direct(X: np.ndarray) -> np.ndarray:
     if X.shape[1] <= 32 and X.dtype == np.float64:
         qr, _, _, info = lapack.dgeqrf(X)
         if info == 0:
-            return np.triu(qr[: min(X.shape)])
+            R = qr[: min(X.shape)]  # a fresh array: its reflectors below the diagonal zeroed
+            R[_strictly_lower(*R.shape)] = 0.0
+            return R
     return sla.qr(X, mode="r", check_finite=False)[0]
+
+
+@functools.cache
+def _strictly_lower(k: int, p: int) -> np.ndarray:
+    """Mask of the entries below the diagonal of a k x p matrix (read-only, cached)."""
+    mask = np.tri(k, p, -1, dtype=bool)
+    mask.flags.writeable = False
+    return mask
 
 
 def lme4_term_order(nlevels: list[int]) -> list[int]:

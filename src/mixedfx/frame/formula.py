@@ -165,8 +165,14 @@ def split_top_level(text: str, seps: str = "+-") -> list[tuple[str, str, int]]:
 
     Returns ``(sign, piece, start)`` triples; ``sign`` is the separator that preceded the
     piece (``"+"`` for the first). A ``-`` directly after ``*``, ``/``, ``(`` or an operator is
-    a unary minus, not a separator; ``**`` is not split.
+    a unary minus, not a separator; ``**`` is not split. (Kept for the last texts split: every
+    fit splits the same few formula parts several times.)
     """
+    return list(_split_top_level(text, seps))
+
+
+@lru_cache(maxsize=256)
+def _split_top_level(text: str, seps: str) -> tuple[tuple[str, str, int], ...]:
     out: list[tuple[str, str, int]] = []
     depth = 0
     sign, start = "+", 0
@@ -188,7 +194,7 @@ def split_top_level(text: str, seps: str = "+-") -> list[tuple[str, str, int]]:
         elif not ch.isspace() and ch in _OPEN:
             prev_sig = ch
     out.append((sign, text[start:], start))
-    return out
+    return tuple(out)
 
 
 def _find_top_level(text: str, token: str) -> int:

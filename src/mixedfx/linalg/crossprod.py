@@ -129,33 +129,46 @@ class CrossProductPlan:
         self.X = design.X if X is None else np.ascontiguousarray(X, dtype=float)
         self.p = self.X.shape[1]
         self._XY: np.ndarray | None = None
+        self._ones: np.ndarray | None = None
         t1 = terms[0]
         self.n1, self.k1 = t1.nlevels, t1.k
         self.rest = terms[1:]
-        offsets = np.cumsum([0] + [t.q for t in self.rest])
+        qs = [0]
+        for t in self.rest:
+            qs.append(qs[-1] + t.q)
+        offsets = np.array(qs, dtype=np.int64)
         self.offsets = offsets
-        self.q_rest = int(offsets[-1])
+        self.q_rest = qs[-1]
         self.m = self.q_rest + self.p + 1
         p, m, n1 = self.p, self.m, self.n1
         # A21, random-effects rows: the (level1, level_i) pairs that occur, per later term
         self._a21_pairs: list[tuple[np.ndarray, int]] = []
-        lvl_parts: list[np.ndarray] = []
-        row_parts: list[np.ndarray] = []
-        for ti, t in enumerate(self.rest):
-            uniq, inv = _pairs(t1.refs, n1, t.refs, t.nlevels)
-            lev1, levi = uniq // t.nlevels, uniq % t.nlevels
-            rows = offsets[ti] + levi[:, None] * t.k + np.arange(t.k)[None, :]
-            self._a21_pairs.append((inv.astype(np.intp, copy=False), uniq.shape[0]))
-            lvl_parts.append(np.repeat(lev1, t.k))
-            row_parts.append(rows.ravel())
-        # A21, XY rows: present for every level of the first term
-        lvl_parts.append(np.repeat(np.arange(n1), p + 1))
-        row_parts.append(np.tile(np.arange(self.q_rest, m), n1))
-        dest, self.ptr = _merge_order(lvl_parts, n1)
-        del lvl_parts
-        self.rows = np.empty(dest.size, dtype=np.int64)
-        self.rows[dest] = np.concatenate(row_parts)
-        del row_parts
+        if not self.rest:  # one term: each level's column holds the XY rows 0..p, in order
+            self.ptr = np.arange(0, n1 * (p + 1) + 1, p + 1, dtype=np.int64)
+            self.rows = np.empty((n1, p + 1), dtype=np.int64)
+            self.rows[:] = np.arange(p + 1)
+            self.rows = self.rows.reshape(-1)
+            dest = np.arange(self.rows.size, dtype=np.int64)
+        else:
+            lvl_parts: list[np.ndarray] = []
+            row_parts: list[np.ndarray] = []
+            for ti, t in enumerate(self.rest):
+                uniq, inv = _pairs(t1.refs, n1, t.refs, t.nlevels)
+                lev1, levi = uniq // t.nlevels, uniq % t.nlevels
+                rows = offsets[ti] + levi[:, None] * t.k + np.arange(t.k)[None, :]
+                self._a21_pairs.append((inv.astype(np.intp, copy=False), uniq.shape[0]))
+                lvl_parts.append(np.repeat(lev1, t.k))
+                row_parts.append(rows.ravel())
+            # A21, XY rows: present for every level of the first term
+            lvl_parts.append(np.repeat(np.arange(n1), p + 1))
+            xy_rows = np.empty((n1, p + 1), dtype=np.int64)
+            xy_rows[:] = np.arange(self.q_rest, m)
+            row_parts.append(xy_rows.reshape(-1))
+            dest, self.ptr = _merge_order(lvl_parts, n1)
+            del lvl_parts
+            self.rows = np.empty(dest.size, dtype=np.int64)
+            self.rows[dest] = np.concatenate(row_parts)
+            del row_parts
         # all terms scalar: one fused pass (K.scalar_crossprods) needs, per observation, the
         # A22 row of each later term and the position in vals of its pair with the first term;
         # the general pass (grouped_cross per block) needs the order of the stored entries and
@@ -240,7 +253,12 @@ class CrossProductPlan:
         A = self.empty() if out is None else out
         n, p, q = self.n, self.p, self.q_rest
         terms = self.design.terms
-        w = np.ones(n) if sqrtw is None else sqrtw * sqrtw
+        if sqrtw is None:
+            if self._ones is None:
+                self._ones = np.ones(n)
+            w = self._ones
+        else:
+            w = sqrtw * sqrtw
         if sum_log_w:
             A.sum_log_w = float(2.0 * np.log(sqrtw).sum()) if sqrtw is not None else 0.0
         if self._XY is None:  # X's columns are copied once; only y changes between calls
@@ -275,8 +293,12 @@ class CrossProductPlan:
             parts.append(blk.reshape(npairs * t.k, self.k1))
         bx = np.empty((self.n1, self.k1, p + 1))
         K.grouped_cross(t1.refs, Z1, w, XY, bx)
-        parts.append(bx.transpose(0, 2, 1).reshape(self.n1 * (p + 1), self.k1))
-        A.vals[:] = np.concatenate(parts)[self._order]
+        bxt = bx.transpose(0, 2, 1).reshape(self.n1 * (p + 1), self.k1)
+        if parts:
+            parts.append(bxt)
+            A.vals[:] = np.concatenate(parts)[self._order]
+        else:  # one term: the XY rows alone, already in order
+            A.vals[:] = bxt
         A22 = A.A22
         for i, j, inv, npairs, r, c in self._a22_pairs:
             ti, tj = self.rest[i], self.rest[j]

@@ -157,7 +157,7 @@ class BlockedFactor:
             raise ValueError("cross-products: every column block of A21 must hold the XY rows")
         if bad == 2:
             raise ValueError("cross-products: every column block of A21 must end with the XY rows")
-        self._xy_index = A.ptr[1:, None] - self.nx + np.arange(self.nx)[None, :]
+        self._xy_index: np.ndarray | None = None  # made when first needed (_schur_scalar)
         self.W = np.zeros((A.q_rest, self.nx))
         self._ones = np.ones(A.m)
         # a small trailing block: the whole update in one compiled call (linalg/fused.py)
@@ -321,6 +321,8 @@ class BlockedFactor:
         sp = self._P.reshape(-1)
         K.schur_fill_scalar(A.ptr, A.rows, A.vals, lam, self.L11, scale, A.A22, self.nx, G, W, sp)
         self._P_stale = True
+        if self._xy_index is None:
+            self._xy_index = A.ptr[1:, None] - self.nx + np.arange(self.nx)[None, :]
         PX = sp[self._xy_index]  # (n1, nx): the XY rows closing each column block (scale 1)
         G[q:, q:] -= PX.T @ PX  # only the lower triangle is read later
         G[q:, :q] -= W.T

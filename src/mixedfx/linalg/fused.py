@@ -95,6 +95,17 @@ class SmallSystem:
             np.ones(A.m),
         )
 
+    def scratch(self) -> SmallSystem:
+        """The same system writing its factor into fresh buffers of its own (the pattern and
+        values of the cross-products shared)."""
+        new = SmallSystem.__new__(SmallSystem)
+        new.A = self.A
+        args = list(self._args)
+        for i in (8, 9, 10, 11):  # L11, P, G, W
+            args[i] = np.zeros_like(args[i])
+        new._args = tuple(args)
+        return new
+
     def factor(self, theta: np.ndarray) -> tuple[float, float, float, bool]:
         """(log|Lz|, log|Rx|, r, ok) at θ, the factor written into the buffers."""
         return K.small_factor(np.asarray(theta, dtype=float), *self._args)
