@@ -86,6 +86,69 @@ def test_small_system_equals_blocked_lapack_path(name, formula, weights, monkeyp
             assert np.all(many == got)
 
 
+def _crossed_counts(balanced: bool) -> pd.DataFrame:
+    """Crossed random intercepts, every pair of levels seen: 3 observations per cell
+    (balanced) or 3 or 4 by level of g1 (its counts then take two distinct values)."""
+    rng = np.random.default_rng(5)
+    cells = [(a, b) for a in range(15) for b in range(5)]
+    reps = np.array([3 if balanced or a % 3 else 4 for a, _ in cells])
+    g1 = np.repeat([a for a, _ in cells], reps)
+    g2 = np.repeat([b for _, b in cells], reps)
+    x = rng.standard_normal(g1.size)
+    y = 2 + x + rng.standard_normal(15)[g1] + 0.5 * rng.standard_normal(5)[g2]
+    y += rng.standard_normal(g1.size)
+    return pd.DataFrame({"y": y, "x": x, "g1": g1.astype(str), "g2": g2.astype(str)})
+
+
+@pytest.mark.parametrize(
+    "data", ["Penicillin", "Dyestuff", "balanced", "unbalanced"], ids=lambda s: s
+)
+def test_grouped_schur_update_equals_the_scatter(data):
+    """The grouped Schur update of a small system (P P' as a weighted sum of fixed S_g) gives
+    the scatter's factor: criterion, log-determinants, β, u and P itself."""
+    if data in ("balanced", "unbalanced"):
+        d = build_design("y ~ x + (1 | g1) + (1 | g2)", _crossed_counts(data == "balanced"))
+    elif data == "Dyestuff":
+        d = build_design("Yield ~ 1 + (1 | Batch)", mfx.datasets.load("Dyestuff"))
+    else:
+        d = build_design(
+            "diameter ~ 1 + (1 | plate) + (1 | sample)", mfx.datasets.load("Penicillin")
+        )
+    A = CrossProductPlan(d).compute(None, d.y / np.max(np.abs(d.y)))
+    grouped = BlockedFactor(A, d.terms)
+    scatter = BlockedFactor(A, d.terms, grouped=False)
+    assert grouped.small is not None and grouped.small.grouped
+    assert scatter.small is not None and not scatter.small.grouped
+    rng = np.random.default_rng(3)
+    lower = d.theta_lower()
+    for scale in (1e-4, 1.0, 30.0):
+        theta = scale * rng.uniform(0.0, 2.0, lower.size)
+        a, b = grouped.update(theta), scatter.update(theta)
+        assert a.ok and b.ok
+        # the same subtraction A22 - P P' rounded in another order: at θ ~ 60 the Schur
+        # complement cancels ~4 digits of A22's, so agreement to ~1e-10 of the values
+        assert a.logdet_Lz == pytest.approx(b.logdet_Lz, rel=1e-10, abs=1e-10)
+        assert a.logdet_Rx == pytest.approx(b.logdet_Rx, rel=1e-9, abs=1e-10)
+        assert a.pwrss == pytest.approx(b.pwrss, rel=1e-9)
+        np.testing.assert_allclose(grouped.P, scatter.P, rtol=1e-12, atol=1e-14)
+        ua, ba = grouped.solve()
+        ub, bb = scatter.solve()
+        np.testing.assert_allclose(ba, bb, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(ua, ub, rtol=1e-8, atol=1e-12)
+
+
+def test_grouped_schur_update_needs_fixed_values():
+    """A system whose values will be refilled (PIRLS, the bootstrap: grouped=False) and one
+    with weights (every level's weight sum distinct) use the scatter."""
+    d = build_design("diameter ~ 1 + (1 | plate) + (1 | sample)", mfx.datasets.load("Penicillin"))
+    A = CrossProductPlan(d).compute(None, d.y)
+    assert not SmallSystem(A, d.terms, grouped=False).grouped
+    assert SmallSystem(A, d.terms).grouped
+    w = np.sqrt(1.0 + np.arange(d.n) % 7 / 3.0)
+    Aw = CrossProductPlan(d).compute(w, d.y)
+    assert not SmallSystem(Aw, d.terms).grouped
+
+
 def test_small_system_reports_a_failed_factor():
     """θ that makes the trailing block indefinite cannot occur (G is PD for any θ), so
     break the cross-products instead: a negative diagonal in A22's response row."""

@@ -565,19 +565,23 @@ class Design:
         return self._theta_bounds()[1].copy()
 
     def _theta_bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """(lower, start), worked out once per layout of the terms (every fit asks often)."""
-        key = tuple(t.k for t in self.terms)
+        """(lower, start), worked out once per list of terms (every fit asks often; the
+        terms are kept by identity, with the term objects themselves)."""
+        terms = self.terms
         cached = self.__dict__.get("_bounds")
-        if cached is None or cached[0] != key:
-            lower = (
-                np.concatenate([t.theta_lower() for t in self.terms]) if self.terms else np.zeros(0)
-            )
-            cached = (key, lower, np.where(lower == 0.0, 1.0, 0.0))
+        if cached is None or cached[0] is not terms or not _same_objects(cached[1], terms):
+            lower = np.concatenate([t.theta_lower() for t in terms]) if terms else np.zeros(0)
+            cached = (terms, tuple(terms), lower, np.where(lower == 0.0, 1.0, 0.0))
             self.__dict__["_bounds"] = cached
-        return cached[1], cached[2]
+        return cached[2], cached[3]
 
     def theta_names(self) -> list[str]:
         return [name for t in self.terms for name in t.theta_names()]
+
+
+def _same_objects(a: tuple, b: list) -> bool:
+    """Whether two sequences hold the same objects (by identity) in the same order."""
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
 def response_values(frame: Frame, response: str) -> np.ndarray:

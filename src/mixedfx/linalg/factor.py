@@ -162,7 +162,9 @@ class BlockedFactor:
         self._ones = np.ones(A.m)
         # a small trailing block: the whole update in one compiled call (linalg/fused.py)
         self.small = (
-            SmallSystem(A, terms, (self.L11, self._P, self.G, self.W)) if applies(A.m) else None
+            SmallSystem(A, terms, (self.L11, self._P, self.G, self.W), grouped=grouped)
+            if applies(A.m)
+            else None
         )
         self._grouped = self._setup_grouped() if grouped and self.small is None else None
         self._dense = self._setup_dense() if self._grouped is None and self.small is None else None
@@ -180,7 +182,7 @@ class BlockedFactor:
         self.lams = lams
         if self.small is not None:
             ld_z, ld_x, r, ok = self.small.factor(theta)
-            self._P_stale = False
+            self._P_stale = self.small.grouped  # the grouped update does not write P
             self.stats = (
                 FactorStats(ld_z, ld_x, r * r)
                 if ok

@@ -547,14 +547,20 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 @njit(cache=True)
 def small_factor(  # pragma: no cover - compiled
-    theta, k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale
+    theta, k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale, S, cg
 ):
     """Factor the system at θ into L11, P and G (lower triangle = L22, as
     :meth:`BlockedFactor.update` leaves them); returns (log|Lz|, log|Rx|, r, ok), ok False
     when L22 is not positive definite.
 
     ``rest`` (nterms-1, 4) holds for each later term: first row in G, levels, k, first θ
-    index.
+    index. ``S`` (nd, m, m) and ``cg`` (nd,): for a scalar first term and scalar later terms,
+    the grouped Schur update (see :class:`mixedfx.linalg.fused.SmallSystem`)
+
+        P P' = Σ_g θ1²/(θ1² c_g + 1) S_g,   S_g = Σ_{l: A11[l] = c_g} a_l a_l'
+
+    in place of the scatter over the entries of P (P is then not written: nd > 0 leaves it
+    for the caller to compute when needed). nd = 0: the scatter.
     """
     # Λ1 from θ: lower triangle, column by column
     lam = np.zeros((k1, k1))
@@ -564,10 +570,32 @@ def small_factor(  # pragma: no cover - compiled
             lam[i, j] = theta[t]
             t += 1
     logdet1 = factor_first_block(A11, lam, L11)
-    scale_first_column(ptr, vals, lam, L11, P)
     m = A22.shape[0]
     nx = m - q
     nrest = rest.shape[0]
+    nd = S.shape[0]
+    if nd > 0:
+        for i in range(m):
+            scale[i] = 1.0
+        for r in range(nrest):
+            v = theta[rest[r, 3]]
+            for i in range(rest[r, 0], rest[r, 0] + rest[r, 1]):
+                scale[i] = v
+        t2 = lam[0, 0] * lam[0, 0]
+        wg = np.empty(nd)
+        for g in range(nd):
+            wg[g] = t2 / (t2 * cg[g] + 1.0)
+        for i in range(m):
+            si = scale[i]
+            for j in range(i + 1):
+                acc = 0.0
+                for g in range(nd):
+                    acc += wg[g] * S[g, i, j]
+                G[i, j] = si * scale[j] * (A22[i, j] - acc)
+            if i < q:
+                G[i, i] += 1.0
+        return _small_cholesky(G, m, q, logdet1)
+    scale_first_column(ptr, vals, lam, L11, P)
     scalar_rest = True
     for r in range(nrest):
         if rest[r, 2] != 1:
@@ -619,7 +647,13 @@ def small_factor(  # pragma: no cover - compiled
                         G[c0 + j, i] = tmp[j]
         for i in range(q):
             G[i, i] += 1.0
-    # in-place Cholesky of the lower triangle of G
+    return _small_cholesky(G, m, q, logdet1)
+
+
+@njit(cache=True)
+def _small_cholesky(G, m, q, logdet1):  # pragma: no cover - compiled
+    """In-place Cholesky of the lower triangle of G (m x m) and :func:`small_factor`'s
+    (log|Lz|, log|Rx|, r, ok), log|Lz| = ``logdet1`` + Σ log diag L22[:q]."""
     for j in range(m):
         d = G[j, j]
         for c in range(j):
@@ -645,12 +679,12 @@ def small_factor(  # pragma: no cover - compiled
 
 @njit(cache=True)
 def small_criterion(  # pragma: no cover - compiled
-    theta, k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale, n, reml, const
+    theta, k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale, S, cg, n, reml, const
 ):
     """The profiled criterion at θ (NaN when L22 is not positive definite, +inf when r² is
     not positive); ``const`` is added (−Σ log w plus the units' shift)."""
     ld_z, ld_x, r, ok = small_factor(
-        theta, k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale
+        theta, k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale, S, cg
     )
     if not ok:
         return np.nan
@@ -665,13 +699,31 @@ def small_criterion(  # pragma: no cover - compiled
 
 @njit(cache=True)
 def small_criterion_many(  # pragma: no cover - compiled
-    thetas, k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale, n, reml, const
+    thetas, k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale, S, cg, n, reml, const
 ):
     """:func:`small_criterion` at every row of ``thetas``."""
     out = np.empty(thetas.shape[0])
     for i in range(thetas.shape[0]):
         out[i] = small_criterion(
-            thetas[i], k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale, n, reml, const
+            thetas[i],
+            k1,
+            A11,
+            ptr,
+            rows,
+            vals,
+            A22,
+            rest,
+            q,
+            L11,
+            P,
+            G,
+            W,
+            scale,
+            S,
+            cg,
+            n,
+            reml,
+            const,
         )
     return out
 
@@ -684,9 +736,10 @@ def small_criterion_many(  # pragma: no cover - compiled
 #   0 k1   1 q   2 n   3 reml   4 levels of the first term   5 m   6 rows of P   7 later terms
 #   8, 9 shape of W   10 number of θ   11-22 addresses of A11, ptr, rows, vals, A22, rest, L11,
 #   P, G, W, scale and the float64 state [const, evaluations, failures, best f, best θ...]
+#   23 groups of the grouped Schur update (nd)   24, 25 addresses of S and cg
 # ---------------------------------------------------------------------------------------------
 
-SMALL_HEADER = 23
+SMALL_HEADER = 26
 
 
 @intrinsic
@@ -703,7 +756,7 @@ def _address(typingctx, addr):  # pragma: no cover - compiled
 
 @njit(cache=True)
 def small_header(
-    k1, q, n, reml, nx, A11, ptr, rows, vals, A22, rest, L11, P, G, W, scale, state
+    k1, q, n, reml, nx, A11, ptr, rows, vals, A22, rest, L11, P, G, W, scale, state, S, cg
 ):  # pragma: no cover - compiled
     """The header of a small system (layout above); one compiled call (numpy's ``.ctypes``
     costs ~2 µs per array)."""
@@ -731,6 +784,9 @@ def small_header(
     hdr[20] = W.ctypes.data
     hdr[21] = scale.ctypes.data
     hdr[22] = state.ctypes.data
+    hdr[23] = S.shape[0]
+    hdr[24] = S.ctypes.data
+    hdr[25] = cg.ctypes.data
     return hdr
 
 
@@ -752,6 +808,9 @@ def small_eval(theta, hdr):  # pragma: no cover - compiled
     scale = carray(_address(hdr[21]), (m,), np.float64)
     nx = hdr[10]
     state = carray(_address(hdr[22]), (4 + nx,), np.float64)
+    nd = hdr[23]
+    S = carray(_address(hdr[24]), (nd, m, m), np.float64)
+    cg = carray(_address(hdr[25]), (nd,), np.float64)
     v = small_criterion(
         theta,
         k1,
@@ -767,6 +826,8 @@ def small_eval(theta, hdr):  # pragma: no cover - compiled
         G,
         W,
         scale,
+        S,
+        cg,
         hdr[2],
         hdr[3] != 0,
         state[0],
