@@ -128,23 +128,9 @@ class SmallSystem:
         """(S, c): the S_g (nd, m, m) and distinct c_g of the grouped Schur update; nd = 0
         where it does not apply or does not pay."""
         m = A.m
-        none = (np.zeros((0, m, m)), np.zeros(0))
         if not allowed or any(int(t.k) != 1 for t in terms):
-            return none
-        counts = A.A11[:, 0, 0]
-        c, inv = np.unique(counts, return_inverse=True)
-        nd = c.size
-        r = np.diff(A.ptr).astype(np.float64)
-        if nd > cls.MAX_GROUPS or 4.0 * nd * m * (m + 1) / 2 > float((r * (r + 1) / 2).sum()):
-            return none
-        n1 = counts.size
-        dense = np.zeros((n1, m))
-        dense[np.repeat(np.arange(n1), np.diff(A.ptr)), A.rows] = A.vals[:, 0]
-        S = np.empty((nd, m, m))
-        for g in range(nd):
-            a = dense[inv == g]
-            S[g] = a.T @ a
-        return S, np.ascontiguousarray(c, dtype=np.float64)
+            return np.zeros((0, m, m)), np.zeros(0)
+        return K.small_groups(A.A11, A.ptr, A.rows, A.vals, m, cls.MAX_GROUPS, 4.0)
 
     def scratch(self) -> SmallSystem:
         """The same system writing its factor into fresh buffers of its own (the pattern and
@@ -245,7 +231,7 @@ class SmallObjective:
         fx: float,
         lower: np.ndarray,
         xtol: float = 1e-9,
-        max_iter: int = 6,
+        max_iter: int = 12,
         last_step: float = 1e-8,
         h: float = 1e-4,
     ) -> tuple[np.ndarray, float, Probe]:

@@ -678,6 +678,36 @@ def _small_cholesky(G, m, q, logdet1):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def small_groups(A11, ptr, rows, vals, m, max_groups, min_ratio):  # pragma: no cover
+    """The S_g (nd, m, m; lower triangles) and distinct counts c_g (sorted) of the grouped
+    Schur update of a scalar first term (:func:`small_factor`), S_g = Σ_{l: A11[l] = c_g}
+    a_l a_l' with a_l level l's column of A21 (entries ptr[l]..ptr[l+1] at ``rows``). nd = 0
+    when there are more than ``max_groups`` distinct counts, or the grouped update is not
+    ``min_ratio`` times fewer operations than the scatter over the entries."""
+    n1 = A11.shape[0]
+    counts = np.empty(n1)
+    for lev in range(n1):
+        counts[lev] = A11[lev, 0, 0]
+    c = np.unique(counts)
+    nd = c.shape[0]
+    scatter = 0.0
+    for lev in range(n1):
+        r = ptr[lev + 1] - ptr[lev]
+        scatter += r * (r + 1) / 2.0
+    if nd > max_groups or min_ratio * nd * m * (m + 1) / 2.0 > scatter:
+        return np.zeros((0, m, m)), np.zeros(0)
+    S = np.zeros((nd, m, m))
+    for lev in range(n1):
+        g = np.searchsorted(c, counts[lev])
+        for a in range(ptr[lev], ptr[lev + 1]):
+            ra = rows[a]
+            va = vals[a, 0]
+            for b in range(ptr[lev], a + 1):
+                S[g, ra, rows[b]] += va * vals[b, 0]
+    return S, c
+
+
+@njit(cache=True)
 def small_criterion(  # pragma: no cover - compiled
     theta, k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale, S, cg, n, reml, const
 ):
@@ -955,6 +985,7 @@ def small_polish(hdr, x, fx, lower, xtol, max_iter, last_step, h):  # pragma: no
     have_h = False
     free = idx.copy()
     eps = 2.220446049250313e-16
+    prev = np.inf
     for _ in range(max_iter):
         k = idx.size
         if k == 0:
@@ -971,31 +1002,45 @@ def small_polish(hdr, x, fx, lower, xtol, max_iter, last_step, h):  # pragma: no
             for j in range(k):
                 if free[j] != idx[j]:
                     same = False
-        if not same:
-            free = idx.copy()
-            H = _central_hessian(hdr, x, f0, idx, steps, fp, fm)
-            L, ok = _cholesky(H)
-            if not ok:
+        fresh = False
+        while True:
+            if not same:
+                free = idx.copy()
+                H = _central_hessian(hdr, x, f0, idx, steps, fp, fm)
+                L, ok = _cholesky(H)
+                if not ok:
+                    break
+                have_h = True
+                fresh = True
+            # step = −H⁻¹ g by the Cholesky factor
+            z = np.empty(k)
+            for i in range(k):
+                s = -g[i]
+                for c in range(i):
+                    s -= L[i, c] * z[c]
+                z[i] = s / L[i, i]
+            step = np.empty(k)
+            for i in range(k - 1, -1, -1):
+                s = z[i]
+                for c in range(i + 1, k):
+                    s -= L[c, i] * step[c]
+                step[i] = s / L[i, i]
+            size = 0.0
+            gs = 0.0
+            for j in range(k):
+                size = max(size, abs(step[j]) / max(1.0, abs(x[free[j]])))
+                gs += g[j] * step[j]
+            # the old H's steps shrink by less than 4x a step while f can still judge them
+            # (slow, linear convergence where the curvature changes along the way, as on a
+            # flat ridge): H anew, here
+            if fresh or size <= xtol or size <= 0.25 * prev:
                 break
-            have_h = True
-        # step = −H⁻¹ g by the Cholesky factor
-        z = np.empty(k)
-        for i in range(k):
-            s = -g[i]
-            for c in range(i):
-                s -= L[i, c] * z[c]
-            z[i] = s / L[i, i]
-        step = np.empty(k)
-        for i in range(k - 1, -1, -1):
-            s = z[i]
-            for c in range(i + 1, k):
-                s -= L[c, i] * step[c]
-            step[i] = s / L[i, i]
-        size = 0.0
-        gs = 0.0
-        for j in range(k):
-            size = max(size, abs(step[j]) / max(1.0, abs(x[free[j]])))
-            gs += g[j] * step[j]
+            if -0.5 * gs < 100.0 * (8.0 * eps * max(abs(fx), 1.0)):
+                break
+            same = False
+        if not have_h or (not fresh and not same):
+            break  # H at x is not positive definite
+        prev = size
         if size <= xtol:
             break
         full = np.zeros(nx)

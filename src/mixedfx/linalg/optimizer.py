@@ -335,7 +335,7 @@ def newton_polish(
     fx: float,
     lower: np.ndarray,
     xtol: float = 1e-9,
-    max_iter: int = 6,
+    max_iter: int = 12,
     last_step: float = 1e-8,
     h: float = 1e-4,
     many: Many | None = None,
@@ -359,22 +359,40 @@ def newton_polish(
     probe = Probe.at(fun, x, lower, fx, h=h, many=many)
     Hinv: np.ndarray | None = None
     free: np.ndarray | None = None
+    prev = math.inf
     for _ in range(max_iter):
         if probe.idx.size == 0:
             break
         g = probe.gradient
         if not np.all(np.isfinite(g)):  # the criterion is not computable around x
             break
-        if Hinv is None or free is None or not np.array_equal(free, probe.idx):
-            free = probe.idx
-            H = probe.hessian(fun, central=True, many=many)
-            try:
-                np.linalg.cholesky(H)  # Newton's step needs H positive definite
-            except np.linalg.LinAlgError:
+        stale = Hinv is None or free is None or not np.array_equal(free, probe.idx)
+        fresh = False
+        while True:
+            if stale:
+                free = probe.idx
+                H = probe.hessian(fun, central=True, many=many)
+                try:
+                    np.linalg.cholesky(H)  # Newton's step needs H positive definite
+                except np.linalg.LinAlgError:
+                    Hinv = None
+                    break
+                Hinv = np.linalg.inv(H)  # m x m, m small; reused while the free set stays
+                fresh = True
+            assert Hinv is not None and free is not None
+            step = -(Hinv @ g)
+            size = np.max(np.abs(step) / np.maximum(1.0, np.abs(x[free])))
+            # the old H's steps shrink by less than 4x a step while f can still judge them
+            # (slow, linear convergence where the curvature changes along the way, as on a
+            # flat ridge): H anew, here
+            if fresh or size <= xtol or size <= 0.25 * prev:
                 break
-            Hinv = np.linalg.inv(H)  # m x m, m small; reused while the free set stays
-        step = -(Hinv @ g)
-        size = np.max(np.abs(step) / np.maximum(1.0, np.abs(x[free])))
+            if -0.5 * float(g @ step) < 100.0 * (8.0 * np.finfo(float).eps * max(abs(fx), 1.0)):
+                break
+            stale = True
+        if Hinv is None:
+            break  # H at x is not positive definite
+        prev = size
         if size <= xtol:
             break
         full = np.zeros(x.size)
