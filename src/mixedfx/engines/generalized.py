@@ -29,6 +29,8 @@ import numpy as np
 from ..errors import ConvergenceWarning, DataError, ModelError
 from ..frame.design import Design
 from ..glm.families import Binomial, Family
+from ..glm.laplace_objective import LaplaceObjective
+from ..glm.laplace_objective import available as laplace_available
 from ..glm.mode_predictor import ModePredictor
 from ..glm.pirls import PIRLS, PirlsResult, agq_correction, gauss_hermite
 from ..linalg.factor import rx_crossprod_inverse
@@ -334,7 +336,9 @@ class GeneralizedEngine(Engine):
 
             if beta_start is None:
                 opts = self._stage1_options if self.nAGQ > 0 else {}
-                r1 = bobyqa(f1, theta0, lower, **opts)
+                r1 = self._stage1_compiled(pred1, theta0, lower, eta_start, stay, opts)
+                if r1 is None:
+                    r1 = bobyqa(f1, theta0, lower, **opts)
                 if not r1.fun < 1e300:
                     raise ModelError(
                         "PIRLS found no conditional mode at any θ tried: the penalized "
@@ -369,7 +373,8 @@ class GeneralizedEngine(Engine):
             # ---- stage 2: θ and β together, u by PIRLS
             warm_u = [u1]
             x0 = np.concatenate([theta1, np.zeros(d.fixed.p)])
-            f2, pred2 = self._stage2_criterion(warm_u, (x0, u1), tol_stay=self._tol_stay)
+            pred2 = ModePredictor(2 * (ntheta + d.fixed.p) + 1)
+            pred2.add(x0, u1)
             # the slopes ∂û/∂δ at x0 from stage 1's factor: points one whitened step away in
             # δ (BOBYQA's first ones) then start from a first-order prediction of the mode
             J = pirls.mode_slopes(theta1)
@@ -386,20 +391,80 @@ class GeneralizedEngine(Engine):
                     np.full(d.fixed.p, self._delta_step),
                 ]
             )
-            r2 = bobyqa(f2, x0, lower2, initial_step=step)
+            # the criterion compiled where it can be (the same evaluations), else in Python
+            obj2 = self._stage2_compiled(pred2, u1, x0.size)
+            if obj2 is None:
+                f2, _ = self._stage2_criterion(warm_u, predictor=pred2, tol_stay=self._tol_stay)
+                r2 = bobyqa(f2, x0, lower2, initial_step=step)
+            else:
+                r2 = obj2.bobyqa(x0, lower2, initial_step=step)
+                warm_u[0] = obj2.warm.copy()
             self.optinfo = r2
             u2 = pred2.predict(r2.x)  # the mode at r2.x: it was evaluated
             if check_conv:  # finite differences: the criterion with every mode polished
-                f2c, _ = self._stage2_criterion(warm_u, predictor=pred2)
-                probe = Probe.at(f2c, r2.x, lower2, f0=r2.fun)
+                many = None
+                if obj2 is None:
+                    f2c, _ = self._stage2_criterion(warm_u, predictor=pred2)
+                else:
+                    obj2.tol_stay = 0.0
+                    f2c, many = obj2, obj2.many
+                probe = Probe.at(f2c, r2.x, lower2, f0=r2.fun, many=many)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
-                    msgs = check_convergence(f2c, r2.x, lower2, warn=False, probe=probe)
+                    msgs = check_convergence(f2c, r2.x, lower2, warn=False, probe=probe, many=many)
+                if obj2 is not None:
+                    warm_u[0] = obj2.warm.copy()
             theta, beta = r2.x[:ntheta], self._to_beta(r2.x[ntheta:])
             self.install(theta, beta, warm_u[0] if u2 is None else u2)
         self.convergence_messages = msgs
         for msg in msgs:
             warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+
+    def _stage1_compiled(
+        self,
+        pred: ModePredictor,
+        theta0: np.ndarray,
+        lower: np.ndarray,
+        eta_start: np.ndarray,
+        tol_stay: float,
+        opts: dict[str, float],
+    ) -> OptimizerResult | None:
+        """Stage 1's minimization with every evaluation compiled
+        (:class:`~mixedfx.glm.laplace_objective.LaplaceObjective`, the same evaluations as
+        f1 in :meth:`_fit`), or None where it does not apply (then f1 runs through Python)."""
+        nt = theta0.size
+        if not laplace_available(self.pirls, self._aic_const, nt):
+            return None
+        assert self._aic_const is not None
+        obj = LaplaceObjective(
+            self.pirls, True, self._aic_const, tol_stay, pred, nt, eta_start=eta_start
+        )
+        if nt == 1:  # as bobyqa(): Brent's method for one parameter
+            return obj.scalar(theta0, lower, opts.get("xtol_abs", 1e-8))
+        return obj.bobyqa(theta0, lower, **opts)
+
+    def _stage2_compiled(
+        self, pred: ModePredictor, u1: np.ndarray, nx: int
+    ) -> LaplaceObjective | None:
+        """Stage 2's criterion compiled (f2 of :meth:`_stage2_criterion` with ``tol_stay``,
+        from stage 1's mode ``u1``), or None where it does not apply (one parameter, AGQ, or
+        PIRLS not compiled)."""
+        if nx < 2 or self._ghq is not None:
+            return None
+        if not laplace_available(self.pirls, self._aic_const, nx):
+            return None
+        assert self._aic_const is not None
+        return LaplaceObjective(
+            self.pirls,
+            False,
+            self._aic_const,
+            self._tol_stay,
+            pred,
+            nx,
+            beta1=self._beta1,
+            rx1_inv=self._Rx1_inv,
+            warm=u1,
+        )
 
     def reoptimize(self, method: str) -> OptimizerResult:
         """Stage 2 (θ and β, u by PIRLS) by another optimizer from stage 1's answer, as lme4's
@@ -443,7 +508,11 @@ class GeneralizedEngine(Engine):
         stops without the last Fisher step when that step is below ``tol_stay`` (relative).
         """
         ntheta = self.design.theta_lower().size
-        pred = predictor or ModePredictor(2 * (ntheta + self.design.fixed.p) + 1)
+        pred = (
+            predictor
+            if predictor is not None
+            else ModePredictor(2 * (ntheta + self.design.fixed.p) + 1)
+        )
         if known is not None:
             pred.add(*known)
         const = self._aic_const
