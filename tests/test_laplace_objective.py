@@ -160,3 +160,15 @@ def test_objective_evaluations_match_python_criterion():
     assert obj.nevals == len(pts)
     assert len(pred_c) == len(pred_p) == 11
     np.testing.assert_allclose(pred_c.predict(x0), pred_p.predict(x0), rtol=1e-10, atol=1e-12)
+
+
+def test_refit_to_a_strided_response():
+    """A refit's response may be a column of a matrix (the bootstrap's): read as the data."""
+    df = mfx.datasets.load("cbpp")
+    m = mfx.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", df, "binomial")
+    Y = np.repeat(m.engine.y[:, None], 3, axis=1)
+    assert not Y[:, 1].flags.c_contiguous
+    a = m.engine.refit(Y[:, 1])
+    b = m.engine.refit(np.ascontiguousarray(Y[:, 1]))
+    assert a.objective == b.objective
+    np.testing.assert_array_equal(a.theta, b.theta)

@@ -38,7 +38,8 @@ __all__ = ["LaplaceObjective", "available"]
 def available(pirls: PIRLS, const: float | None, nx: int) -> bool:
     """Whether the compiled evaluations apply: all-scalar terms and a built-in family (PIRLS
     runs compiled), a constant aic term, and nlopt's C interface for two parameters or more."""
-    return pirls.compiled and const is not None and (nx == 1 or nlopt_c.available())
+    compiled = isinstance(pirls, PIRLS) and pirls.compiled  # not over Dask partitions
+    return compiled and const is not None and (nx == 1 or nlopt_c.available())
 
 
 class LaplaceObjective:
@@ -122,20 +123,22 @@ class LaplaceObjective:
             ],
             dtype=np.int64,
         )
+        f64, i64 = np.float64, np.int64
+        # the data (a refit's response may be a column of a matrix) read in place or copied
         first = (
-            pirls.y,
-            pirls.wt,
-            pirls.offset,
+            np.ascontiguousarray(pirls.y, dtype=f64),
+            np.ascontiguousarray(pirls.wt, dtype=f64),
+            np.ascontiguousarray(pirls.offset, dtype=f64),
             X,
-            plan.r1,
-            plan.z1,
-            plan.rrows,
-            plan.rz,
-            plan.pos21,
-            plan.ptr,
-            plan.rows,
+            np.ascontiguousarray(plan.r1, dtype=i64),
+            np.ascontiguousarray(plan.z1, dtype=f64),
+            np.ascontiguousarray(plan.rrows, dtype=i64),
+            np.ascontiguousarray(plan.rz, dtype=f64),
+            np.ascontiguousarray(plan.pos21, dtype=i64),
+            np.ascontiguousarray(plan.ptr, dtype=i64),
+            np.ascontiguousarray(plan.rows, dtype=i64),
             np.ones(plan.m),
-            np.ascontiguousarray(inp["scale_index"], dtype=np.int64),
+            np.ascontiguousarray(inp["scale_index"], dtype=i64),
             np.empty(plan.n1),
             np.empty(n),
         )
@@ -157,8 +160,8 @@ class LaplaceObjective:
             self.state,
         )
         arrays = first + second
-        if not all(a.flags.c_contiguous for a in arrays):  # the header's layout needs them so
-            raise ValueError("the compiled PIRLS's arrays must be C-contiguous")
+        if not all(a.flags.c_contiguous for a in arrays):  # the workspaces are made so
+            raise ValueError("the compiled PIRLS's workspaces must be C-contiguous")
         self.hdr = PK.laplace_header(ints, first, second)
         assert self.hdr.size == PK.LAPLACE_HEADER
         self._keep = arrays  # the addresses in hdr stay valid while self lives
