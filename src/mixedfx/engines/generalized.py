@@ -264,6 +264,13 @@ class GeneralizedEngine(Engine):
         estimates, standard errors and tests meaningless."""
         fam = self.family
         eps = 10.0 * np.finfo(float).eps
+        res = self.pirls_result
+        if res is not None and res.mu.size and fam.name in ("binomial", "poisson"):
+            # μ̂ of the fit's PIRLS: far from 0 and 1 (a margin far above the rounding by which
+            # it and the fitted values differ), none of them is extreme
+            lo, hi = float(res.mu.min()), float(res.mu.max())
+            if lo > 1e-10 and (fam.name == "poisson" or hi < 1.0 - 1e-10):
+                return
         mu = self.fitted_values()
         if fam.name == "binomial":
             extreme, what = (mu < eps) | (mu > 1.0 - eps), "probabilities numerically 0 or 1"
