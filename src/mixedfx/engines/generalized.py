@@ -451,11 +451,18 @@ class GeneralizedEngine(Engine):
         return obj.bobyqa(theta0, lower, **opts)
 
     def _stage2_compiled(
-        self, pred: ModePredictor, u1: np.ndarray, nx: int
+        self,
+        pred: ModePredictor,
+        u1: np.ndarray,
+        nx: int,
+        *,
+        beta1: np.ndarray | None = None,
+        tol_stay: float | None = None,
     ) -> LaplaceObjective | None:
-        """Stage 2's criterion compiled (f2 of :meth:`_stage2_criterion` with ``tol_stay``,
-        from stage 1's mode ``u1``), or None where it does not apply (one parameter, AGQ, or
-        PIRLS not compiled)."""
+        """Stage 2's criterion compiled (f2 of :meth:`_stage2_criterion`, with ``tol_stay``,
+        by default the optimizer's, from the mode ``u1``, β = β₁ + R_X⁻¹δ with β₁ stage 1's
+        unless given), or None where it does not apply (one parameter, AGQ, or PIRLS not
+        compiled)."""
         if nx < 2 or self._ghq is not None:
             return None
         if not laplace_available(self.pirls, self._aic_const, nx):
@@ -465,10 +472,10 @@ class GeneralizedEngine(Engine):
             self.pirls,
             False,
             self._aic_const,
-            self._tol_stay,
+            self._tol_stay if tol_stay is None else tol_stay,
             pred,
             nx,
-            beta1=self._beta1,
+            beta1=self._beta1 if beta1 is None else beta1,
             rx1_inv=self._Rx1_inv,
             warm=u1,
         )
@@ -583,8 +590,13 @@ class GeneralizedEngine(Engine):
         p = self.p
         Rx = self._Rx1
         u_keep = self._u.copy()
-        f, _ = self._stage2_criterion([u_keep.copy()])
         b1 = self._beta1 if self._beta1 is not None else self._beta
+        # the criterion compiled where it can be (the same evaluations), else in Python
+        pred = ModePredictor(2 * (ntheta + p) + 1)
+        f: Callable[[np.ndarray], float] | None
+        f = self._stage2_compiled(pred, u_keep, ntheta + p, beta1=b1, tol_stay=0.0)
+        if f is None:
+            f, _ = self._stage2_criterion([u_keep.copy()], predictor=pred)
         x = np.concatenate([self._theta, Rx @ (self._beta - b1)])
         lower = np.concatenate([self.design.theta_lower(), np.full(p, -np.inf)])
         _, H = fd_gradient_hessian(f, x, lower, h=1e-3)
