@@ -29,6 +29,8 @@ import numpy as np
 from ..errors import ConvergenceWarning, DataError, ModelError
 from ..frame.design import Design
 from ..glm.families import Binomial, Family
+from ..glm.laplace_objective import LaplaceObjective
+from ..glm.laplace_objective import available as laplace_available
 from ..glm.mode_predictor import ModePredictor
 from ..glm.pirls import PIRLS, PirlsResult, agq_correction, gauss_hermite
 from ..linalg.factor import rx_crossprod_inverse
@@ -262,6 +264,13 @@ class GeneralizedEngine(Engine):
         estimates, standard errors and tests meaningless."""
         fam = self.family
         eps = 10.0 * np.finfo(float).eps
+        res = self.pirls_result
+        if res is not None and res.mu.size and fam.name in ("binomial", "poisson"):
+            # μ̂ of the fit's PIRLS: far from 0 and 1 (a margin far above the rounding by which
+            # it and the fitted values differ), none of them is extreme
+            lo, hi = float(res.mu.min()), float(res.mu.max())
+            if lo > 1e-10 and (fam.name == "poisson" or hi < 1.0 - 1e-10):
+                return
         mu = self.fitted_values()
         if fam.name == "binomial":
             extreme, what = (mu < eps) | (mu > 1.0 - eps), "probabilities numerically 0 or 1"
@@ -334,7 +343,9 @@ class GeneralizedEngine(Engine):
 
             if beta_start is None:
                 opts = self._stage1_options if self.nAGQ > 0 else {}
-                r1 = bobyqa(f1, theta0, lower, **opts)
+                r1 = self._stage1_compiled(pred1, theta0, lower, eta_start, stay, opts)
+                if r1 is None:
+                    r1 = bobyqa(f1, theta0, lower, **opts)
                 if not r1.fun < 1e300:
                     raise ModelError(
                         "PIRLS found no conditional mode at any θ tried: the penalized "
@@ -369,7 +380,8 @@ class GeneralizedEngine(Engine):
             # ---- stage 2: θ and β together, u by PIRLS
             warm_u = [u1]
             x0 = np.concatenate([theta1, np.zeros(d.fixed.p)])
-            f2, pred2 = self._stage2_criterion(warm_u, (x0, u1), tol_stay=self._tol_stay)
+            pred2 = ModePredictor(2 * (ntheta + d.fixed.p) + 1)
+            pred2.add(x0, u1)
             # the slopes ∂û/∂δ at x0 from stage 1's factor: points one whitened step away in
             # δ (BOBYQA's first ones) then start from a first-order prediction of the mode
             J = pirls.mode_slopes(theta1)
@@ -386,20 +398,87 @@ class GeneralizedEngine(Engine):
                     np.full(d.fixed.p, self._delta_step),
                 ]
             )
-            r2 = bobyqa(f2, x0, lower2, initial_step=step)
+            # the criterion compiled where it can be (the same evaluations), else in Python
+            obj2 = self._stage2_compiled(pred2, u1, x0.size)
+            if obj2 is None:
+                f2, _ = self._stage2_criterion(warm_u, predictor=pred2, tol_stay=self._tol_stay)
+                r2 = bobyqa(f2, x0, lower2, initial_step=step)
+            else:
+                r2 = obj2.bobyqa(x0, lower2, initial_step=step)
+                warm_u[0] = obj2.warm.copy()
             self.optinfo = r2
             u2 = pred2.predict(r2.x)  # the mode at r2.x: it was evaluated
             if check_conv:  # finite differences: the criterion with every mode polished
-                f2c, _ = self._stage2_criterion(warm_u, predictor=pred2)
-                probe = Probe.at(f2c, r2.x, lower2, f0=r2.fun)
+                many = None
+                if obj2 is None:
+                    f2c, _ = self._stage2_criterion(warm_u, predictor=pred2)
+                else:
+                    obj2.tol_stay = 0.0
+                    f2c, many = obj2, obj2.many
+                probe = Probe.at(f2c, r2.x, lower2, f0=r2.fun, many=many)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
-                    msgs = check_convergence(f2c, r2.x, lower2, warn=False, probe=probe)
+                    msgs = check_convergence(f2c, r2.x, lower2, warn=False, probe=probe, many=many)
+                if obj2 is not None:
+                    warm_u[0] = obj2.warm.copy()
             theta, beta = r2.x[:ntheta], self._to_beta(r2.x[ntheta:])
             self.install(theta, beta, warm_u[0] if u2 is None else u2)
         self.convergence_messages = msgs
         for msg in msgs:
             warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+
+    def _stage1_compiled(
+        self,
+        pred: ModePredictor,
+        theta0: np.ndarray,
+        lower: np.ndarray,
+        eta_start: np.ndarray,
+        tol_stay: float,
+        opts: dict[str, float],
+    ) -> OptimizerResult | None:
+        """Stage 1's minimization with every evaluation compiled
+        (:class:`~mixedfx.glm.laplace_objective.LaplaceObjective`, the same evaluations as
+        f1 in :meth:`_fit`), or None where it does not apply (then f1 runs through Python)."""
+        nt = theta0.size
+        if not laplace_available(self.pirls, self._aic_const, nt):
+            return None
+        assert self._aic_const is not None
+        obj = LaplaceObjective(
+            self.pirls, True, self._aic_const, tol_stay, pred, nt, eta_start=eta_start
+        )
+        if nt == 1:  # as bobyqa(): Brent's method for one parameter
+            return obj.scalar(theta0, lower, opts.get("xtol_abs", 1e-8))
+        return obj.bobyqa(theta0, lower, **opts)
+
+    def _stage2_compiled(
+        self,
+        pred: ModePredictor,
+        u1: np.ndarray,
+        nx: int,
+        *,
+        beta1: np.ndarray | None = None,
+        tol_stay: float | None = None,
+    ) -> LaplaceObjective | None:
+        """Stage 2's criterion compiled (f2 of :meth:`_stage2_criterion`, with ``tol_stay``,
+        by default the optimizer's, from the mode ``u1``, β = β₁ + R_X⁻¹δ with β₁ stage 1's
+        unless given), or None where it does not apply (one parameter, AGQ, or PIRLS not
+        compiled)."""
+        if nx < 2 or self._ghq is not None:
+            return None
+        if not laplace_available(self.pirls, self._aic_const, nx):
+            return None
+        assert self._aic_const is not None
+        return LaplaceObjective(
+            self.pirls,
+            False,
+            self._aic_const,
+            self._tol_stay if tol_stay is None else tol_stay,
+            pred,
+            nx,
+            beta1=self._beta1 if beta1 is None else beta1,
+            rx1_inv=self._Rx1_inv,
+            warm=u1,
+        )
 
     def reoptimize(self, method: str) -> OptimizerResult:
         """Stage 2 (θ and β, u by PIRLS) by another optimizer from stage 1's answer, as lme4's
@@ -443,7 +522,11 @@ class GeneralizedEngine(Engine):
         stops without the last Fisher step when that step is below ``tol_stay`` (relative).
         """
         ntheta = self.design.theta_lower().size
-        pred = predictor or ModePredictor(2 * (ntheta + self.design.fixed.p) + 1)
+        pred = (
+            predictor
+            if predictor is not None
+            else ModePredictor(2 * (ntheta + self.design.fixed.p) + 1)
+        )
         if known is not None:
             pred.add(*known)
         const = self._aic_const
@@ -507,8 +590,13 @@ class GeneralizedEngine(Engine):
         p = self.p
         Rx = self._Rx1
         u_keep = self._u.copy()
-        f, _ = self._stage2_criterion([u_keep.copy()])
         b1 = self._beta1 if self._beta1 is not None else self._beta
+        # the criterion compiled where it can be (the same evaluations), else in Python
+        pred = ModePredictor(2 * (ntheta + p) + 1)
+        f: Callable[[np.ndarray], float] | None
+        f = self._stage2_compiled(pred, u_keep, ntheta + p, beta1=b1, tol_stay=0.0)
+        if f is None:
+            f, _ = self._stage2_criterion([u_keep.copy()], predictor=pred)
         x = np.concatenate([self._theta, Rx @ (self._beta - b1)])
         lower = np.concatenate([self.design.theta_lower(), np.full(p, -np.inf)])
         _, H = fd_gradient_hessian(f, x, lower, h=1e-3)

@@ -20,10 +20,9 @@ initial design (x₀ ± ρ e_i) gives central differences at x₀ for the steps 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from numba import njit
+
+from .pirls_kernels import predict_mode
 
 __all__ = ["ModePredictor"]
 
@@ -42,104 +41,41 @@ class ModePredictor:
         self.capacity = max(int(capacity), 2)
         self._xs: np.ndarray | None = None
         self._ms: np.ndarray | None = None
-        self._k = 0  # pairs held
-        self._next = 0  # the ring's slot for the next pair
+        # [pairs held, the ring's slot for the next pair]: an array, so that compiled code
+        # (:func:`mixedfx.glm.pirls_kernels.laplace_eval`) can add pairs too
+        self._ring = np.zeros(2, dtype=np.int64)
 
     def __len__(self) -> int:
-        return self._k
+        return int(self._ring[0])
+
+    def storage(self, nx: int, nm: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ring's arrays (points, modes, [held, next]), allocated for points of nx and
+        modes of nm values if not yet: compiled code reads and extends them in place."""
+        if self._xs is None or self._ms is None:
+            self._xs = np.empty((self.capacity, nx))
+            self._ms = np.empty((self.capacity, nm))
+        if self._xs.shape[1] != nx or self._ms.shape[1] != nm:
+            raise ValueError("the predictor holds points or modes of another size")
+        return self._xs, self._ms, self._ring
 
     def add(self, x: np.ndarray, mode: np.ndarray) -> None:
         """Remember the mode found at x (both copied)."""
-        if self._xs is None or self._ms is None:
-            self._xs = np.empty((self.capacity, np.size(x)))
-            self._ms = np.empty((self.capacity, np.size(mode)))
-        self._xs[self._next] = x
-        self._ms[self._next] = mode
-        self._next = (self._next + 1) % self.capacity
-        self._k = min(self._k + 1, self.capacity)
+        xs, ms, ring = self.storage(np.size(x), np.size(mode))
+        k, nxt = ring
+        xs[nxt] = x
+        ms[nxt] = mode
+        ring[1] = (nxt + 1) % self.capacity
+        ring[0] = min(k + 1, self.capacity)
 
     def clear(self) -> None:
         """Forget every pair (after a failed evaluation, say)."""
-        self._k = self._next = 0
+        self._ring[:] = 0
 
     def predict(self, x: np.ndarray) -> np.ndarray | None:
         """The predicted mode at x (a new array), or None with nothing remembered."""
-        if self._k == 0 or self._xs is None or self._ms is None:
+        k = int(self._ring[0])
+        if k == 0 or self._xs is None or self._ms is None:
             return None
         out = np.empty(self._ms.shape[1])
-        _predict(self._xs[: self._k], self._ms[: self._k], np.asarray(x, dtype=float), out)
+        predict_mode(self._xs[:k], self._ms[:k], np.asarray(x, dtype=float), out)
         return out
-
-
-@njit(cache=True)
-def _predict(xs, ms, x, out):  # pragma: no cover - compiled
-    """m_a + J (x − x_a) into ``out`` (the module's model); (D'WD + λI)⁻¹ with λ a 1e-10
-    share of its trace, by Cholesky: directions no d_k spans then get no change."""
-    k, nx = xs.shape
-    a = 0
-    best = math.inf
-    for i in range(k):
-        dd = 0.0
-        for j in range(nx):
-            t = xs[i, j] - x[j]
-            dd += t * t
-        if dd < best:
-            best = dd
-            a = i
-    out[:] = ms[a]
-    if k == 1 or best == 0.0:
-        return
-    D = np.zeros((k, nx))
-    w = np.zeros(k)
-    for i in range(k):
-        if i == a:
-            continue
-        dd = 0.0
-        for j in range(nx):
-            t = xs[i, j] - xs[a, j]
-            D[i, j] = t
-            dd += t * t
-        w[i] = 1.0 / (dd + best)
-    M = np.zeros((nx, nx))
-    for i in range(k):
-        for j in range(nx):
-            for l in range(j + 1):
-                M[j, l] += w[i] * D[i, j] * D[i, l]
-    tr = 0.0
-    for j in range(nx):
-        tr += M[j, j]
-    lam = 1e-10 * tr
-    for j in range(nx):  # Cholesky of M + λI in place (lower)
-        d = M[j, j] + lam
-        for l in range(j):
-            d -= M[j, l] * M[j, l]
-        if not d > 0.0:
-            return
-        d = math.sqrt(d)
-        M[j, j] = d
-        for i in range(j + 1, nx):
-            t = M[i, j]
-            for l in range(j):
-                t -= M[i, l] * M[j, l]
-            M[i, j] = t / d
-    s = np.empty(nx)
-    for j in range(nx):
-        t = x[j] - xs[a, j]
-        for l in range(j):
-            t -= M[j, l] * s[l]
-        s[j] = t / M[j, j]
-    for j in range(nx - 1, -1, -1):
-        t = s[j]
-        for l in range(j + 1, nx):
-            t -= M[l, j] * s[l]
-        s[j] = t / M[j, j]
-    for i in range(k):
-        if i == a:
-            continue
-        c = 0.0
-        for j in range(nx):
-            c += D[i, j] * s[j]
-        c *= w[i]
-        if c != 0.0:
-            for r in range(ms.shape[1]):
-                out[r] += c * (ms[i, r] - ms[a, r])

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -341,6 +342,29 @@ class PIRLS:
             return pd, logdet
 
         return evaluate
+
+    def kernel_inputs(self, joint: bool) -> dict[str, Any] | None:
+        """What the compiled PIRLS reads for u alone or (``joint``) u and β together, for a
+        compiled caller that binds it once (:mod:`mixedfx.glm.laplace_objective`), or None
+        where PIRLS does not run compiled: the family's codes, the cross-product plan, the
+        workspaces (G, work, iwork, Sd; the caller's evaluations overwrite them), the index of
+        each later random effect's θ, and the iteration's settings. With ``joint`` the
+        factor of the last :meth:`fit_ub` is forgotten (:meth:`mode_slopes` needs a new one).
+        """
+        if not self.compiled or self.codes is None:
+            return None
+        plan = self._joint_plan() if joint else self._plan_u
+        if joint:
+            self._last_L11 = None
+        return {
+            "codes": self.codes,
+            "plan": plan,
+            "workspace": self._workspace(plan),
+            "scale_index": self._scale_index,
+            "tol": self.tol,
+            "maxit": self.maxit,
+            "max_halvings": self.max_halvings,
+        }
 
     def fit_ub(
         self,

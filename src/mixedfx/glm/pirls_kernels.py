@@ -25,9 +25,24 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import carray, cfunc, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-__all__ = ["glm_working", "mode_slopes", "pirls_scalar", "trailing_pattern", "workspace_sizes"]
+__all__ = [
+    "LAPLACE_HEADER",
+    "glm_working",
+    "laplace_eval",
+    "laplace_header",
+    "laplace_many",
+    "laplace_objective",
+    "laplace_scalar",
+    "mode_slopes",
+    "pirls_scalar",
+    "predict_mode",
+    "trailing_pattern",
+    "workspace_sizes",
+]
 
 _EPS = 2.220446049250313e-16
 _SQRT2 = 1.4142135623730951
@@ -695,3 +710,398 @@ def workspace_sizes(n: int, n1: int, npair: int, m: int, nu: int, p: int) -> int
     """Length of :func:`pirls_scalar`'s float workspace."""
     xw = n * (p + 1) if p else 0
     return 2 * n1 + 3 * npair + 2 * m * m + 4 * n + 2 * nu + 2 * p + (p + 1) + m + xw
+
+
+@njit(cache=True)
+def predict_mode(xs, ms, x, out):  # pragma: no cover - compiled
+    """m_a + J (x − x_a) into ``out`` (the model of :mod:`mixedfx.glm.mode_predictor`, whose
+    ring ``xs``/``ms`` holds the remembered points and modes); (D'WD + λI)⁻¹ with λ a 1e-10
+    share of its trace, by Cholesky: directions no d_k spans then get no change."""
+    k, nx = xs.shape
+    a = 0
+    best = math.inf
+    for i in range(k):
+        dd = 0.0
+        for j in range(nx):
+            t = xs[i, j] - x[j]
+            dd += t * t
+        if dd < best:
+            best = dd
+            a = i
+    out[:] = ms[a]
+    if k == 1 or best == 0.0:
+        return
+    D = np.zeros((k, nx))
+    w = np.zeros(k)
+    for i in range(k):
+        if i == a:
+            continue
+        dd = 0.0
+        for j in range(nx):
+            t = xs[i, j] - xs[a, j]
+            D[i, j] = t
+            dd += t * t
+        w[i] = 1.0 / (dd + best)
+    M = np.zeros((nx, nx))
+    for i in range(k):
+        for j in range(nx):
+            for l in range(j + 1):
+                M[j, l] += w[i] * D[i, j] * D[i, l]
+    tr = 0.0
+    for j in range(nx):
+        tr += M[j, j]
+    lam = 1e-10 * tr
+    for j in range(nx):  # Cholesky of M + λI in place (lower)
+        d = M[j, j] + lam
+        for l in range(j):
+            d -= M[j, l] * M[j, l]
+        if not d > 0.0:
+            return
+        d = math.sqrt(d)
+        M[j, j] = d
+        for i in range(j + 1, nx):
+            t = M[i, j]
+            for l in range(j):
+                t -= M[i, l] * M[j, l]
+            M[i, j] = t / d
+    s = np.empty(nx)
+    for j in range(nx):
+        t = x[j] - xs[a, j]
+        for l in range(j):
+            t -= M[j, l] * s[l]
+        s[j] = t / M[j, j]
+    for j in range(nx - 1, -1, -1):
+        t = s[j]
+        for l in range(j + 1, nx):
+            t -= M[l, j] * s[l]
+        s[j] = t / M[j, j]
+    for i in range(k):
+        if i == a:
+            continue
+        c = 0.0
+        for j in range(nx):
+            c += D[i, j] * s[j]
+        c *= w[i]
+        if c != 0.0:
+            for r in range(ms.shape[1]):
+                out[r] += c * (ms[i, r] - ms[a, r])
+
+
+# ---------------------------------------------------------------------------------------------
+# The optimizers' evaluations of the Laplace criterion in compiled code, for all-scalar terms
+# and a built-in family: nlopt's BOBYQA calls ``laplace_objective`` (a C callback), stage 1's
+# one θ is found by ``laplace_scalar`` (Brent's bounded method), the convergence check's points
+# by ``laplace_many``. Each evaluation is what
+# :class:`mixedfx.engines.generalized.GeneralizedEngine`'s f1 (stage 1: u and β by PIRLS from
+# the predicted mode, else from the family's start) or f2 (stage 2: β = β₁ + R_X⁻¹δ, u by
+# PIRLS from the predicted mode, else from the last one) does in Python, on the system an int64
+# header describes (:class:`mixedfx.glm.laplace_objective.LaplaceObjective` makes it):
+#
+#   0 joint   1 family   2 link   3 n   4 columns of X   5 levels of the first term   6 m
+#   7 rows of P   8 later terms   9 q   10 length of x   11 maxit   12 max halvings
+#   13 columns of Sd   14 length of iwork   15 length of work   16 predictor capacity
+#   17 q of the later terms   18 length of a mode (q, plus p when joint)
+#   19-48 addresses of y, wt, offset, X, r1, z1, rrows, rz, pos21, ptr, rows, scale,
+#   scale index, L11, eta, mu, G, work, iwork, Sd, η start, last mode, fixed part of η, mode
+#   buffer, β₁, R_X⁻¹, the predictor's points, modes and [held, next], and the float64 state
+#   [tol, tol_stay, const, evaluations, failures, best f, best x...]
+# ---------------------------------------------------------------------------------------------
+
+LAPLACE_HEADER = 49
+
+
+@intrinsic
+def _address(typingctx, addr):  # pragma: no cover - compiled
+    """An integer address as a void pointer (for ``carray``)."""
+    if not isinstance(addr, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(addr), codegen
+
+
+@njit(cache=True)
+def laplace_header(ints, arrays_a, arrays_b):  # pragma: no cover - compiled
+    """The header (layout above) from its 19 integers and the arrays in its order (two tuples:
+    numba's tuples of mixed arrays stay short); one compiled call (numpy's ``.ctypes`` costs
+    ~2 µs per array)."""
+    hdr = np.empty(LAPLACE_HEADER, np.int64)
+    for i in range(19):
+        hdr[i] = ints[i]
+    y, wt, off, X, r1, z1, rrows, rz, pos21, ptr, rows, scale, sidx, L11, eta = arrays_a
+    mu, G, work, iwork, Sd, eta0, warm, fixed, ub, b1, Rinv, pxs, pms, ring, fs = arrays_b
+    hdr[19] = y.ctypes.data
+    hdr[20] = wt.ctypes.data
+    hdr[21] = off.ctypes.data
+    hdr[22] = X.ctypes.data
+    hdr[23] = r1.ctypes.data
+    hdr[24] = z1.ctypes.data
+    hdr[25] = rrows.ctypes.data
+    hdr[26] = rz.ctypes.data
+    hdr[27] = pos21.ctypes.data
+    hdr[28] = ptr.ctypes.data
+    hdr[29] = rows.ctypes.data
+    hdr[30] = scale.ctypes.data
+    hdr[31] = sidx.ctypes.data
+    hdr[32] = L11.ctypes.data
+    hdr[33] = eta.ctypes.data
+    hdr[34] = mu.ctypes.data
+    hdr[35] = G.ctypes.data
+    hdr[36] = work.ctypes.data
+    hdr[37] = iwork.ctypes.data
+    hdr[38] = Sd.ctypes.data
+    hdr[39] = eta0.ctypes.data
+    hdr[40] = warm.ctypes.data
+    hdr[41] = fixed.ctypes.data
+    hdr[42] = ub.ctypes.data
+    hdr[43] = b1.ctypes.data
+    hdr[44] = Rinv.ctypes.data
+    hdr[45] = pxs.ctypes.data
+    hdr[46] = pms.ctypes.data
+    hdr[47] = ring.ctypes.data
+    hdr[48] = fs.ctypes.data
+    return hdr
+
+
+@njit(cache=True)
+def _ring_add(pxs, pms, ring, x, mode):  # pragma: no cover - compiled
+    """:meth:`mixedfx.glm.mode_predictor.ModePredictor.add` on its arrays."""
+    cap = pxs.shape[0]
+    k, nxt = ring[0], ring[1]
+    pxs[nxt, :] = x
+    pms[nxt, :] = mode
+    ring[1] = (nxt + 1) % cap
+    ring[0] = min(k + 1, cap)
+
+
+@njit(cache=True)
+def laplace_eval(x, hdr):  # pragma: no cover - compiled
+    """The Laplace criterion (with the family's constant) at x, +inf where PIRLS finds no
+    mode; counts the evaluation (and a failure). Stage 1 (``joint``) or stage 2 as the
+    module's comment above describes, the predictor's ring and the last mode updated."""
+    joint = hdr[0] != 0
+    fam, link, n, p, n1, m, nr, K, nu = hdr[1:10]
+    nx, maxit, maxh, nsd, niw, nw, cap, qr, nm = hdr[10:19]
+    f64, i64 = np.float64, np.int64
+    y = carray(_address(hdr[19]), (n,), f64)
+    wt = carray(_address(hdr[20]), (n,), f64)
+    off = carray(_address(hdr[21]), (n,), f64)
+    X = carray(_address(hdr[22]), (n, p), f64)
+    r1 = carray(_address(hdr[23]), (n,), i64)
+    z1 = carray(_address(hdr[24]), (n,), f64)
+    rrows = carray(_address(hdr[25]), (K, n), i64)
+    rz = carray(_address(hdr[26]), (K, n), f64)
+    pos21 = carray(_address(hdr[27]), (K, n), i64)
+    ptr = carray(_address(hdr[28]), (n1 + 1,), i64)
+    rows = carray(_address(hdr[29]), (nr,), i64)
+    scale = carray(_address(hdr[30]), (m,), f64)
+    sidx = carray(_address(hdr[31]), (qr,), i64)
+    L11 = carray(_address(hdr[32]), (n1,), f64)
+    eta = carray(_address(hdr[33]), (n,), f64)
+    mu = carray(_address(hdr[34]), (n,), f64)
+    G = carray(_address(hdr[35]), (m, m), f64)
+    work = carray(_address(hdr[36]), (nw,), f64)
+    iwork = carray(_address(hdr[37]), (niw,), i64)
+    Sd = carray(_address(hdr[38]), (m, nsd), f64)
+    eta0 = carray(_address(hdr[39]), (n,), f64)
+    warm = carray(_address(hdr[40]), (nu,), f64)
+    fixed = carray(_address(hdr[41]), (n,), f64)
+    ub = carray(_address(hdr[42]), (nm,), f64)
+    pxs = carray(_address(hdr[45]), (cap, nx), f64)
+    pms = carray(_address(hdr[46]), (cap, nm), f64)
+    ring = carray(_address(hdr[47]), (2,), i64)
+    fs = carray(_address(hdr[48]), (6 + nx,), f64)
+    tol, tol_stay, const = fs[0], fs[1], fs[2]
+    fs[3] += 1.0
+    for i in range(qr):
+        scale[i] = x[sidx[i]]
+    k = ring[0]
+    have = k > 0
+    if have:
+        predict_mode(pxs[:k], pms[:k], x, ub)
+    if joint:  # u and β by PIRLS, both in the mode buffer
+        u = ub[:nu]
+        beta = ub[nu:]
+        XX = X
+        ff = off
+    else:  # β = β₁ + R_X⁻¹δ held fixed, u by PIRLS
+        b1 = carray(_address(hdr[43]), (p,), f64)
+        Rinv = carray(_address(hdr[44]), (p, p), f64)
+        fx = off + np.dot(X, b1 + np.dot(Rinv, x[nx - p :]))
+        for i in range(n):
+            fixed[i] = fx[i]
+        u = ub
+        beta = np.empty(0)
+        XX = np.empty((n, 0))
+        ff = fixed
+    # the first attempt from the predicted mode; the second (or the only one, with nothing
+    # predicted) from the family's start (stage 1) or from the last mode (stage 2)
+    pd = math.inf
+    logdet = math.inf
+    cold = False
+    for attempt in range(2):
+        if attempt == 0 and not have:
+            continue
+        stay = tol_stay
+        if attempt == 1 and joint:  # PIRLS.fit_ub without a warm start
+            cold = True
+            stay = 0.0
+            u[:] = 0.0
+            beta[:] = 0.0
+            eta[:] = eta0
+        elif attempt == 1:
+            u[:] = warm
+        pd, logdet, _, _, _ = pirls_scalar(
+            fam, link, y, wt, ff, XX, beta, r1, z1, rrows, rz, pos21, ptr, rows, x[0],
+            scale, u, cold, tol, stay, maxit, maxh, eta, mu, L11, G, work, iwork, Sd,
+        )  # fmt: skip
+        if math.isfinite(pd):
+            break
+    if not math.isfinite(pd):
+        ring[0] = 0
+        ring[1] = 0
+        fs[4] += 1.0
+        return math.inf
+    if not joint:
+        warm[:] = ub
+    _ring_add(pxs, pms, ring, x, ub)
+    if cold:
+        uu = np.dot(u, u)
+        return (pd - uu) + const + uu + 2.0 * logdet  # GeneralizedEngine.laplace's order
+    return pd + const + 2.0 * logdet
+
+
+@cfunc(
+    types.float64(
+        types.uint32, types.CPointer(types.float64), types.CPointer(types.float64), types.voidptr
+    ),
+    cache=True,
+)
+def laplace_objective(nx, x, grad, data):  # pragma: no cover - compiled
+    """nlopt's objective (``nlopt_func``): ``data`` is the header; a value that is not finite
+    is given as 1e300 and the best point kept, as :func:`mixedfx.linalg.optimizer.bobyqa`."""
+    hdr = carray(data, (LAPLACE_HEADER,), np.int64)
+    xx = carray(x, (nx,))
+    v = laplace_eval(xx, hdr)
+    if not math.isfinite(v):
+        v = 1e300
+    fs = carray(_address(hdr[48]), (6 + nx,), np.float64)
+    if v < fs[5]:
+        fs[5] = v
+        for i in range(nx):
+            fs[6 + i] = xx[i]
+    return v
+
+
+@njit(cache=True)
+def laplace_many(pts, hdr):  # pragma: no cover - compiled
+    """:func:`laplace_eval` at every row of ``pts``, in order."""
+    out = np.empty(pts.shape[0])
+    for r in range(pts.shape[0]):
+        out[r] = laplace_eval(pts[r], hdr)
+    return out
+
+
+@njit(cache=True)
+def _scalar_value(hdr, t):  # pragma: no cover - compiled
+    """The criterion at the single θ = t, +inf (failure) as 1e150: large, yet Brent's
+    products stay finite (as :func:`mixedfx.linalg.optimizer.bobyqa`'s ``_scalar``)."""
+    x = np.empty(1)
+    x[0] = t
+    v = laplace_eval(x, hdr)
+    return v if math.isfinite(v) else 1e150
+
+
+@njit(cache=True)
+def laplace_scalar(hdr, x0, lo, xtol):  # pragma: no cover - compiled
+    """:func:`mixedfx.linalg.optimizer.bobyqa` for one θ (its ``_scalar``) in compiled code:
+    the bracket [lo, hi] grown by factors of 4 from max(4|x0|, 4) until the criterion rises,
+    Brent's bounded minimization on it (scipy's ``minimize_scalar(method="bounded")``, the
+    same steps, as :func:`mixedfx.linalg.kernels.small_scalar`) to ``xatol = xtol/100``, then
+    the bound compared (a singular fit). Returns (x, f(x))."""
+    hi = max(4.0 * abs(x0), 4.0)
+    fhi = _scalar_value(hdr, hi)
+    for _ in range(40):
+        if hi > 1e15:
+            break
+        fnext = _scalar_value(hdr, hi * 4.0)
+        if fnext >= fhi:
+            break
+        hi, fhi = hi * 4.0, fnext
+    hi *= 4.0
+    # scipy.optimize._optimize._minimize_scalar_bounded, maxiter 500
+    xatol = xtol * 1e-2
+    sqrt_eps = math.sqrt(2.2e-16)
+    golden_mean = 0.5 * (3.0 - math.sqrt(5.0))
+    a, b = lo, hi
+    fulc = a + golden_mean * (b - a)
+    nfc, xf = fulc, fulc
+    rat = e = 0.0
+    x = xf
+    fx = _scalar_value(hdr, x)
+    num = 1
+    ffulc = fnfc = fx
+    xm = 0.5 * (a + b)
+    tol1 = sqrt_eps * abs(xf) + xatol / 3.0
+    tol2 = 2.0 * tol1
+    while abs(xf - xm) > (tol2 - 0.5 * (b - a)):
+        golden = True
+        if abs(e) > tol1:  # a parabolic step?
+            golden = False
+            r = (xf - nfc) * (fx - ffulc)
+            q = (xf - fulc) * (fx - fnfc)
+            p = (xf - fulc) * q - (xf - nfc) * r
+            q = 2.0 * (q - r)
+            if q > 0.0:
+                p = -p
+            q = abs(q)
+            r = e
+            e = rat
+            if (abs(p) < abs(0.5 * q * r)) and (p > q * (a - xf)) and (p < q * (b - xf)):
+                rat = (p + 0.0) / q
+                x = xf + rat
+                if ((x - a) < tol2) or ((b - x) < tol2):
+                    si = np.sign(xm - xf) + (1.0 if (xm - xf) == 0 else 0.0)
+                    rat = tol1 * si
+            else:
+                golden = True
+        if golden:
+            if xf >= xm:
+                e = a - xf
+            else:
+                e = b - xf
+            rat = golden_mean * e
+        si = np.sign(rat) + (1.0 if rat == 0 else 0.0)
+        x = xf + si * max(abs(rat), tol1)
+        fu = _scalar_value(hdr, x)
+        num += 1
+        if fu <= fx:
+            if x >= xf:
+                a = xf
+            else:
+                b = xf
+            fulc, ffulc = nfc, fnfc
+            nfc, fnfc = xf, fx
+            xf, fx = x, fu
+        else:
+            if x < xf:
+                a = x
+            else:
+                b = x
+            if (fu <= fnfc) or (nfc == xf):
+                fulc, ffulc = nfc, fnfc
+                nfc, fnfc = x, fu
+            elif (fu <= ffulc) or (fulc == xf) or (fulc == nfc):
+                fulc, ffulc = x, fu
+        xm = 0.5 * (a + b)
+        tol1 = sqrt_eps * abs(xf) + xatol / 3.0
+        tol2 = 2.0 * tol1
+        if num >= 500:
+            break
+    f_lo = _scalar_value(hdr, lo)
+    # the bound wins when it is as good to rounding (a singular fit is then exactly singular)
+    if f_lo <= fx + 1e-12 * max(1.0, abs(fx)):
+        return lo, f_lo
+    return xf, fx

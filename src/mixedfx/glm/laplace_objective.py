@@ -1,0 +1,212 @@
+"""The Laplace criterion of a GLMM's two optimization stages, evaluated in compiled code.
+
+For a small GLMM (cbpp: 56 rows, 15 herds) one PIRLS is a few microseconds of arithmetic,
+and the Python around each of the optimizers' ~70 evaluations (the predictor of the mode,
+the compiled PIRLS's 29 arguments, nlopt's call into Python) costs several times more.
+:class:`LaplaceObjective` binds everything an evaluation reads once, in an int64 header of
+addresses (:func:`mixedfx.glm.pirls_kernels.laplace_header`), so that the whole minimization
+is one call: nlopt's BOBYQA through its C interface (:func:`mixedfx.linalg.nlopt_c.bobyqa_c`)
+calling the compiled callback ``laplace_objective``, or Brent's bounded method for a single
+θ (``laplace_scalar``). An evaluation is exactly the engine's Python one
+(:class:`mixedfx.engines.generalized.GeneralizedEngine`):
+
+* stage 1 (``joint``), x = θ: (u, β) by PIRLS from the mode the predictor gives, else from
+  the family's starting η; −2ℓ = Σ d_i + ‖û‖² + aic constant + 2 log|L|;
+* stage 2, x = (θ, δ): β = β₁ + R_X⁻¹ δ, u by PIRLS from the predicted mode, else from the
+  last mode (and from the last mode again when the predicted start fails).
+
+The predictor's ring (:meth:`mixedfx.glm.mode_predictor.ModePredictor.storage`) and the last
+mode (:attr:`LaplaceObjective.warm`) are shared with Python, which carries on from them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..linalg import nlopt_c
+from ..linalg.optimizer import OptimizerResult
+from . import pirls_kernels as PK
+from .mode_predictor import ModePredictor
+from .pirls import PIRLS
+
+__all__ = ["LaplaceObjective", "available"]
+
+
+def available(pirls: PIRLS, const: float | None, nx: int) -> bool:
+    """Whether the compiled evaluations apply: all-scalar terms and a built-in family (PIRLS
+    runs compiled), a constant aic term, and nlopt's C interface for two parameters or more."""
+    compiled = isinstance(pirls, PIRLS) and pirls.compiled  # not over Dask partitions
+    return compiled and const is not None and (nx == 1 or nlopt_c.available())
+
+
+class LaplaceObjective:
+    """The Laplace criterion of one stage, bound to its settings for compiled minimization.
+
+    Parameters
+    ----------
+    pirls : PIRLS
+        Its compiled PIRLS's plan and workspaces are used (and overwritten).
+    joint : bool
+        Stage 1 (u and β by PIRLS, x = θ) or stage 2 (x = (θ, δ)).
+    const : float
+        The family's aic constant.
+    tol_stay : float
+        PIRLS stops without its last Fisher step below this (relative); see
+        :meth:`mixedfx.glm.pirls.PIRLS.mode_evaluator`.
+    predictor : ModePredictor
+        Its ring is read and extended in place.
+    nx : int
+        Number of parameters.
+    eta_start : ndarray, optional
+        Stage 1: the family's starting η.
+    beta1, rx1_inv, warm : ndarray, optional
+        Stage 2: β₁, R_X⁻¹ (δ = R_X (β − β₁)) and the mode to start from when none is predicted.
+    """
+
+    def __init__(
+        self,
+        pirls: PIRLS,
+        joint: bool,
+        const: float,
+        tol_stay: float,
+        predictor: ModePredictor,
+        nx: int,
+        *,
+        eta_start: np.ndarray | None = None,
+        beta1: np.ndarray | None = None,
+        rx1_inv: np.ndarray | None = None,
+        warm: np.ndarray | None = None,
+    ):
+        inp = pirls.kernel_inputs(joint)
+        if inp is None:
+            raise ValueError("PIRLS does not run compiled for this model")
+        plan = inp["plan"]
+        G, work, iwork, Sd = inp["workspace"]
+        fam, link = inp["codes"]
+        n, q = pirls.n, pirls.q
+        X = np.ascontiguousarray(pirls.X, dtype=float)
+        p = X.shape[1]
+        nm = q + p if joint else q
+        pxs, pms, ring = predictor.storage(nx, nm)
+        self.nx = nx
+        self.warm = np.zeros(q) if warm is None else np.array(warm, dtype=float)
+        eta0 = np.zeros(n) if eta_start is None else np.array(eta_start, dtype=float)
+        b1 = np.zeros(p) if beta1 is None else np.array(beta1, dtype=float)
+        rinv = np.eye(p) if rx1_inv is None else np.array(rx1_inv, dtype=float, order="C")
+        self.state = np.zeros(6 + nx)
+        self.state[:3] = (inp["tol"], tol_stay, const)
+        self.state[5] = math.inf
+        ints = np.array(
+            [
+                int(joint),
+                fam,
+                link,
+                n,
+                p,
+                plan.n1,
+                plan.m,
+                plan.rows.size,
+                plan.rrows.shape[0],
+                q,
+                nx,
+                inp["maxit"],
+                inp["max_halvings"],
+                Sd.shape[1],
+                iwork.size,
+                work.size,
+                pxs.shape[0],
+                plan.q_rest,
+                nm,
+            ],
+            dtype=np.int64,
+        )
+        f64, i64 = np.float64, np.int64
+        # the data (a refit's response may be a column of a matrix) read in place or copied
+        first = (
+            np.ascontiguousarray(pirls.y, dtype=f64),
+            np.ascontiguousarray(pirls.wt, dtype=f64),
+            np.ascontiguousarray(pirls.offset, dtype=f64),
+            X,
+            np.ascontiguousarray(plan.r1, dtype=i64),
+            np.ascontiguousarray(plan.z1, dtype=f64),
+            np.ascontiguousarray(plan.rrows, dtype=i64),
+            np.ascontiguousarray(plan.rz, dtype=f64),
+            np.ascontiguousarray(plan.pos21, dtype=i64),
+            np.ascontiguousarray(plan.ptr, dtype=i64),
+            np.ascontiguousarray(plan.rows, dtype=i64),
+            np.ones(plan.m),
+            np.ascontiguousarray(inp["scale_index"], dtype=i64),
+            np.empty(plan.n1),
+            np.empty(n),
+        )
+        second = (
+            np.empty(n),
+            G,
+            work,
+            iwork,
+            Sd,
+            eta0,
+            self.warm,
+            np.empty(n),
+            np.empty(nm),
+            b1,
+            rinv,
+            pxs,
+            pms,
+            ring,
+            self.state,
+        )
+        arrays = first + second
+        if not all(a.flags.c_contiguous for a in arrays):  # the workspaces are made so
+            raise ValueError("the compiled PIRLS's workspaces must be C-contiguous")
+        self.hdr = PK.laplace_header(ints, first, second)
+        assert self.hdr.size == PK.LAPLACE_HEADER
+        self._keep = arrays  # the addresses in hdr stay valid while self lives
+
+    @property
+    def nevals(self) -> int:
+        return int(self.state[3])
+
+    @property
+    def tol_stay(self) -> float:
+        return float(self.state[1])
+
+    @tol_stay.setter
+    def tol_stay(self, value: float) -> None:
+        self.state[1] = value
+
+    def __call__(self, x: np.ndarray) -> float:
+        """The criterion at x (+inf where PIRLS finds no mode)."""
+        # through laplace_many: one compiled entry point fewer to load
+        pts = np.ascontiguousarray(x, dtype=float).reshape(1, -1)
+        return float(PK.laplace_many(pts, self.hdr)[0])
+
+    def many(self, pts: np.ndarray) -> np.ndarray:
+        """The criterion at every row of ``pts`` (in order), in one compiled call."""
+        return PK.laplace_many(np.ascontiguousarray(pts, dtype=float), self.hdr)
+
+    def bobyqa(self, x0: np.ndarray, lower: np.ndarray, **options: Any) -> OptimizerResult:
+        """:func:`mixedfx.linalg.optimizer.bobyqa` (two parameters or more) in compiled code;
+        ``options`` are its tolerances and ``initial_step``."""
+        start = self.nevals
+        self.state[5] = math.inf
+        x, fval, status = nlopt_c.bobyqa_c(
+            PK.laplace_objective.address, self.hdr.ctypes.data, x0, lower, **options
+        )
+        best = self.state[5]
+        if best < fval:  # as the Python route: the best point seen, if nlopt's is worse
+            x, fval = self.state[6:].copy(), float(best)
+        return OptimizerResult(x=x, fun=float(fval), nfev=self.nevals - start, status=status)
+
+    def scalar(self, x0: np.ndarray, lower: np.ndarray, xtol_abs: float = 1e-8) -> OptimizerResult:
+        """:func:`mixedfx.linalg.optimizer.bobyqa` for a single θ (bracketing and Brent's
+        bounded method, as its ``_scalar``) in one compiled call."""
+        start = self.nevals
+        lo = float(lower[0]) if math.isfinite(lower[0]) else -50.0
+        x, fx = PK.laplace_scalar(self.hdr, float(x0[0]), lo, float(xtol_abs))
+        return OptimizerResult(
+            x=np.array([x]), fun=float(fx), nfev=self.nevals - start, status="success"
+        )
