@@ -566,22 +566,17 @@ class Design:
 
     def _theta_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """(lower, start), worked out once per list of terms (every fit asks often; the
-        terms are kept by identity, with the term objects themselves)."""
+        list is recognized by identity and length: terms are replaced, never edited)."""
         terms = self.terms
         cached = self.__dict__.get("_bounds")
-        if cached is None or cached[0] is not terms or not _same_objects(cached[1], terms):
+        if cached is None or cached[0] is not terms or cached[1] != len(terms):
             lower = np.concatenate([t.theta_lower() for t in terms]) if terms else np.zeros(0)
-            cached = (terms, tuple(terms), lower, np.where(lower == 0.0, 1.0, 0.0))
+            cached = (terms, len(terms), lower, np.where(lower == 0.0, 1.0, 0.0))
             self.__dict__["_bounds"] = cached
         return cached[2], cached[3]
 
     def theta_names(self) -> list[str]:
         return [name for t in self.terms for name in t.theta_names()]
-
-
-def _same_objects(a: tuple, b: list) -> bool:
-    """Whether two sequences hold the same objects (by identity) in the same order."""
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
 def response_values(frame: Frame, response: str) -> np.ndarray:
