@@ -142,7 +142,7 @@ def _level_codes(col: object, levels: list[str], name: str) -> np.ndarray:
     if isinstance(col, pd.Series):
         col = col.array
     if isinstance(col, pd.Categorical):
-        cats = [str(v) for v in col.categories.tolist()]
+        cats = [str(v) for v in index_values(col.categories)]
         raw = np.asarray(col.codes, dtype=np.intp)
         if cats == levels:
             codes = raw
@@ -284,7 +284,7 @@ class ColumnMaker:
             if isinstance(dtype, pd.CategoricalDtype):
                 if dtype.ordered:
                     return None  # polynomial contrasts: formulaic
-                levels = [str(v) for v in dtype.categories.tolist()]
+                levels = [str(v) for v in index_values(dtype.categories)]
             elif getattr(dtype, "kind", "O") in "fiu":
                 levels = None
             elif isinstance(col, np.ndarray) and dtype.kind == "O" and _all_str(col):
