@@ -169,18 +169,26 @@ class BlockedFactor:
         self._grouped = self._setup_grouped() if grouped and self.small is None else None
         self._dense = self._setup_dense() if self._grouped is None and self.small is None else None
         self.theta: np.ndarray | None = None
-        self.lams: list[np.ndarray] = []
+        self._lams: list[np.ndarray] | None = []
         self.stats: FactorStats | None = None
+
+    @property
+    def lams(self) -> list[np.ndarray]:
+        """The Λ blocks at the θ of the last update (made when first asked for, after a
+        compiled update of a small system)."""
+        if self._lams is None:
+            assert self.theta is not None
+            self._lams = lambda_blocks(self.theta, self.ks)
+        return self._lams
 
     # ------------------------------------------------------------------ update
     def update(self, theta: np.ndarray) -> FactorStats:
         """Factor the system at θ; returns the log-determinants and r²."""
         A = self.A
         theta = np.asarray(theta, dtype=float)
-        lams = lambda_blocks(theta, self.ks)
         self.theta = theta.copy()
-        self.lams = lams
         if self.small is not None:
+            self._lams = None  # made when asked for (solve, P, gradients)
             ld_z, ld_x, r, ok = self.small.factor(theta)
             self._P_stale = self.small.grouped  # the grouped update does not write P
             self.stats = (
@@ -189,6 +197,7 @@ class BlockedFactor:
                 else FactorStats(np.inf, np.inf, np.inf, ok=False)
             )
             return self.stats
+        lams = self._lams = lambda_blocks(theta, self.ks)
         logdet1 = K.factor_first_block(A.A11, lams[0], self.L11)
         G = self.G
         q = A.q_rest
