@@ -447,6 +447,8 @@ class BlockedFactor:
     def _apply_lambda_rest(self, v: np.ndarray) -> np.ndarray:
         """Λr v for a vector over the rest rows (random effects of terms 2..K, then β)."""
         out = np.array(v, dtype=float, copy=True)
+        if not self._rest_slices:  # one term: nothing to scale (and no Λ blocks to make)
+            return out
         for (pos, nl, k), lam in zip(self._rest_slices, self.lams[1:], strict=True):
             sl = slice(pos, pos + nl * k)
             out[sl] = (out[sl].reshape(nl, k) @ lam.T).ravel()

@@ -575,6 +575,15 @@ def _hessian_from_values(
     return bool(np.all(np.isfinite(sub)))
 
 
+def _same_side(px: np.ndarray, x: np.ndarray, lower: np.ndarray, boundary_tol: float) -> bool:
+    """Whether a probe taken at ``px`` serves ``x``: within 1e-6 of it, with the same
+    coordinates on their lower bound (a few values: Python floats beat numpy's calls)."""
+    for a, b, lo in zip(px.tolist(), x.tolist(), lower.tolist(), strict=True):
+        if not abs(a - b) <= 1e-6 or ((a - lo) < boundary_tol) != ((b - lo) < boundary_tol):
+            return False
+    return True
+
+
 def check_convergence(
     fun: Callable[[np.ndarray], float],
     x: np.ndarray,
@@ -602,18 +611,15 @@ def check_convergence(
         free = ~((x - lower) < boundary_tol)
         if np.all(np.abs(gradient[free]) <= tol):
             return msgs
-    near = probe is not None and np.max(np.abs(probe.x - x), initial=0.0) <= 1e-6
-    if (
-        probe is None
-        or not near
-        or np.any(((x - lower) < boundary_tol) != ((probe.x - lower) < boundary_tol))
-    ):
+    if probe is None or not _same_side(probe.x, x, lower, boundary_tol):
         probe = Probe.at(fun, x, lower, boundary_tol=boundary_tol, many=many)
     if probe.idx.size == 0:
         return msgs
     idx = probe.idx
     g = probe.gradient
-    if np.max(np.abs(g)) > tol:
+    gl = g.tolist()
+    # a component above tol (numpy's max, as before: NaN anywhere means no Hessian)
+    if any(abs(v) > tol for v in gl) and not any(v != v for v in gl):
         H = probe.hessian(fun, many=many)
         try:
             Lc = np.linalg.cholesky(H)
