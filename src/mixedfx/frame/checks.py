@@ -191,8 +191,12 @@ def check_response_varies(y: np.ndarray, name: str) -> None:
 def check_finite_fit(engine: Any, name: str) -> None:
     """A fitted engine's σ̂, θ̂ and β̂ are finite, or a ModelError: a response that the model's
     columns reproduce exactly (a perfect fit) leaves no variance to estimate."""
-    values = np.concatenate([[engine.sigma], engine.theta, engine.beta])
-    if not np.all(np.isfinite(values)):
+    values = [
+        float(engine.sigma),
+        *np.ravel(engine.theta).tolist(),
+        *np.ravel(engine.beta).tolist(),
+    ]
+    if not all(math.isfinite(v) for v in values):
         raise ModelError(
             f"the fit to {name!r} is degenerate (its estimates are not finite): the response is "
             "an exact function of the model's columns (a perfect fit), so no variance can be "
