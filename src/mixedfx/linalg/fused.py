@@ -162,9 +162,14 @@ class SmallSystem:
         nlopt's C interface is not available or an array is not contiguous)."""
         if not nlopt_c.available():
             return None
-        if not all(a.flags.c_contiguous for a in self._args if isinstance(a, np.ndarray)):
+        try:
+            return SmallObjective(self, reml, n, const)
+        except NotContiguousError:
             return None
-        return SmallObjective(self, reml, n, const)
+
+
+class NotContiguousError(ValueError):
+    """An array of a small system is not C-contiguous (the compiled header needs them so)."""
 
 
 class SmallObjective:
@@ -176,10 +181,11 @@ class SmallObjective:
     def __init__(self, system: SmallSystem, reml: bool, n: int, const: float):
         k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale, S, cg = system._args
         arrays = (A11, ptr, rows, vals, A22, rest, L11, P, G, W, scale)
-        # the header's layout needs them so
+        # the header's layout needs them so (SmallSystem.objective checks it first)
         if not all(a.flags.c_contiguous for a in (*arrays, S, cg)):
-            raise ValueError("the small system's arrays must be C-contiguous")
-        self.nx = k1 * (k1 + 1) // 2 + sum(int(r[2]) * (int(r[2]) + 1) // 2 for r in rest)
+            raise NotContiguousError("the small system's arrays must be C-contiguous")
+        ks = [k1, *rest[:, 2].tolist()]
+        self.nx = sum(k * (k + 1) // 2 for k in ks)
         self.state = np.zeros(4 + self.nx)
         self.state[0] = const
         self.hdr = K.small_header(k1, q, n, bool(reml), self.nx, *arrays, self.state, S, cg)
