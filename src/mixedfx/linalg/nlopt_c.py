@@ -99,30 +99,36 @@ def bobyqa_c(
     lib = _library()
     if lib is None:
         raise RuntimeError("nlopt's C interface is not available")
-    x = np.array(x0, dtype=float)
-    nx = x.size
+    x0 = np.asarray(x0, dtype=float).reshape(-1)
+    nx = x0.size
     if nx < 2:
         raise ValueError("BOBYQA needs at least two parameters")
-    lo = np.ascontiguousarray(lower, dtype=float)
-    hi = np.full(nx, np.inf)
+    # x, the lower and upper bounds and the initial step in one buffer: one address to read
+    buf = np.empty((4, nx))
+    buf[0] = x0
+    buf[1] = lower
+    buf[2] = np.inf
+    if initial_step is not None:
+        buf[3] = initial_step
+    base = _ptr(buf)
+    row = 8 * nx  # bytes per row
     opt = lib.nlopt_create(_LN_BOBYQA, nx)
     if not opt:
         raise MemoryError("nlopt could not create an optimizer")
     try:
         lib.nlopt_set_min_objective(opt, address, data)
-        lib.nlopt_set_lower_bounds(opt, _ptr(lo))
-        lib.nlopt_set_upper_bounds(opt, _ptr(hi))
+        lib.nlopt_set_lower_bounds(opt, base + row)
+        lib.nlopt_set_upper_bounds(opt, base + 2 * row)
         lib.nlopt_set_ftol_abs(opt, ftol_abs)
         lib.nlopt_set_ftol_rel(opt, ftol_rel)
         lib.nlopt_set_xtol_abs1(opt, xtol_abs)
         lib.nlopt_set_maxeval(opt, maxeval)
         if initial_step is not None:
-            step = np.ascontiguousarray(np.broadcast_to(initial_step, (nx,)), dtype=float)
-            lib.nlopt_set_initial_step(opt, _ptr(step))
+            lib.nlopt_set_initial_step(opt, base + 3 * row)
         fval = ctypes.c_double(math.inf)
-        code = lib.nlopt_optimize(opt, _ptr(x), ctypes.byref(fval))
+        code = lib.nlopt_optimize(opt, base, ctypes.byref(fval))
     finally:
         lib.nlopt_destroy(opt)
     if code < 0 and code != -4:
         raise RuntimeError(f"nlopt failed (code {code})")
-    return x, float(fval.value), _STATUS.get(code, str(code))
+    return buf[0].copy(), float(fval.value), _STATUS.get(code, str(code))
