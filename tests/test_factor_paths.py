@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mixedfx as mfx
 from mixedfx.engines.linear import LinearEngine
@@ -239,3 +241,35 @@ def test_scalar_schur_matches_general_kernel_and_dense(three):
         assert st.logdet_Rx == pytest.approx(ld_x, rel=1e-9, abs=1e-9)
         assert st.pwrss == pytest.approx(r2, rel=1e-10)
         np.testing.assert_allclose(f.P, P, rtol=1e-15)  # recomputed after the kernel
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n1=st.integers(1, 25),
+    sizes=st.lists(st.integers(0, 40), min_size=2, max_size=4),
+    seed=st.integers(0, 10_000),
+)
+def test_merge_order_is_the_inverse_of_lexsort(n1, sizes, seed):
+    """The compiled merge of the cross-products' parts (each sorted by level, every row of a
+    part below the next part's rows) puts every entry where a sort by (level, row) would."""
+    from mixedfx.linalg.crossprod import _merge_order
+
+    rng = np.random.default_rng(seed)
+    parts = [np.sort(rng.integers(0, n1, s)) for s in sizes]
+    rows = []
+    base = 0
+    for lv in parts:  # rows increasing within a level of a part, below the next part's
+        r = np.zeros(lv.size, dtype=np.int64)
+        for lev in np.unique(lv):
+            at = np.flatnonzero(lv == lev)
+            r[at] = base + np.sort(rng.choice(50, at.size, replace=False))
+        rows.append(r)
+        base += 50
+    lvl, row = np.concatenate(parts), np.concatenate(rows)
+    dest, ptr = _merge_order(parts, n1)
+    order = np.lexsort((row, lvl))
+    expect = np.empty_like(order)
+    expect[order] = np.arange(order.size)
+    np.testing.assert_array_equal(dest, expect)
+    counts = np.bincount(lvl, minlength=n1)
+    np.testing.assert_array_equal(ptr, np.concatenate([[0], np.cumsum(counts)]))

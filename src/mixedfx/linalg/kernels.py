@@ -351,6 +351,25 @@ def diag_logdets(G, q, p):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def merge_order(lv, n1):  # pragma: no cover - compiled
+    """Where each entry goes when the entries (levels ``lv``, parts one after another, each
+    part's rows below the next part's) are sorted stably by level, and the column pointers:
+    ``ptr`` from the counts per level, then a running cursor per level in entry order."""
+    ptr = np.zeros(n1 + 1, np.int64)
+    for i in range(lv.size):
+        ptr[lv[i] + 1] += 1
+    for lev in range(n1):
+        ptr[lev + 1] += ptr[lev]
+    cursor = ptr[:-1].copy()
+    dest = np.empty(lv.size, np.int64)
+    for i in range(lv.size):
+        lev = lv[i]
+        dest[i] = cursor[lev]
+        cursor[lev] += 1
+    return dest, ptr
+
+
+@njit(cache=True)
 def pair_index(a, b, na, nb):  # pragma: no cover - compiled
     """``np.unique(a * nb + b, return_inverse=True)`` for level codes 0 <= a < na and
     0 <= b < nb, in O(n + pairs · log) instead of a sort of all n keys.
