@@ -128,6 +128,139 @@ def glm_working(fam, link, eta, y, wt, mu, sqrtw, wres, want_weights):  # pragma
     return total
 
 
+# ----------------------------------------------------------------------------------------
+# Vectorized binomial-logit observations. numba calls libm's exp and log one value at a
+# time; these are fdlibm's algorithms (e_exp.c, e_log.c: error below one ulp) written with
+# the float's bits as integers and selects instead of branches, so that LLVM vectorizes the
+# loops (numpy's error model: a division by zero is IEEE's, not an exception branch).
+
+_LN2HI = 6.93147180369123816490e-01
+_LN2LO = 1.90821492927058770002e-10
+_INVLN2 = 1.44269504088896338700e00
+_P1 = 1.66666666666666019037e-01
+_P2 = -2.77777777770155933842e-03
+_P3 = 6.61375632143793436117e-05
+_P4 = -1.65339022054652515390e-06
+_P5 = 4.13813679705723846039e-08
+_LG1 = 6.666666666666735130e-01
+_LG2 = 3.999999999940941908e-01
+_LG3 = 2.857142874366239149e-01
+_LG4 = 2.222219843214978396e-01
+_LG5 = 1.818357216161805012e-01
+_LG6 = 1.531383769920937332e-01
+_LG7 = 1.479819860511658591e-01
+
+
+@njit(cache=True, error_model="numpy")
+def vexp(x, out, bits):  # pragma: no cover - compiled
+    """out = eˣ elementwise for |x| ≤ 700 (``bits`` int64 scratch; arrays apart, or the
+    loops do not vectorize).
+
+    x = k ln 2 + r, |r| ≤ ln 2 / 2 (ln 2 in two parts, so r is exact to rounding);
+    eʳ = 1 + r + r c / (2 − c) with c = r − r² P(r²) (fdlibm's minimax P); then 2ᵏ from
+    its bits. A NaN stays NaN.
+    """
+    n = x.shape[0]
+    for i in range(n):
+        xi = x[i]
+        k = math.floor(xi * _INVLN2 + 0.5)
+        hi = xi - k * _LN2HI
+        lo = k * _LN2LO
+        r = hi - lo
+        t = r * r
+        c = r - t * (_P1 + t * (_P2 + t * (_P3 + t * (_P4 + t * _P5))))
+        out[i] = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
+        bits[i] = (np.int64(k) + 1023) << 52
+    scale = bits.view(np.float64)
+    for i in range(n):
+        out[i] *= scale[i]
+
+
+@njit(cache=True, error_model="numpy")
+def vlog(x, out):  # pragma: no cover - compiled
+    """out = log x elementwise for positive normal x (``out`` apart from ``x``; NaN stays NaN).
+
+    x = 2ᵏ (1 + f), 1 + f in [√2/2, √2) from the bits; with s = f / (2 + f),
+    log(1 + f) = f − s (f − R(s²)) (fdlibm's minimax R, its two ways of rounding chosen by a
+    select), plus k ln 2 in two parts.
+    """
+    n = x.shape[0]
+    xb = x.view(np.int64)
+    ob = out.view(np.int64)
+    for i in range(n):  # the mantissa, scaled into [√2/2, √2), into out's bits
+        b = xb[i]
+        j = (((b >> 32) & 0x000FFFFF) + 0x95F64) & 0x100000
+        ob[i] = (b & 0x000FFFFFFFFFFFFF) | ((j ^ 0x3FF00000) << 32)
+    for i in range(n):
+        b = xb[i]
+        hx = (b >> 32) & 0x000FFFFF
+        j = (hx + 0x95F64) & 0x100000
+        dk = float((b >> 52) - 1023 + (j >> 20))
+        xi = x[i]
+        f = out[i] - 1.0
+        s = f / (2.0 + f)
+        z = s * s
+        w = z * z
+        t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
+        t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+        R = t2 + t1
+        hfsq = 0.5 * f * f
+        a = dk * _LN2HI - ((hfsq - (s * (hfsq + R) + dk * _LN2LO)) - f)
+        c = dk * _LN2HI - ((s * (f - R) - dk * _LN2LO) - f)
+        out[i] = (a if ((hx - 0x6147A) | (0x6B851 - hx)) > 0 else c) + (xi - xi)
+
+
+@njit(cache=True, error_model="numpy")
+def _binomial_logit_obs(eta, y, wt, mu, wr2):  # pragma: no cover - compiled
+    """:func:`_glm_obs` for binomial-logit over all observations; returns Σ deviance residuals.
+
+    R's formulas (``make.link("logit")``, ``binomial()``) as selects: μ = t / (1 + t),
+    dμ/dη = t / (1 + t)² with t = eᵉ (ε and 1/ε, dμ/dη = ε, beyond |η| = 30), working weight
+    wt (dμ/dη)² / (μ (1 − μ)) into ``wr2[0]``, working residual (y − μ) / (dμ/dη) into
+    ``wr2[1]``, deviance residual 2 wt (y log(y/μ) + (1 − y) log((1 − y)/(1 − μ))) with the
+    logs of rows 2 and 3 (a term with y = 0, or 1 − y = 0, is 0); rows 2 to 4 are scratch (exp's
+    argument, its 2ᵏ's bits, the logs), each loop's arrays apart so that it vectorizes.
+    """
+    n = eta.shape[0]
+    w = wr2[0]
+    r = wr2[1]
+    a1 = wr2[2]
+    a2 = wr2[3]
+    bits = wr2[4].view(np.int64)
+    for i in range(n):
+        a1[i] = min(max(eta[i], -30.0), 30.0)
+    vexp(a1, mu, bits)
+    _logit_working(eta, y, wt, mu, w, r, a1, a2)
+    l1 = wr2[4]
+    vlog(a1, l1)
+    vlog(a2, a1)
+    total = 0.0
+    for i in range(n):
+        yi = y[i]
+        total += (yi * l1[i] + (1.0 - yi) * a1[i]) * (2.0 * wt[i])
+    return total
+
+
+@njit(cache=True, error_model="numpy")
+def _logit_working(eta, y, wt, mu, w, r, a1, a2):  # pragma: no cover - compiled
+    """The loop of :func:`_binomial_logit_obs` between exp and log (``mu`` holds eᵉ)."""
+    for i in range(eta.shape[0]):
+        e = eta[i]
+        lo = e < -30.0
+        hi = e > 30.0
+        t = _EPS if lo else (1.0 / _EPS if hi else mu[i])
+        opt = 1.0 + t
+        d = _EPS if (lo or hi) else t / (opt * opt)
+        m = t / opt
+        yi = y[i]
+        wi = wt[i]
+        mu[i] = m
+        w[i] = wi * d * d / (m * (1.0 - m))
+        r[i] = (yi - m) / d
+        a1[i] = yi / m if yi > 0.0 else 1.0
+        a2[i] = (1.0 - yi) / (1.0 - m) if yi < 1.0 else 1.0
+
+
 @njit(cache=True)
 def _pass(  # pragma: no cover - compiled
     fam, link, data, theta1, scale, beta, u, given_eta, system, out, scratch
@@ -140,7 +273,8 @@ def _pass(  # pragma: no cover - compiled
     in the plan's order) and the lower triangle of ``A22`` (later terms, X, working response);
     ``data`` = (y, prior weights, fixed part of η, X, and the plan's r1, z1, rrows, rz, pos21,
     ptr), ``XW`` (n × (p + 1), or empty: then summed per row) the rows of √w [X z] for one
-    BLAS cross-product, ``wr2`` (2 × n) the working weights and residuals between the loops.
+    BLAS cross-product, ``wr2`` (5 × n) the working weights and residuals between the loops
+    (rows 0 and 1; rows 2 to 4 scratch of :func:`_binomial_logit_obs`).
     Three loops (η; the family's formulas; the sums) rather than one: each is short enough
     for the processor to overlap its iterations.
     """
@@ -168,12 +302,15 @@ def _pass(  # pragma: no cover - compiled
             for j in range(p):
                 e += X[i, j] * beta[j]
             eta[i] = e
-    for i in range(n):
-        m, w, wr, dev = _glm_obs(fam, link, eta[i], y[i], wt[i])
-        mu[i] = m
-        total += dev
-        wr2[0, i] = w
-        wr2[1, i] = wr
+    if fam == 0 and link == 0:  # binomial-logit: vectorized (exp and log of this module)
+        total = _binomial_logit_obs(eta, y, wt, mu, wr2)
+    else:
+        for i in range(n):
+            m, w, wr, dev = _glm_obs(fam, link, eta[i], y[i], wt[i])
+            mu[i] = m
+            total += dev
+            wr2[0, i] = w
+            wr2[1, i] = wr
     if system and p == 0:  # u alone: the working response is the only XY row
         for i in range(n):
             lev = r1[i]
@@ -542,8 +679,8 @@ def pirls_scalar(  # pragma: no cover - compiled
     o += nx
     v = work[o : o + m]
     o += m
-    wr2 = work[o : o + 2 * n].reshape((2, n))
-    o += 2 * n
+    wr2 = work[o : o + 5 * n].reshape((5, n))
+    o += 5 * n
     data = (y, wt, fixed, X, r1, z1, rrows, rz, pos21, ptr)
     # √w [X z] for a BLAS cross-product when the rows are many (else accumulated per row)
     nxw = n if p > 0 and n * nx * nx >= _BLAS_ROWS else 0
@@ -694,4 +831,4 @@ def mode_slopes(G, work, L11, ptr, rows, scale, nx, J):  # pragma: no cover - co
 def workspace_sizes(n: int, n1: int, npair: int, m: int, nu: int, p: int) -> int:
     """Length of :func:`pirls_scalar`'s float workspace."""
     xw = n * (p + 1) if p else 0
-    return 2 * n1 + 3 * npair + 2 * m * m + 4 * n + 2 * nu + 2 * p + (p + 1) + m + xw
+    return 2 * n1 + 3 * npair + 2 * m * m + 7 * n + 2 * nu + 2 * p + (p + 1) + m + xw
