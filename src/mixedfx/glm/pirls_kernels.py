@@ -261,6 +261,36 @@ def _logit_working(eta, y, wt, mu, w, r, a1, a2):  # pragma: no cover - compiled
         a2[i] = (1.0 - yi) / (1.0 - m) if yi < 1.0 else 1.0
 
 
+@njit(cache=True, error_model="numpy")
+def _linear_predictor(  # pragma: no cover - compiled
+    fixed, X, beta, r1, z1, rrows, rz, theta1, scale, u, n1, eta
+):
+    """η = Xβ + fixed + ZΛu into ``eta``, one term at a time: Xβ by BLAS, the random effects
+    b = Λu per level first (so each row's term is one gather and one product); ``n1`` the
+    first term's levels, ``scale`` the later terms' θ per level (then the XY rows' ones)."""
+    n = eta.shape[0]
+    K = rrows.shape[0]
+    b = np.empty(u.shape[0])
+    for lev in range(n1):
+        b[lev] = theta1 * u[lev]
+    for r in range(u.shape[0] - n1):
+        b[n1 + r] = scale[r] * u[n1 + r]
+    if X.shape[1] > 0:
+        np.dot(X, beta, eta)
+        for i in range(n):
+            eta[i] += fixed[i]
+    else:
+        for i in range(n):
+            eta[i] = fixed[i]
+    for i in range(n):
+        eta[i] += z1[i] * b[r1[i]]
+    for t in range(K):
+        rt = rrows[t]
+        zt = rz[t]
+        for i in range(n):
+            eta[i] += zt[i] * b[n1 + rt[i]]
+
+
 @njit(cache=True)
 def _pass(  # pragma: no cover - compiled
     fam, link, data, theta1, scale, beta, u, given_eta, system, out, scratch
@@ -294,14 +324,7 @@ def _pass(  # pragma: no cover - compiled
     total = 0.0
     zz = 0.0
     if not given_eta:
-        for i in range(n):
-            e = fixed[i] + theta1 * z1[i] * u[r1[i]]
-            for t in range(K):
-                r = rrows[t, i]
-                e += scale[r] * rz[t, i] * u[n1 + r]
-            for j in range(p):
-                e += X[i, j] * beta[j]
-            eta[i] = e
+        _linear_predictor(fixed, X, beta, r1, z1, rrows, rz, theta1, scale, u, n1, eta)
     if fam == 0 and link == 0:  # binomial-logit: vectorized (exp and log of this module)
         total = _binomial_logit_obs(eta, y, wt, mu, wr2)
     else:
@@ -329,6 +352,8 @@ def _pass(  # pragma: no cover - compiled
                     A22[rt, rrows[s, i]] += bt * rz[s, i]
                 A22[q, rt] += bt * zw
             zz += w * zw * zw
+    elif system and XW.shape[0] > 0:  # many rows: phases, [X z]'W[X z] by BLAS
+        _system_rows(data, eta, A11, vals, A22, XW, wr2)
     elif system:
         for i in range(n):
             lev = r1[i]
@@ -353,24 +378,74 @@ def _pass(  # pragma: no cover - compiled
                     A22[rt, rrows[s, i]] += bt * rz[s, i]
                 for c in range(nx):
                     A22[q + c, rt] += bt * xy[c]
-            if XW.shape[0] == 0:  # few rows: the lower triangle of [X z]'W[X z] directly
-                for c in range(nx):
-                    wc = w * xy[c]
-                    for d in range(c + 1):
-                        A22[q + c, q + d] += wc * xy[d]
-            else:  # rows of √w [X z], their cross-product by BLAS after the pass
-                sw = math.sqrt(w)
-                for c in range(nx):
-                    XW[i, c] = sw * xy[c]
-    if system:
-        if p == 0:
-            A22[q, q] = zz
-        elif XW.shape[0] > 0:
-            C = np.dot(XW.T, XW)
-            for c in range(nx):
+            for c in range(nx):  # few rows: the lower triangle of [X z]'W[X z] directly
+                wc = w * xy[c]
                 for d in range(c + 1):
-                    A22[q + c, q + d] = C[c, d]
+                    A22[q + c, q + d] += wc * xy[d]
+    if system and p == 0:
+        A22[q, q] = zz
     return total
+
+
+@njit(cache=True, error_model="numpy")
+def _system_rows(data, eta, A11, vals, A22, XW, wr2):  # pragma: no cover - compiled
+    """:func:`_pass`'s cross-products with X (p > 0) for many rows, in phases.
+
+    First, vectorized over the rows: the working response z = η − fixed + r (into
+    ``wr2[1]``), w z₁ (``wr2[2]``) and √w (``wr2[3]``). Then one loop of the sums per level
+    (A11, the first term's block column, the later terms' diagonal pairs), the later terms
+    against [X z] gathered in A22's (otherwise unused) upper triangle, row by row
+    contiguously, and moved to the lower one at the end. Last, the rows √w [X z] into ``XW``
+    and the lower triangle of [X z]'W[X z] as one BLAS product.
+    """
+    fixed, X, r1, z1, rrows, rz, pos21, ptr = data[2:]
+    n = eta.shape[0]
+    p = X.shape[1]
+    nx = p + 1
+    K = rrows.shape[0]
+    q = A22.shape[0] - nx
+    w_ = wr2[0]
+    zw_ = wr2[1]
+    a_ = wr2[2]
+    sw_ = wr2[3]
+    for i in range(n):
+        w = w_[i]
+        zw_[i] = eta[i] - fixed[i] + zw_[i]
+        a_[i] = w * z1[i]
+        sw_[i] = math.sqrt(w)
+    for i in range(n):
+        lev = r1[i]
+        a = a_[i]
+        zw = zw_[i]
+        w = w_[i]
+        A11[lev] += a * z1[i]
+        xs = ptr[lev + 1] - nx
+        for c in range(p):
+            vals[xs + c] += a * X[i, c]
+        vals[xs + p] += a * zw
+        for t in range(K):
+            zt = rz[t, i]
+            bt = w * zt
+            rt = rrows[t, i]
+            vals[pos21[t, i]] += a * zt
+            for s in range(t + 1):
+                A22[rt, rrows[s, i]] += bt * rz[s, i]
+            for c in range(p):
+                A22[rt, q + c] += bt * X[i, c]
+            A22[rt, q + p] += bt * zw
+    for r in range(q):
+        for c in range(nx):
+            A22[q + c, r] = A22[r, q + c]
+            A22[r, q + c] = 0.0
+    for i in range(n):
+        sw = sw_[i]
+        for c in range(p):
+            XW[i, c] = sw * X[i, c]
+        XW[i, p] = sw * zw_[i]
+    C = np.dot(XW.T, XW)
+    for c in range(nx):
+        for d in range(c + 1):
+            A22[q + c, q + d] = C[c, d]
 
 
 @njit(cache=True)
