@@ -97,13 +97,17 @@ def _crossed(n: int = 3000, seed: int = 4) -> pd.DataFrame:
     )
 
 
+@pytest.mark.parametrize("by", [None, "g2"])
 @pytest.mark.parametrize(
     ("resp", "family", "weights"),
     [("y01", Binomial(), None), ("prop", Binomial(), "trials"), ("count", Poisson(), None)],
 )
-def test_many_rows_passes_match_blocked_factor(resp, family, weights):
-    """u alone and (u, β) jointly, compiled against the iteration through BlockedFactor."""
+def test_many_rows_passes_match_blocked_factor(resp, family, weights, by):
+    """u alone and (u, β) jointly, compiled against the iteration through BlockedFactor; rows
+    in random order, or sorted by the second term (its sums then run in registers)."""
     df = _crossed()
+    if by is not None:
+        df = df.sort_values(by, kind="stable").reset_index(drop=True)
     kw = {"weights": weights} if weights else {}
     m = GeneralizedLinearMixedModel(
         f"{resp} ~ x + z + f + (1 | g1) + (1 | g2)", df, family=family, **kw

@@ -334,7 +334,9 @@ def _pass(  # pragma: no cover - compiled
             total += dev
             wr2[0, i] = w
             wr2[1, i] = wr
-    if system and p == 0:  # u alone: the working response is the only XY row
+    if system and p == 0 and K == 1:  # u alone, two terms: in phases
+        zz = _system_u2(data, eta, A11, vals, A22, wr2)
+    elif system and p == 0:  # u alone: the working response is the only XY row
         for i in range(n):
             lev = r1[i]
             w = wr2[0, i]
@@ -388,6 +390,56 @@ def _pass(  # pragma: no cover - compiled
 
 
 @njit(cache=True, error_model="numpy")
+def _system_u2(data, eta, A11, vals, A22, wr2):  # pragma: no cover - compiled
+    """:func:`_pass`'s cross-products for u alone (p = 0) and two terms; returns Σ w z².
+
+    The working response z = η − fixed + r and w z₁ vectorized first (into ``wr2[1]``,
+    ``wr2[2]``); then the sums, the second term's two (its diagonal and its row of z) in
+    registers while consecutive rows share its level (rows sorted by it add no chain of
+    dependent memory updates).
+    """
+    fixed, _, r1, z1, rrows, rz, pos21, ptr = data[2:]
+    n = eta.shape[0]
+    q = A22.shape[0] - 1
+    w_ = wr2[0]
+    zw_ = wr2[1]
+    a_ = wr2[2]
+    for i in range(n):
+        zw_[i] = eta[i] - fixed[i] + zw_[i]
+        a_[i] = w_[i] * z1[i]
+    zz = 0.0
+    for i in range(n):
+        zw = zw_[i]
+        zz += w_[i] * zw * zw
+    if n == 0:
+        return zz
+    cur = rrows[0, 0]
+    sd = 0.0
+    sz = 0.0
+    for i in range(n):
+        lev = r1[i]
+        a = a_[i]
+        zw = zw_[i]
+        A11[lev] += a * z1[i]
+        vals[ptr[lev + 1] - 1] += a * zw
+        zt = rz[0, i]
+        rt = rrows[0, i]
+        bt = w_[i] * zt
+        vals[pos21[0, i]] += a * zt
+        if rt != cur:
+            A22[cur, cur] += sd
+            A22[q, cur] += sz
+            cur = rt
+            sd = 0.0
+            sz = 0.0
+        sd += bt * zt
+        sz += bt * zw
+    A22[cur, cur] += sd
+    A22[q, cur] += sz
+    return zz
+
+
+@njit(cache=True, error_model="numpy")
 def _system_rows(data, eta, A11, vals, A22, XW, wr2):  # pragma: no cover - compiled
     """:func:`_pass`'s cross-products with X (p > 0) for many rows, in phases.
 
@@ -413,6 +465,8 @@ def _system_rows(data, eta, A11, vals, A22, XW, wr2):  # pragma: no cover - comp
         zw_[i] = eta[i] - fixed[i] + zw_[i]
         a_[i] = w * z1[i]
         sw_[i] = math.sqrt(w)
+    cur = rrows[0, 0] if K == 1 and n > 0 else 0
+    sd = 0.0
     for i in range(n):
         lev = r1[i]
         a = a_[i]
@@ -428,11 +482,20 @@ def _system_rows(data, eta, A11, vals, A22, XW, wr2):  # pragma: no cover - comp
             bt = w * zt
             rt = rrows[t, i]
             vals[pos21[t, i]] += a * zt
-            for s in range(t + 1):
-                A22[rt, rrows[s, i]] += bt * rz[s, i]
+            if K == 1:  # its diagonal in a register while the level repeats
+                if rt != cur:
+                    A22[cur, cur] += sd
+                    cur = rt
+                    sd = 0.0
+                sd += bt * zt
+            else:
+                for s in range(t + 1):
+                    A22[rt, rrows[s, i]] += bt * rz[s, i]
             for c in range(p):
                 A22[rt, q + c] += bt * X[i, c]
             A22[rt, q + p] += bt * zw
+    if K == 1:
+        A22[cur, cur] += sd
     for r in range(q):
         for c in range(nx):
             A22[q + c, r] = A22[r, q + c]
