@@ -130,3 +130,28 @@ def test_many_rows_passes_match_blocked_factor(resp, family, weights, by):
     assert c.pdev == pytest.approx(d.pdev, rel=1e-11)
     assert c.Rx is not None
     np.testing.assert_allclose(np.abs(c.Rx), np.abs(m.pirls.factor_b.Rx()), rtol=1e-8)
+
+
+@pytest.mark.parametrize("formula", ["x + z + f + (1 | g1) + (1 | g2)", "x + (1 | g2)"])
+def test_theta_slopes_match_finite_differences(formula):
+    """∂(û, β̂)/∂θ of the joint mode from its factor against central differences over θ."""
+    m = GeneralizedLinearMixedModel(f"y01 ~ {formula}", _crossed(), family=Binomial())
+    ntheta = m.design.theta_lower().size
+    theta = np.array([0.9, 0.6])[:ntheta]
+    q = m.design.q
+    res = m.pirls.fit_ub(theta, np.zeros(q), np.zeros(m.p))
+    J = m.pirls.theta_slopes(theta, res.u)
+    assert J is not None and J.shape == (q + m.p, ntheta)
+    h = 1e-5
+    for j in range(ntheta):
+        e = np.zeros(ntheta)
+        e[j] = h
+        up = m.pirls.fit_ub(theta + e, res.u, res.beta)
+        dn = m.pirls.fit_ub(theta - e, res.u, res.beta)
+        fd = (np.r_[up.u, up.beta] - np.r_[dn.u, dn.beta]) / (2 * h)
+        np.testing.assert_allclose(J[:, j], fd, rtol=1e-5, atol=1e-6)
+    # a θ on its bound gets slope 0; no joint factor, no slopes
+    m.pirls.fit_ub(np.r_[0.0, theta[1:]], res.u, res.beta)
+    assert np.all(m.pirls.theta_slopes(np.r_[0.0, theta[1:]], res.u)[:, 0] == 0.0)
+    fresh = GeneralizedLinearMixedModel(f"y01 ~ {formula}", _crossed(), family=Binomial())
+    assert fresh.pirls.theta_slopes(theta, res.u) is None

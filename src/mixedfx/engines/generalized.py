@@ -329,7 +329,10 @@ class GeneralizedEngine(Engine):
                 if not np.isfinite(res.pdev):
                     pred1.clear()
                     return math.inf
-                pred1.add(theta, np.concatenate([res.u, res.beta]))
+                mode = np.concatenate([res.u, res.beta])
+                if len(pred1) == 0:
+                    self._seed_slopes(pred1, theta, mode)
+                pred1.add(theta, mode)
                 return self.laplace(res)
 
             if beta_start is None:
@@ -400,6 +403,20 @@ class GeneralizedEngine(Engine):
         self.convergence_messages = msgs
         for msg in msgs:
             warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+
+    def _seed_slopes(self, pred: ModePredictor, theta: np.ndarray, mode: np.ndarray) -> None:
+        """Seed stage 1's predictor with the joint mode's slopes over θ at its first point
+        (:meth:`~mixedfx.glm.pirls.PIRLS.theta_slopes`, from the factor there): BOBYQA's next
+        points, θ ± ρ eᵢ, then start from a first-order prediction rather than this mode."""
+        J = self.pirls.theta_slopes(theta, mode[: self.design.q])
+        if J is None or not np.all(np.isfinite(J)):
+            return
+        h = 1e-3
+        for j in range(theta.size):
+            if theta[j] > 0.0:
+                tj = theta.copy()
+                tj[j] += h
+                pred.add(tj, mode + h * J[:, j])
 
     def reoptimize(self, method: str) -> OptimizerResult:
         """Stage 2 (θ and β, u by PIRLS) by another optimizer from stage 1's answer, as lme4's

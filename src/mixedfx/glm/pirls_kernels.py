@@ -27,7 +27,14 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["glm_working", "mode_slopes", "pirls_scalar", "trailing_pattern", "workspace_sizes"]
+__all__ = [
+    "glm_working",
+    "joint_solve",
+    "mode_slopes",
+    "pirls_scalar",
+    "trailing_pattern",
+    "workspace_sizes",
+]
 
 _EPS = 2.220446049250313e-16
 _SQRT2 = 1.4142135623730951
@@ -970,3 +977,50 @@ def workspace_sizes(n: int, n1: int, npair: int, m: int, nu: int, p: int) -> int
     """Length of :func:`pirls_scalar`'s float workspace."""
     xw = n * (p + 1) if p else 0
     return 2 * n1 + 3 * npair + 2 * m * m + 7 * n + 2 * nu + 2 * p + (p + 1) + m + xw
+
+
+@njit(cache=True)
+def joint_solve(G, work, L11, ptr, rows, scale, nx, b, x):  # pragma: no cover - compiled
+    """x = H⁻¹ b with H the penalized system of u and β whose factor :func:`pirls_scalar`
+    left (``L11``, ``G`` and the P block of ``work``), for any right-hand side b (nu + p).
+
+    H = L L' with L = [L11 0; L21 L22], L21[r, l] = P scale[r] (the first term's block
+    column), L22 the trailing factor without its working-response row: forward through L11
+    and L21, then L22; back through L22', then L21' and L11.
+    """
+    n1 = L11.shape[0]
+    m = G.shape[0]
+    mm = m - 1  # the trailing unknowns: later terms, then β (not the response row)
+    npair = rows.shape[0]
+    P = work[2 * n1 + 2 * npair : 2 * n1 + 3 * npair]
+    y1 = np.empty(n1)
+    v = np.empty(mm)
+    for i in range(mm):
+        v[i] = b[n1 + i]
+    for lev in range(n1):
+        t = b[lev] / L11[lev]
+        y1[lev] = t
+        for a in range(ptr[lev], ptr[lev + 1]):
+            r = rows[a]
+            if r < mm:
+                v[r] -= P[a] * scale[r] * t
+    for i in range(mm):  # L22 v = rhs
+        s = v[i]
+        for k in range(i):
+            s -= G[i, k] * v[k]
+        v[i] = s / G[i, i]
+    for i in range(mm - 1, -1, -1):  # L22' v = v
+        vi = v[i] / G[i, i]
+        v[i] = vi
+        if vi != 0.0:
+            for k in range(i):
+                v[k] -= G[i, k] * vi
+    for lev in range(n1):
+        s = 0.0
+        for a in range(ptr[lev], ptr[lev + 1]):
+            r = rows[a]
+            if r < mm:
+                s += P[a] * scale[r] * v[r]
+        x[lev] = (y1[lev] - s) / L11[lev]
+    for i in range(mm):
+        x[n1 + i] = v[i]
