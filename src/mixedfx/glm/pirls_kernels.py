@@ -534,14 +534,26 @@ def _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, idx):  
     n1 = A11.shape[0]
     m = A22.shape[0]
     q = m - nx
+    t2 = theta1 * theta1
+    for lev in range(n1):
+        L11[lev] = math.sqrt(t2 * A11[lev] + 1.0)
+    logs = np.empty(n1)
+    vlog(L11, logs)
     logdet = 0.0
     for lev in range(n1):
-        d = math.sqrt(theta1 * theta1 * A11[lev] + 1.0)
-        L11[lev] = d
-        logdet += math.log(d)
-        f = theta1 / d
+        logdet += logs[lev]
+    # a mostly filled block column (crossed factors): its Schur update is one dense BLAS
+    # product, of the workspace taken as n1 × m (each level's row written contiguously)
+    dense = Sd.shape[1] == n1 and n1 > 0
+    St = Sd.reshape((n1, m)) if dense else np.empty((0, 0))
+    St[:, :] = 0.0
+    for lev in range(n1):
+        f = theta1 / L11[lev]
         for a in range(ptr[lev], ptr[lev + 1]):
-            P[a] = vals[a] * f
+            pa = vals[a] * f
+            P[a] = pa
+            if dense:
+                St[lev, rows[a]] = pa * scale[rows[a]]
     known = idx.shape[0] > m
     jk = idx[m] if known else 0  # the sparse columns of the known pattern
     cp = idx[m + 1 : m + jk + 2]
@@ -558,13 +570,8 @@ def _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, idx):  
             G[i, j] = si * scale[j] * A22[i, j]
         if i < q:
             G[i, i] += 1.0
-    if Sd.shape[1] == n1 and n1 > 0:
-        # a mostly filled block column (crossed factors): one dense BLAS product
-        Sd[:, :] = 0.0
-        for lev in range(n1):
-            for a in range(ptr[lev], ptr[lev + 1]):
-                Sd[rows[a], lev] = P[a] * scale[rows[a]]
-        G -= Sd @ Sd.T
+    if dense:
+        G -= St.T @ St
     else:
         for lev in range(n1):
             for a in range(ptr[lev], ptr[lev + 1]):
