@@ -49,15 +49,18 @@ def test_vlog_within_one_ulp_of_libm():
     assert np.isnan(out[0]) and out[1] == 0.0
 
 
-def test_binomial_logit_pass_matches_r_formulas():
+@pytest.mark.parametrize("binary", [True, False])
+def test_binomial_logit_pass_matches_r_formulas(binary):
     """Weights, residuals, μ and the deviance of the vectorized pass against _glm_obs (R's
-    arithmetic), at ordinary η, beyond R's clamp at |η| = 30, with proportions and weights."""
+    arithmetic), at ordinary η, beyond R's clamp at |η| = 30, with weights, and with y all
+    0 or 1 (one log per row) or some proportions (two)."""
     rng = np.random.default_rng(3)
     n = 4001
     eta = rng.normal(0.0, 3.0, n)
     eta[:6] = [-40.0, 40.0, 30.5, -30.5, 29.9, -29.9]
     y = (rng.random(n) < 0.4).astype(float)
-    y[10:30] = rng.uniform(0.0, 1.0, 20)
+    if not binary:
+        y[10:30] = rng.uniform(0.0, 1.0, 20)
     wt = np.ones(n)
     wt[10:30] = rng.integers(1, 20, 20)
     mu, scratch = np.empty(n), np.zeros((5, n))

@@ -225,8 +225,9 @@ def _binomial_logit_obs(eta, y, wt, mu, wr2):  # pragma: no cover - compiled
     dμ/dη = t / (1 + t)² with t = eᵉ (ε and 1/ε, dμ/dη = ε, beyond |η| = 30), working weight
     wt (dμ/dη)² / (μ (1 − μ)) into ``wr2[0]``, working residual (y − μ) / (dμ/dη) into
     ``wr2[1]``, deviance residual 2 wt (y log(y/μ) + (1 − y) log((1 − y)/(1 − μ))) with the
-    logs of rows 2 and 3 (a term with y = 0, or 1 − y = 0, is 0); rows 2 to 4 are scratch (exp's
-    argument, its 2ᵏ's bits, the logs), each loop's arrays apart so that it vectorizes.
+    logs of rows 2 and 3 (a term with y = 0, or 1 − y = 0, is 0; with every y 0 or 1, one log of
+    their product); rows 2 to 4 are scratch (exp's argument, its 2ᵏ's bits, the logs), each
+    loop's arrays apart so that it vectorizes.
     """
     n = eta.shape[0]
     w = wr2[0]
@@ -237,20 +238,43 @@ def _binomial_logit_obs(eta, y, wt, mu, wr2):  # pragma: no cover - compiled
     for i in range(n):
         a1[i] = min(max(eta[i], -30.0), 30.0)
     vexp(a1, mu, bits)
-    _logit_working(eta, y, wt, mu, w, r, a1, a2)
     l1 = wr2[4]
-    vlog(a1, l1)
-    vlog(a2, a1)
-    total = 0.0
-    for i in range(n):
-        yi = y[i]
-        total += (yi * l1[i] + (1.0 - yi) * a1[i]) * (2.0 * wt[i])
-    return total
+    if _logit_working(eta, y, wt, mu, w, r, a1, a2, l1) == 0:
+        # y all 0 or 1: one of the two logs is log 1 = 0, so one log of their product
+        vlog(l1, a1)
+        for i in range(n):
+            a2[i] = a1[i] * (2.0 * wt[i])
+    else:
+        vlog(a1, l1)
+        vlog(a2, a1)
+        for i in range(n):
+            yi = y[i]
+            a2[i] = (yi * l1[i] + (1.0 - yi) * a1[i]) * (2.0 * wt[i])
+    return _sum4(a2)
 
 
 @njit(cache=True, error_model="numpy")
-def _logit_working(eta, y, wt, mu, w, r, a1, a2):  # pragma: no cover - compiled
-    """The loop of :func:`_binomial_logit_obs` between exp and log (``mu`` holds eᵉ)."""
+def _sum4(x):  # pragma: no cover - compiled
+    """Σ x with four running sums (four independent chains of additions, not one)."""
+    n = x.shape[0]
+    n4 = n - n % 4
+    s0 = s1 = s2 = s3 = 0.0
+    for i in range(0, n4, 4):
+        s0 += x[i]
+        s1 += x[i + 1]
+        s2 += x[i + 2]
+        s3 += x[i + 3]
+    for i in range(n4, n):
+        s0 += x[i]
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True, error_model="numpy")
+def _logit_working(eta, y, wt, mu, w, r, a1, a2, a12):  # pragma: no cover - compiled
+    """The loop of :func:`_binomial_logit_obs` between exp and log (``mu`` holds eᵉ): the
+    logs' arguments into ``a1``, ``a2`` and their product into ``a12``; returns how many y
+    are neither 0 nor 1."""
+    frac = 0
     for i in range(eta.shape[0]):
         e = eta[i]
         lo = e < -30.0
@@ -264,8 +288,13 @@ def _logit_working(eta, y, wt, mu, w, r, a1, a2):  # pragma: no cover - compiled
         mu[i] = m
         w[i] = wi * d * d / (m * (1.0 - m))
         r[i] = (yi - m) / d
-        a1[i] = yi / m if yi > 0.0 else 1.0
-        a2[i] = (1.0 - yi) / (1.0 - m) if yi < 1.0 else 1.0
+        g1 = yi / m if yi > 0.0 else 1.0
+        g2 = (1.0 - yi) / (1.0 - m) if yi < 1.0 else 1.0
+        a1[i] = g1
+        a2[i] = g2
+        a12[i] = g1 * g2
+        frac += (yi != 0.0) & (yi != 1.0)
+    return frac
 
 
 @njit(cache=True, error_model="numpy")
