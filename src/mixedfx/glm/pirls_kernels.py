@@ -483,8 +483,8 @@ def _system_rows(data, eta, A11, vals, A22, XW, wr2):  # pragma: no cover - comp
     ``wr2[1]``), w z₁ (``wr2[2]``) and √w (``wr2[3]``). Then one loop of the sums per level
     (A11, the first term's block column, the later terms' diagonal pairs), the later terms
     against [X z] gathered in A22's (otherwise unused) upper triangle, row by row
-    contiguously, and moved to the lower one at the end. Last, the rows √w [X z] into ``XW``
-    and the lower triangle of [X z]'W[X z] as one BLAS product.
+    contiguously, and moved to the lower one at the end, and the rows √w [X z] into ``XW``.
+    Last, the lower triangle of [X z]'W[X z] as one BLAS product.
     """
     fixed, X, r1, z1, rrows, rz, pos21, ptr = data[2:]
     n = eta.shape[0]
@@ -510,9 +510,13 @@ def _system_rows(data, eta, A11, vals, A22, XW, wr2):  # pragma: no cover - comp
         w = w_[i]
         A11[lev] += a * z1[i]
         xs = ptr[lev + 1] - nx
+        sw = sw_[i]
         for c in range(p):
-            vals[xs + c] += a * X[i, c]
+            xc = X[i, c]
+            vals[xs + c] += a * xc
+            XW[i, c] = sw * xc
         vals[xs + p] += a * zw
+        XW[i, p] = sw * zw
         for t in range(K):
             zt = rz[t, i]
             bt = w * zt
@@ -536,11 +540,6 @@ def _system_rows(data, eta, A11, vals, A22, XW, wr2):  # pragma: no cover - comp
         for c in range(nx):
             A22[q + c, r] = A22[r, q + c]
             A22[r, q + c] = 0.0
-    for i in range(n):
-        sw = sw_[i]
-        for c in range(p):
-            XW[i, c] = sw * X[i, c]
-        XW[i, p] = sw * zw_[i]
     C = np.dot(XW.T, XW)
     for c in range(nx):
         for d in range(c + 1):
