@@ -313,13 +313,15 @@ def _linear_predictor(  # pragma: no cover - compiled
         b[n1 + r] = scale[r] * u[n1 + r]
     if X.shape[1] > 0:
         np.dot(X, beta, eta)
-        for i in range(n):
-            eta[i] += fixed[i]
     else:
+        eta[:] = 0.0
+    if K == 1:  # two terms: one loop
+        r2, z2 = rrows[0], rz[0]
         for i in range(n):
-            eta[i] = fixed[i]
+            eta[i] = ((eta[i] + fixed[i]) + z1[i] * b[r1[i]]) + z2[i] * b[n1 + r2[i]]
+        return
     for i in range(n):
-        eta[i] += z1[i] * b[r1[i]]
+        eta[i] = (eta[i] + fixed[i]) + z1[i] * b[r1[i]]
     for t in range(K):
         rt = rrows[t]
         zt = rz[t]
