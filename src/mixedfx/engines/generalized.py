@@ -330,7 +330,7 @@ class GeneralizedEngine(Engine):
                     pred1.clear()
                     return math.inf
                 mode = np.concatenate([res.u, res.beta])
-                if len(pred1) == 0:
+                if len(pred1) == 0 and ntheta > 1:  # (one θ: Brent's long steps, secants)
                     self._seed_slopes(pred1, theta, mode)
                 pred1.add(theta, mode)
                 return self.laplace(res)
