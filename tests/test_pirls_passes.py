@@ -79,16 +79,17 @@ def _crossed(n: int = 3000, seed: int = 4) -> pd.DataFrame:
     """Two crossed factors, three covariates (one a factor), binary, count and proportion
     responses: n (p + 1)² above the size where X's cross-products go through BLAS."""
     rng = np.random.default_rng(seed)
-    g1, g2 = rng.integers(0, 150, n), rng.integers(0, 20, n)
+    g1, g2, g3 = rng.integers(0, 150, n), rng.integers(0, 20, n), rng.integers(0, 8, n)
     x, z = rng.normal(size=n), rng.normal(size=n)
     f = rng.integers(0, 3, n)
     eta = -0.3 + 0.5 * x - 0.2 * z + 0.3 * f + rng.normal(0, 0.8, 150)[g1]
-    eta = eta + rng.normal(0, 0.5, 20)[g2]
+    eta = eta + rng.normal(0, 0.5, 20)[g2] + rng.normal(0, 0.3, 8)[g3]
     trials = rng.integers(1, 6, n)
     return pd.DataFrame(
         {
             "g1": [f"a{i}" for i in g1],
             "g2": [f"b{i}" for i in g2],
+            "g3": [f"d{i}" for i in g3],
             "x": x,
             "z": z,
             "f": [f"c{i}" for i in f],
@@ -100,25 +101,34 @@ def _crossed(n: int = 3000, seed: int = 4) -> pd.DataFrame:
     )
 
 
-@pytest.mark.parametrize("by", [None, "g2"])
+@pytest.mark.parametrize(
+    ("terms", "by"),
+    [
+        ("(1 | g1) + (1 | g2)", None),
+        ("(1 | g1) + (1 | g2)", "g2"),
+        ("(1 | g1)", None),
+        ("(1 | g1) + (1 | g2) + (1 | g3)", None),
+    ],
+)
 @pytest.mark.parametrize(
     ("resp", "family", "weights"),
     [("y01", Binomial(), None), ("prop", Binomial(), "trials"), ("count", Poisson(), None)],
 )
-def test_many_rows_passes_match_blocked_factor(resp, family, weights, by):
-    """u alone and (u, β) jointly, compiled against the iteration through BlockedFactor; rows
-    in random order, or sorted by the second term (its sums then run in registers)."""
+def test_many_rows_passes_match_blocked_factor(resp, family, weights, terms, by):
+    """u alone and (u, β) jointly, compiled against the iteration through BlockedFactor; one,
+    two or three terms, rows in random order or sorted by the second term (its sums then run
+    in registers)."""
     df = _crossed()
     if by is not None:
         df = df.sort_values(by, kind="stable").reset_index(drop=True)
     kw = {"weights": weights} if weights else {}
-    m = GeneralizedLinearMixedModel(
-        f"{resp} ~ x + z + f + (1 | g1) + (1 | g2)", df, family=family, **kw
-    )
+    m = GeneralizedLinearMixedModel(f"{resp} ~ x + z + f + {terms}", df, family=family, **kw)
     assert m.pirls.compiled
     n, p = m.design.X.shape
     assert n * (p + 1) ** 2 >= 20_000  # the phased cross-products with BLAS
-    theta, beta = np.array([0.8, 0.5]), np.array([-0.2, 0.4, -0.1, 0.2, 0.3])
+    ntheta = m.design.theta_lower().size
+    theta = np.array([0.8, 0.5, 0.4])[:ntheta]
+    beta = np.array([-0.2, 0.4, -0.1, 0.2, 0.3])
     q = m.design.q
     a = m.pirls.fit_u(theta, beta, np.zeros(q), compiled=True)
     b = m.pirls.fit_u(theta, beta, np.zeros(q), compiled=False)

@@ -485,8 +485,9 @@ def _system_rows(data, eta, A11, vals, A22, XW, wr2):  # pragma: no cover - comp
     ``wr2[1]``), w z₁ (``wr2[2]``) and √w (``wr2[3]``). Then one loop of the sums per level
     (A11, the first term's block column, the later terms' diagonal pairs), the later terms
     against [X z] gathered in A22's (otherwise unused) upper triangle, row by row
-    contiguously, and moved to the lower one at the end, and the rows √w [X z] into ``XW``.
-    Last, the lower triangle of [X z]'W[X z] as one BLAS product.
+    contiguously, and moved to the lower one at the end, and the rows √w [X z] into ``XW``
+    (for two terms, :func:`_rows_two_terms`). Last, the lower triangle of [X z]'W[X z] as
+    one BLAS product.
     """
     fixed, X, r1, z1, rrows, rz, pos21, ptr = data[2:]
     n = eta.shape[0]
@@ -503,41 +504,33 @@ def _system_rows(data, eta, A11, vals, A22, XW, wr2):  # pragma: no cover - comp
         zw_[i] = eta[i] - fixed[i] + zw_[i]
         a_[i] = w * z1[i]
         sw_[i] = math.sqrt(w)
-    cur = rrows[0, 0] if K == 1 and n > 0 else 0
-    sd = 0.0
-    for i in range(n):
-        lev = r1[i]
-        a = a_[i]
-        zw = zw_[i]
-        w = w_[i]
-        A11[lev] += a * z1[i]
-        xs = ptr[lev + 1] - nx
-        sw = sw_[i]
-        for c in range(p):
-            xc = X[i, c]
-            vals[xs + c] += a * xc
-            XW[i, c] = sw * xc
-        vals[xs + p] += a * zw
-        XW[i, p] = sw * zw
-        for t in range(K):
-            zt = rz[t, i]
-            bt = w * zt
-            rt = rrows[t, i]
-            vals[pos21[t, i]] += a * zt
-            if K == 1:  # its diagonal in a register while the level repeats
-                if rt != cur:
-                    A22[cur, cur] += sd
-                    cur = rt
-                    sd = 0.0
-                sd += bt * zt
-            else:
+    if K == 1:
+        _rows_two_terms(X, r1, z1, rrows[0], rz[0], pos21[0], ptr, A11, vals, A22, XW, wr2)
+    else:
+        for i in range(n):
+            lev = r1[i]
+            a = a_[i]
+            zw = zw_[i]
+            w = w_[i]
+            A11[lev] += a * z1[i]
+            xs = ptr[lev + 1] - nx
+            sw = sw_[i]
+            for c in range(p):
+                xc = X[i, c]
+                vals[xs + c] += a * xc
+                XW[i, c] = sw * xc
+            vals[xs + p] += a * zw
+            XW[i, p] = sw * zw
+            for t in range(K):
+                zt = rz[t, i]
+                bt = w * zt
+                rt = rrows[t, i]
+                vals[pos21[t, i]] += a * zt
                 for s in range(t + 1):
                     A22[rt, rrows[s, i]] += bt * rz[s, i]
-            for c in range(p):
-                A22[rt, q + c] += bt * X[i, c]
-            A22[rt, q + p] += bt * zw
-    if K == 1:
-        A22[cur, cur] += sd
+                for c in range(p):
+                    A22[rt, q + c] += bt * X[i, c]
+                A22[rt, q + p] += bt * zw
     for r in range(q):
         for c in range(nx):
             A22[q + c, r] = A22[r, q + c]
@@ -546,6 +539,48 @@ def _system_rows(data, eta, A11, vals, A22, XW, wr2):  # pragma: no cover - comp
     for c in range(nx):
         for d in range(c + 1):
             A22[q + c, q + d] = C[c, d]
+
+
+@njit(cache=True, error_model="numpy")
+def _rows_two_terms(X, r1, z1, r2, z2, pos2, ptr, A11, vals, A22, XW, wr2):  # pragma: no cover
+    """:func:`_system_rows`'s loop of sums for two terms: each X value loaded once for its
+    three sums (the first term's level, the second's, √w [X z]); the second term's diagonal
+    in a register while its level repeats."""
+    n, p = X.shape
+    nx = p + 1
+    q = A22.shape[0] - nx
+    w_ = wr2[0]
+    zw_ = wr2[1]
+    a_ = wr2[2]
+    sw_ = wr2[3]
+    cur = r2[0] if n > 0 else 0
+    sd = 0.0
+    for i in range(n):
+        lev = r1[i]
+        a = a_[i]
+        zw = zw_[i]
+        sw = sw_[i]
+        zt = z2[i]
+        bt = w_[i] * zt
+        rt = r2[i]
+        A11[lev] += a * z1[i]
+        vals[pos2[i]] += a * zt
+        if rt != cur:
+            A22[cur, cur] += sd
+            cur = rt
+            sd = 0.0
+        sd += bt * zt
+        xs = ptr[lev + 1] - nx
+        for c in range(p):
+            xc = X[i, c]
+            vals[xs + c] += a * xc
+            A22[rt, q + c] += bt * xc
+            XW[i, c] = sw * xc
+        vals[xs + p] += a * zw
+        A22[rt, q + p] += bt * zw
+        XW[i, p] = sw * zw
+    if n > 0:
+        A22[cur, cur] += sd
 
 
 @njit(cache=True)
