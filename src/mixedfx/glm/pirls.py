@@ -358,6 +358,7 @@ class PIRLS:
         scale = np.ones(plan.m)
         qr, idx = plan.q_rest, self._scale_index
         L11, eta, mu = np.empty(plan.n1), np.empty(self.n), np.empty(self.n)
+        fbuf = np.empty(self.n)
         kern, (fam, link) = PK.pirls_scalar, self.codes
         y, wt, X, off = self.y, self.wt, self.X, self.offset
         X0, b0 = self._X0, np.empty(0)
@@ -368,8 +369,8 @@ class PIRLS:
             scale[:qr] = theta[idx]
             if joint:
                 fixed, XX, bb = off, X, beta
-            else:
-                fixed, XX, bb = off + X @ beta, X0, b0
+            else:  # o + Xβ into a buffer of its own
+                fixed, XX, bb = np.add(np.matmul(X, beta, out=fbuf), off, out=fbuf), X0, b0
             pd, logdet, _, _, _ = kern(
                 fam, link, y, wt, fixed, XX, bb, *pl, theta[0], scale, u, False, *opts,
                 eta, mu, L11, G, work, iwork, Sd,

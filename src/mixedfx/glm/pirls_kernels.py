@@ -446,9 +446,6 @@ def _system_u2(data, eta, A11, vals, A22, wr2):  # pragma: no cover - compiled
         zw_[i] = eta[i] - fixed[i] + zw_[i]
         a_[i] = w_[i] * z1[i]
     zz = 0.0
-    for i in range(n):
-        zw = zw_[i]
-        zz += w_[i] * zw * zw
     if n == 0:
         return zz
     cur = rrows[0, 0]
@@ -462,7 +459,9 @@ def _system_u2(data, eta, A11, vals, A22, wr2):  # pragma: no cover - compiled
         vals[ptr[lev + 1] - 1] += a * zw
         zt = rz[0, i]
         rt = rrows[0, i]
-        bt = w_[i] * zt
+        w = w_[i]
+        bt = w * zt
+        zz += w * zw * zw
         vals[pos21[0, i]] += a * zt
         if rt != cur:
             A22[cur, cur] += sd
