@@ -338,7 +338,8 @@ class GeneralizedEngine(Engine):
                 if not np.isfinite(res.pdev):
                     pred1.clear()
                     return math.inf
-                pred1.add(theta, np.concatenate([res.u, res.beta]))
+                mode = np.concatenate([res.u, res.beta])
+                pred1.add(theta, mode)
                 return self.laplace(res)
 
             if beta_start is None:

@@ -204,6 +204,11 @@ class DaskPIRLS:
         (:meth:`mixedfx.glm.pirls.PIRLS.mode_slopes`)."""
         return None
 
+    def theta_slopes(self, theta: np.ndarray, u: np.ndarray) -> None:
+        """None: the slopes of the joint mode over θ are offered by the compiled PIRLS only
+        (:meth:`mixedfx.glm.pirls.PIRLS.theta_slopes`)."""
+        return None
+
     def mode_evaluator(self, joint: bool, tol_stay: float = 0.0) -> None:
         """None: PIRLS over partitions has no lean compiled form (the engine then calls
         :meth:`fit_u` and :meth:`fit_ub`, as :meth:`mixedfx.glm.pirls.PIRLS.mode_evaluator`

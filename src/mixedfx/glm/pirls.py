@@ -31,6 +31,7 @@ step halvings and quadrature nodes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -302,6 +303,42 @@ class PIRLS:
         PK.mode_slopes(G, work, self._last_L11, plan.ptr, plan.rows, scale, plan.p + 1, J)
         return J
 
+    def theta_slopes(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray | None:
+        """∂(û, β̂)/∂θ ((q + p) × len θ) at the joint mode (u, β) the last compiled joint PIRLS
+        found at θ (its factor is still in the workspace), or None where there is none.
+
+        At the mode, g = [Λ'Z'W r − u; X'W r] = 0 (r the working residuals) and −∂g/∂(u, β)
+        is H, the penalized system's matrix. θ_j scales the u of its term, ũ_j (u with the
+        other terms' entries zeroed): ∂η/∂θ_j = ZΛũ_j/θ_j, and with Λ'Z'W r = u at the mode,
+        ∂g/∂θ_j = (2 [ũ_j; 0] − H [ũ_j; 0]) / θ_j, so by the implicit function theorem
+
+            ∂(û, β̂)/∂θ_j = H⁻¹ ∂g/∂θ_j = (2 H⁻¹ [ũ_j; 0] − [ũ_j; 0]) / θ_j,
+
+        one solve through the factor per θ_j (exact for canonical links, where the Fisher
+        matrix is the Hessian; a θ_j of 0 gets slope 0).
+        """
+        plan = self._plan_b
+        if not self.compiled or plan is None or id(plan) not in self._ws:
+            return None
+        L11 = self._last_L11
+        if L11 is None:
+            return None
+        G, work, _, _ = self._ws[id(plan)]
+        theta = np.asarray(theta, dtype=float)
+        scale = np.ones(plan.m)
+        scale[: plan.q_rest] = theta[self._scale_index]
+        q, p = self.q, plan.p
+        owner = np.concatenate([np.zeros(plan.n1, dtype=np.intp), self._scale_index])
+        J = np.zeros((q + p, theta.size))
+        b, x = np.zeros(q + p), np.empty(q + p)
+        for j in range(theta.size):
+            if theta[j] == 0.0:
+                continue
+            b[:q] = np.where(owner == j, u, 0.0)
+            PK.joint_solve(G, work, L11, plan.ptr, plan.rows, scale, p + 1, b, x)
+            J[:, j] = (2.0 * x - b) / theta[j]
+        return J
+
     def mode_evaluator(
         self, joint: bool, tol_stay: float = 0.0
     ) -> Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, float]] | None:
@@ -322,6 +359,7 @@ class PIRLS:
         scale = np.ones(plan.m)
         qr, idx = plan.q_rest, self._scale_index
         L11, eta, mu = np.empty(plan.n1), np.empty(self.n), np.empty(self.n)
+        fbuf = np.empty(self.n)
         kern, (fam, link) = PK.pirls_scalar, self.codes
         y, wt, X, off = self.y, self.wt, self.X, self.offset
         X0, b0 = self._X0, np.empty(0)
@@ -332,13 +370,14 @@ class PIRLS:
             scale[:qr] = theta[idx]
             if joint:
                 fixed, XX, bb = off, X, beta
-                self._last_L11 = None  # the workspace's factor is no longer fit_ub's
-            else:
-                fixed, XX, bb = off + X @ beta, X0, b0
+            else:  # o + Xβ into a buffer of its own
+                fixed, XX, bb = np.add(np.matmul(X, beta, out=fbuf), off, out=fbuf), X0, b0
             pd, logdet, _, _, _ = kern(
                 fam, link, y, wt, fixed, XX, bb, *pl, theta[0], scale, u, False, *opts,
                 eta, mu, L11, G, work, iwork, Sd,
             )  # fmt: skip
+            if joint:  # the workspace's factor is now this mode's (theta_slopes reads it)
+                self._last_L11 = L11 if math.isfinite(pd) else None
             return pd, logdet
 
         return evaluate

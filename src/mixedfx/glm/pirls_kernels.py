@@ -32,6 +32,7 @@ from numba.extending import intrinsic
 __all__ = [
     "LAPLACE_HEADER",
     "glm_working",
+    "joint_solve",
     "laplace_eval",
     "laplace_header",
     "laplace_many",
@@ -143,6 +144,200 @@ def glm_working(fam, link, eta, y, wt, mu, sqrtw, wres, want_weights):  # pragma
     return total
 
 
+# ----------------------------------------------------------------------------------------
+# Vectorized binomial-logit observations. numba calls libm's exp and log one value at a
+# time; these are fdlibm's algorithms (e_exp.c, e_log.c: error below one ulp) written with
+# the float's bits as integers and selects instead of branches, so that LLVM vectorizes the
+# loops (numpy's error model: a division by zero is IEEE's, not an exception branch).
+
+_LN2HI = 6.93147180369123816490e-01
+_LN2LO = 1.90821492927058770002e-10
+_INVLN2 = 1.44269504088896338700e00
+_P1 = 1.66666666666666019037e-01
+_P2 = -2.77777777770155933842e-03
+_P3 = 6.61375632143793436117e-05
+_P4 = -1.65339022054652515390e-06
+_P5 = 4.13813679705723846039e-08
+_LG1 = 6.666666666666735130e-01
+_LG2 = 3.999999999940941908e-01
+_LG3 = 2.857142874366239149e-01
+_LG4 = 2.222219843214978396e-01
+_LG5 = 1.818357216161805012e-01
+_LG6 = 1.531383769920937332e-01
+_LG7 = 1.479819860511658591e-01
+
+
+@njit(cache=True, error_model="numpy")
+def vexp(x, out, bits):  # pragma: no cover - compiled
+    """out = eˣ elementwise for |x| ≤ 700 (``bits`` int64 scratch; arrays apart, or the
+    loops do not vectorize).
+
+    x = k ln 2 + r, |r| ≤ ln 2 / 2 (ln 2 in two parts, so r is exact to rounding);
+    eʳ = 1 + r + r c / (2 − c) with c = r − r² P(r²) (fdlibm's minimax P); then 2ᵏ from
+    its bits. A NaN stays NaN.
+    """
+    n = x.shape[0]
+    for i in range(n):
+        xi = x[i]
+        k = math.floor(xi * _INVLN2 + 0.5)
+        hi = xi - k * _LN2HI
+        lo = k * _LN2LO
+        r = hi - lo
+        t = r * r
+        c = r - t * (_P1 + t * (_P2 + t * (_P3 + t * (_P4 + t * _P5))))
+        out[i] = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
+        bits[i] = (np.int64(k) + 1023) << 52
+    scale = bits.view(np.float64)
+    for i in range(n):
+        out[i] *= scale[i]
+
+
+@njit(cache=True, error_model="numpy")
+def vlog(x, out):  # pragma: no cover - compiled
+    """out = log x elementwise for positive normal x (``out`` apart from ``x``; NaN stays NaN).
+
+    x = 2ᵏ (1 + f), 1 + f in [√2/2, √2) from the bits; with s = f / (2 + f),
+    log(1 + f) = f − s (f − R(s²)) (fdlibm's minimax R, its two ways of rounding chosen by a
+    select), plus k ln 2 in two parts.
+    """
+    n = x.shape[0]
+    xb = x.view(np.int64)
+    ob = out.view(np.int64)
+    for i in range(n):  # the mantissa, scaled into [√2/2, √2), into out's bits
+        b = xb[i]
+        j = (((b >> 32) & 0x000FFFFF) + 0x95F64) & 0x100000
+        ob[i] = (b & 0x000FFFFFFFFFFFFF) | ((j ^ 0x3FF00000) << 32)
+    for i in range(n):
+        b = xb[i]
+        hx = (b >> 32) & 0x000FFFFF
+        j = (hx + 0x95F64) & 0x100000
+        dk = float((b >> 52) - 1023 + (j >> 20))
+        xi = x[i]
+        f = out[i] - 1.0
+        s = f / (2.0 + f)
+        z = s * s
+        w = z * z
+        t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
+        t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+        R = t2 + t1
+        hfsq = 0.5 * f * f
+        a = dk * _LN2HI - ((hfsq - (s * (hfsq + R) + dk * _LN2LO)) - f)
+        c = dk * _LN2HI - ((s * (f - R) - dk * _LN2LO) - f)
+        out[i] = (a if ((hx - 0x6147A) | (0x6B851 - hx)) > 0 else c) + (xi - xi)
+
+
+@njit(cache=True, error_model="numpy")
+def _binomial_logit_obs(eta, y, wt, mu, wr2):  # pragma: no cover - compiled
+    """:func:`_glm_obs` for binomial-logit over all observations; returns Σ deviance residuals.
+
+    R's formulas (``make.link("logit")``, ``binomial()``) as selects: μ = t / (1 + t),
+    dμ/dη = t / (1 + t)² with t = eᵉ (ε and 1/ε, dμ/dη = ε, beyond |η| = 30), working weight
+    wt (dμ/dη)² / (μ (1 − μ)) into ``wr2[0]``, working residual (y − μ) / (dμ/dη) into
+    ``wr2[1]``, deviance residual 2 wt (y log(y/μ) + (1 − y) log((1 − y)/(1 − μ))) with the
+    logs of rows 2 and 3 (a term with y = 0, or 1 − y = 0, is 0; with every y 0 or 1, one log of
+    their product); rows 2 to 4 are scratch (exp's argument, its 2ᵏ's bits, the logs), each
+    loop's arrays apart so that it vectorizes.
+    """
+    n = eta.shape[0]
+    w = wr2[0]
+    r = wr2[1]
+    a1 = wr2[2]
+    a2 = wr2[3]
+    bits = wr2[4].view(np.int64)
+    for i in range(n):
+        a1[i] = min(max(eta[i], -30.0), 30.0)
+    vexp(a1, mu, bits)
+    l1 = wr2[4]
+    if _logit_working(eta, y, wt, mu, w, r, a1, a2, l1) == 0:
+        # y all 0 or 1: one of the two logs is log 1 = 0, so one log of their product
+        vlog(l1, a1)
+        for i in range(n):
+            a2[i] = a1[i] * (2.0 * wt[i])
+    else:
+        vlog(a1, l1)
+        vlog(a2, a1)
+        for i in range(n):
+            yi = y[i]
+            a2[i] = (yi * l1[i] + (1.0 - yi) * a1[i]) * (2.0 * wt[i])
+    return _sum4(a2)
+
+
+@njit(cache=True, error_model="numpy")
+def _sum4(x):  # pragma: no cover - compiled
+    """Σ x with four running sums (four independent chains of additions, not one)."""
+    n = x.shape[0]
+    n4 = n - n % 4
+    s0 = s1 = s2 = s3 = 0.0
+    for i in range(0, n4, 4):
+        s0 += x[i]
+        s1 += x[i + 1]
+        s2 += x[i + 2]
+        s3 += x[i + 3]
+    for i in range(n4, n):
+        s0 += x[i]
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True, error_model="numpy")
+def _logit_working(eta, y, wt, mu, w, r, a1, a2, a12):  # pragma: no cover - compiled
+    """The loop of :func:`_binomial_logit_obs` between exp and log (``mu`` holds eᵉ): the
+    logs' arguments into ``a1``, ``a2`` and their product into ``a12``; returns how many y
+    are neither 0 nor 1."""
+    frac = 0
+    for i in range(eta.shape[0]):
+        e = eta[i]
+        lo = e < -30.0
+        hi = e > 30.0
+        t = _EPS if lo else (1.0 / _EPS if hi else mu[i])
+        opt = 1.0 + t
+        d = _EPS if (lo or hi) else t / (opt * opt)
+        m = t / opt
+        yi = y[i]
+        wi = wt[i]
+        mu[i] = m
+        w[i] = wi * d * d / (m * (1.0 - m))
+        r[i] = (yi - m) / d
+        g1 = yi / m if yi > 0.0 else 1.0
+        g2 = (1.0 - yi) / (1.0 - m) if yi < 1.0 else 1.0
+        a1[i] = g1
+        a2[i] = g2
+        a12[i] = g1 * g2
+        frac += (yi != 0.0) & (yi != 1.0)
+    return frac
+
+
+@njit(cache=True, error_model="numpy")
+def _linear_predictor(  # pragma: no cover - compiled
+    fixed, X, beta, r1, z1, rrows, rz, theta1, scale, u, n1, eta
+):
+    """η = Xβ + fixed + ZΛu into ``eta``, one term at a time: Xβ by BLAS, the random effects
+    b = Λu per level first (so each row's term is one gather and one product); ``n1`` the
+    first term's levels, ``scale`` the later terms' θ per level (then the XY rows' ones)."""
+    n = eta.shape[0]
+    K = rrows.shape[0]
+    b = np.empty(u.shape[0])
+    for lev in range(n1):
+        b[lev] = theta1 * u[lev]
+    for r in range(u.shape[0] - n1):
+        b[n1 + r] = scale[r] * u[n1 + r]
+    if X.shape[1] > 0:
+        np.dot(X, beta, eta)
+    else:
+        eta[:] = 0.0
+    if K == 1:  # two terms: one loop
+        r2, z2 = rrows[0], rz[0]
+        for i in range(n):
+            eta[i] = ((eta[i] + fixed[i]) + z1[i] * b[r1[i]]) + z2[i] * b[n1 + r2[i]]
+        return
+    for i in range(n):
+        eta[i] = (eta[i] + fixed[i]) + z1[i] * b[r1[i]]
+    for t in range(K):
+        rt = rrows[t]
+        zt = rz[t]
+        for i in range(n):
+            eta[i] += zt[i] * b[n1 + rt[i]]
+
+
 @njit(cache=True)
 def _pass(  # pragma: no cover - compiled
     fam, link, data, theta1, scale, beta, u, given_eta, system, out, scratch
@@ -155,7 +350,8 @@ def _pass(  # pragma: no cover - compiled
     in the plan's order) and the lower triangle of ``A22`` (later terms, X, working response);
     ``data`` = (y, prior weights, fixed part of η, X, and the plan's r1, z1, rrows, rz, pos21,
     ptr), ``XW`` (n × (p + 1), or empty: then summed per row) the rows of √w [X z] for one
-    BLAS cross-product, ``wr2`` (2 × n) the working weights and residuals between the loops.
+    BLAS cross-product, ``wr2`` (5 × n) the working weights and residuals between the loops
+    (rows 0 and 1; rows 2 to 4 scratch of :func:`_binomial_logit_obs`).
     Three loops (η; the family's formulas; the sums) rather than one: each is short enough
     for the processor to overlap its iterations.
     """
@@ -175,21 +371,19 @@ def _pass(  # pragma: no cover - compiled
     total = 0.0
     zz = 0.0
     if not given_eta:
+        _linear_predictor(fixed, X, beta, r1, z1, rrows, rz, theta1, scale, u, n1, eta)
+    if fam == 0 and link == 0:  # binomial-logit: vectorized (exp and log of this module)
+        total = _binomial_logit_obs(eta, y, wt, mu, wr2)
+    else:
         for i in range(n):
-            e = fixed[i] + theta1 * z1[i] * u[r1[i]]
-            for t in range(K):
-                r = rrows[t, i]
-                e += scale[r] * rz[t, i] * u[n1 + r]
-            for j in range(p):
-                e += X[i, j] * beta[j]
-            eta[i] = e
-    for i in range(n):
-        m, w, wr, dev = _glm_obs(fam, link, eta[i], y[i], wt[i])
-        mu[i] = m
-        total += dev
-        wr2[0, i] = w
-        wr2[1, i] = wr
-    if system and p == 0:  # u alone: the working response is the only XY row
+            m, w, wr, dev = _glm_obs(fam, link, eta[i], y[i], wt[i])
+            mu[i] = m
+            total += dev
+            wr2[0, i] = w
+            wr2[1, i] = wr
+    if system and p == 0 and K == 1:  # u alone, two terms: in phases
+        zz = _system_u2(data, eta, A11, vals, A22, wr2)
+    elif system and p == 0:  # u alone: the working response is the only XY row
         for i in range(n):
             lev = r1[i]
             w = wr2[0, i]
@@ -207,6 +401,8 @@ def _pass(  # pragma: no cover - compiled
                     A22[rt, rrows[s, i]] += bt * rz[s, i]
                 A22[q, rt] += bt * zw
             zz += w * zw * zw
+    elif system and XW.shape[0] > 0:  # many rows: phases, [X z]'W[X z] by BLAS
+        _system_rows(data, eta, A11, vals, A22, XW, wr2)
     elif system:
         for i in range(n):
             lev = r1[i]
@@ -231,24 +427,168 @@ def _pass(  # pragma: no cover - compiled
                     A22[rt, rrows[s, i]] += bt * rz[s, i]
                 for c in range(nx):
                     A22[q + c, rt] += bt * xy[c]
-            if XW.shape[0] == 0:  # few rows: the lower triangle of [X z]'W[X z] directly
-                for c in range(nx):
-                    wc = w * xy[c]
-                    for d in range(c + 1):
-                        A22[q + c, q + d] += wc * xy[d]
-            else:  # rows of √w [X z], their cross-product by BLAS after the pass
-                sw = math.sqrt(w)
-                for c in range(nx):
-                    XW[i, c] = sw * xy[c]
-    if system:
-        if p == 0:
-            A22[q, q] = zz
-        elif XW.shape[0] > 0:
-            C = np.dot(XW.T, XW)
-            for c in range(nx):
+            for c in range(nx):  # few rows: the lower triangle of [X z]'W[X z] directly
+                wc = w * xy[c]
                 for d in range(c + 1):
-                    A22[q + c, q + d] = C[c, d]
+                    A22[q + c, q + d] += wc * xy[d]
+    if system and p == 0:
+        A22[q, q] = zz
     return total
+
+
+@njit(cache=True, error_model="numpy")
+def _system_u2(data, eta, A11, vals, A22, wr2):  # pragma: no cover - compiled
+    """:func:`_pass`'s cross-products for u alone (p = 0) and two terms; returns Σ w z².
+
+    The working response z = η − fixed + r and w z₁ vectorized first (into ``wr2[1]``,
+    ``wr2[2]``); then the sums, the second term's two (its diagonal and its row of z) in
+    registers while consecutive rows share its level (rows sorted by it add no chain of
+    dependent memory updates).
+    """
+    fixed, _, r1, z1, rrows, rz, pos21, ptr = data[2:]
+    n = eta.shape[0]
+    q = A22.shape[0] - 1
+    w_ = wr2[0]
+    zw_ = wr2[1]
+    a_ = wr2[2]
+    for i in range(n):
+        zw_[i] = eta[i] - fixed[i] + zw_[i]
+        a_[i] = w_[i] * z1[i]
+    zz = 0.0
+    if n == 0:
+        return zz
+    cur = rrows[0, 0]
+    sd = 0.0
+    sz = 0.0
+    for i in range(n):
+        lev = r1[i]
+        a = a_[i]
+        zw = zw_[i]
+        A11[lev] += a * z1[i]
+        vals[ptr[lev + 1] - 1] += a * zw
+        zt = rz[0, i]
+        rt = rrows[0, i]
+        w = w_[i]
+        bt = w * zt
+        zz += w * zw * zw
+        vals[pos21[0, i]] += a * zt
+        if rt != cur:
+            A22[cur, cur] += sd
+            A22[q, cur] += sz
+            cur = rt
+            sd = 0.0
+            sz = 0.0
+        sd += bt * zt
+        sz += bt * zw
+    A22[cur, cur] += sd
+    A22[q, cur] += sz
+    return zz
+
+
+@njit(cache=True, error_model="numpy")
+def _system_rows(data, eta, A11, vals, A22, XW, wr2):  # pragma: no cover - compiled
+    """:func:`_pass`'s cross-products with X (p > 0) for many rows, in phases.
+
+    First, vectorized over the rows: the working response z = η − fixed + r (into
+    ``wr2[1]``), w z₁ (``wr2[2]``) and √w (``wr2[3]``). Then one loop of the sums per level
+    (A11, the first term's block column, the later terms' diagonal pairs), the later terms
+    against [X z] gathered in A22's (otherwise unused) upper triangle, row by row
+    contiguously, and moved to the lower one at the end, and the rows √w [X z] into ``XW``
+    (for two terms, :func:`_rows_two_terms`). Last, the lower triangle of [X z]'W[X z] as
+    one BLAS product.
+    """
+    fixed, X, r1, z1, rrows, rz, pos21, ptr = data[2:]
+    n = eta.shape[0]
+    p = X.shape[1]
+    nx = p + 1
+    K = rrows.shape[0]
+    q = A22.shape[0] - nx
+    w_ = wr2[0]
+    zw_ = wr2[1]
+    a_ = wr2[2]
+    sw_ = wr2[3]
+    for i in range(n):
+        w = w_[i]
+        zw_[i] = eta[i] - fixed[i] + zw_[i]
+        a_[i] = w * z1[i]
+        sw_[i] = math.sqrt(w)
+    if K == 1:
+        _rows_two_terms(X, r1, z1, rrows[0], rz[0], pos21[0], ptr, A11, vals, A22, XW, wr2)
+    else:
+        for i in range(n):
+            lev = r1[i]
+            a = a_[i]
+            zw = zw_[i]
+            w = w_[i]
+            A11[lev] += a * z1[i]
+            xs = ptr[lev + 1] - nx
+            sw = sw_[i]
+            for c in range(p):
+                xc = X[i, c]
+                vals[xs + c] += a * xc
+                XW[i, c] = sw * xc
+            vals[xs + p] += a * zw
+            XW[i, p] = sw * zw
+            for t in range(K):
+                zt = rz[t, i]
+                bt = w * zt
+                rt = rrows[t, i]
+                vals[pos21[t, i]] += a * zt
+                for s in range(t + 1):
+                    A22[rt, rrows[s, i]] += bt * rz[s, i]
+                for c in range(p):
+                    A22[rt, q + c] += bt * X[i, c]
+                A22[rt, q + p] += bt * zw
+    for r in range(q):
+        for c in range(nx):
+            A22[q + c, r] = A22[r, q + c]
+            A22[r, q + c] = 0.0
+    C = np.dot(XW.T, XW)
+    for c in range(nx):
+        for d in range(c + 1):
+            A22[q + c, q + d] = C[c, d]
+
+
+@njit(cache=True, error_model="numpy")
+def _rows_two_terms(X, r1, z1, r2, z2, pos2, ptr, A11, vals, A22, XW, wr2):  # pragma: no cover
+    """:func:`_system_rows`'s loop of sums for two terms: each X value loaded once for its
+    three sums (the first term's level, the second's, √w [X z]); the second term's diagonal
+    in a register while its level repeats."""
+    n, p = X.shape
+    nx = p + 1
+    q = A22.shape[0] - nx
+    w_ = wr2[0]
+    zw_ = wr2[1]
+    a_ = wr2[2]
+    sw_ = wr2[3]
+    cur = r2[0] if n > 0 else 0
+    sd = 0.0
+    for i in range(n):
+        lev = r1[i]
+        a = a_[i]
+        zw = zw_[i]
+        sw = sw_[i]
+        zt = z2[i]
+        bt = w_[i] * zt
+        rt = r2[i]
+        A11[lev] += a * z1[i]
+        vals[pos2[i]] += a * zt
+        if rt != cur:
+            A22[cur, cur] += sd
+            cur = rt
+            sd = 0.0
+        sd += bt * zt
+        xs = ptr[lev + 1] - nx
+        for c in range(p):
+            xc = X[i, c]
+            vals[xs + c] += a * xc
+            A22[rt, q + c] += bt * xc
+            XW[i, c] = sw * xc
+        vals[xs + p] += a * zw
+        A22[rt, q + p] += bt * zw
+        XW[i, p] = sw * zw
+    if n > 0:
+        A22[cur, cur] += sd
 
 
 @njit(cache=True)
@@ -267,14 +607,26 @@ def _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, idx):  
     n1 = A11.shape[0]
     m = A22.shape[0]
     q = m - nx
+    t2 = theta1 * theta1
+    for lev in range(n1):
+        L11[lev] = math.sqrt(t2 * A11[lev] + 1.0)
+    logs = np.empty(n1)
+    vlog(L11, logs)
     logdet = 0.0
     for lev in range(n1):
-        d = math.sqrt(theta1 * theta1 * A11[lev] + 1.0)
-        L11[lev] = d
-        logdet += math.log(d)
-        f = theta1 / d
+        logdet += logs[lev]
+    # a mostly filled block column (crossed factors): its Schur update is one dense BLAS
+    # product, of the workspace taken as n1 × m (each level's row written contiguously)
+    dense = Sd.shape[1] == n1 and n1 > 0
+    St = Sd.reshape((n1, m)) if dense else np.empty((0, 0))
+    St[:, :] = 0.0
+    for lev in range(n1):
+        f = theta1 / L11[lev]
         for a in range(ptr[lev], ptr[lev + 1]):
-            P[a] = vals[a] * f
+            pa = vals[a] * f
+            P[a] = pa
+            if dense:
+                St[lev, rows[a]] = pa * scale[rows[a]]
     known = idx.shape[0] > m
     jk = idx[m] if known else 0  # the sparse columns of the known pattern
     cp = idx[m + 1 : m + jk + 2]
@@ -291,13 +643,8 @@ def _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, idx):  
             G[i, j] = si * scale[j] * A22[i, j]
         if i < q:
             G[i, i] += 1.0
-    if Sd.shape[1] == n1 and n1 > 0:
-        # a mostly filled block column (crossed factors): one dense BLAS product
-        Sd[:, :] = 0.0
-        for lev in range(n1):
-            for a in range(ptr[lev], ptr[lev + 1]):
-                Sd[rows[a], lev] = P[a] * scale[rows[a]]
-        G -= Sd @ Sd.T
+    if dense:
+        G -= St.T @ St
     else:
         for lev in range(n1):
             for a in range(ptr[lev], ptr[lev + 1]):
@@ -557,8 +904,8 @@ def pirls_scalar(  # pragma: no cover - compiled
     o += nx
     v = work[o : o + m]
     o += m
-    wr2 = work[o : o + 2 * n].reshape((2, n))
-    o += 2 * n
+    wr2 = work[o : o + 5 * n].reshape((5, n))
+    o += 5 * n
     data = (y, wt, fixed, X, r1, z1, rrows, rz, pos21, ptr)
     # √w [X z] for a BLAS cross-product when the rows are many (else accumulated per row)
     nxw = n if p > 0 and n * nx * nx >= _BLAS_ROWS else 0
@@ -709,7 +1056,7 @@ def mode_slopes(G, work, L11, ptr, rows, scale, nx, J):  # pragma: no cover - co
 def workspace_sizes(n: int, n1: int, npair: int, m: int, nu: int, p: int) -> int:
     """Length of :func:`pirls_scalar`'s float workspace."""
     xw = n * (p + 1) if p else 0
-    return 2 * n1 + 3 * npair + 2 * m * m + 4 * n + 2 * nu + 2 * p + (p + 1) + m + xw
+    return 2 * n1 + 3 * npair + 2 * m * m + 7 * n + 2 * nu + 2 * p + (p + 1) + m + xw
 
 
 @njit(cache=True)
@@ -1105,3 +1452,50 @@ def laplace_scalar(hdr, x0, lo, xtol):  # pragma: no cover - compiled
     if f_lo <= fx + 1e-12 * max(1.0, abs(fx)):
         return lo, f_lo
     return xf, fx
+
+
+@njit(cache=True)
+def joint_solve(G, work, L11, ptr, rows, scale, nx, b, x):  # pragma: no cover - compiled
+    """x = H⁻¹ b with H the penalized system of u and β whose factor :func:`pirls_scalar`
+    left (``L11``, ``G`` and the P block of ``work``), for any right-hand side b (nu + p).
+
+    H = L L' with L = [L11 0; L21 L22], L21[r, l] = P scale[r] (the first term's block
+    column), L22 the trailing factor without its working-response row: forward through L11
+    and L21, then L22; back through L22', then L21' and L11.
+    """
+    n1 = L11.shape[0]
+    m = G.shape[0]
+    mm = m - 1  # the trailing unknowns: later terms, then β (not the response row)
+    npair = rows.shape[0]
+    P = work[2 * n1 + 2 * npair : 2 * n1 + 3 * npair]
+    y1 = np.empty(n1)
+    v = np.empty(mm)
+    for i in range(mm):
+        v[i] = b[n1 + i]
+    for lev in range(n1):
+        t = b[lev] / L11[lev]
+        y1[lev] = t
+        for a in range(ptr[lev], ptr[lev + 1]):
+            r = rows[a]
+            if r < mm:
+                v[r] -= P[a] * scale[r] * t
+    for i in range(mm):  # L22 v = rhs
+        s = v[i]
+        for k in range(i):
+            s -= G[i, k] * v[k]
+        v[i] = s / G[i, i]
+    for i in range(mm - 1, -1, -1):  # L22' v = v
+        vi = v[i] / G[i, i]
+        v[i] = vi
+        if vi != 0.0:
+            for k in range(i):
+                v[k] -= G[i, k] * vi
+    for lev in range(n1):
+        s = 0.0
+        for a in range(ptr[lev], ptr[lev + 1]):
+            r = rows[a]
+            if r < mm:
+                s += P[a] * scale[r] * v[r]
+        x[lev] = (y1[lev] - s) / L11[lev]
+    for i in range(mm):
+        x[n1 + i] = v[i]
