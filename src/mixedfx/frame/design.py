@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -673,9 +674,9 @@ def _strictly_lower(k: int, p: int) -> np.ndarray:
 
 def lme4_term_order(nlevels: list[int]) -> list[int]:
     """lme4's mkReTrms ordering: if any later term has more levels, ``rev(order(nl))``."""
-    nl = np.asarray(nlevels)
-    if len(nl) > 1 and np.any(np.diff(nl) > 0):
-        return list(np.argsort(nl, kind="stable")[::-1])
+    nl = [int(v) for v in nlevels]
+    if any(b > a for a, b in itertools.pairwise(nl)):  # (a few terms: Python's stable sort)
+        return sorted(range(len(nl)), key=nl.__getitem__)[::-1]
     return list(range(len(nl)))
 
 
