@@ -181,7 +181,7 @@ class SmallObjective:
     def __init__(self, system: SmallSystem, reml: bool, n: int, const: float):
         k1, A11, ptr, rows, vals, A22, rest, q, L11, P, G, W, scale, S, cg = system._args
         arrays = (A11, ptr, rows, vals, A22, rest, L11, P, G, W, scale)
-        # the header's layout needs them so (SmallSystem.objective checks it first)
+        # the header's layout needs them so (SmallSystem.objective falls back to Python)
         if not all(a.flags.c_contiguous for a in (*arrays, S, cg)):
             raise NotContiguousError("the small system's arrays must be C-contiguous")
         ks = [k1, *rest[:, 2].tolist()]
