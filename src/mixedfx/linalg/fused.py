@@ -212,14 +212,10 @@ class SmallObjective:
         """:func:`mixedfx.linalg.optimizer.bobyqa` (two parameters or more) in compiled code;
         ``options`` are its tolerances and ``initial_step``."""
         start = self.nevals
-        self.state[3] = np.inf
-        x, fval, status = nlopt_c.bobyqa_c(
-            K.small_objective.address, self.hdr.ctypes.data, x0, lower, **options
+        x, fval, status = nlopt_c.bobyqa_best(
+            K.small_objective.address, self.hdr, self.state, 3, x0, lower, **options
         )
-        best = self.state[3]
-        if best < fval:  # as the Python route: the best point seen, if nlopt's is worse
-            x, fval = self.state[4:].copy(), float(best)
-        return OptimizerResult(x=x, fun=float(fval), nfev=self.nevals - start, status=status)
+        return OptimizerResult(x=x, fun=fval, nfev=self.nevals - start, status=status)
 
     def scalar(self, x0: np.ndarray, lower: np.ndarray, xtol_abs: float = 1e-8) -> OptimizerResult:
         """:func:`mixedfx.linalg.optimizer.bobyqa` for a single θ (bracketing and Brent's

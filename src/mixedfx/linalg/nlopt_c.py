@@ -17,11 +17,12 @@ from __future__ import annotations
 import ctypes
 import math
 from functools import cache
+from typing import Any
 
 import nlopt
 import numpy as np
 
-__all__ = ["available", "bobyqa_c"]
+__all__ = ["available", "bobyqa_best", "bobyqa_c"]
 
 _LN_BOBYQA = 34  # nlopt_algorithm NLOPT_LN_BOBYQA
 _STATUS = {
@@ -132,3 +133,23 @@ def bobyqa_c(
     if code < 0 and code != -4:
         raise RuntimeError(f"nlopt failed (code {code})")
     return buf[0].copy(), float(fval.value), _STATUS.get(code, str(code))
+
+
+def bobyqa_best(
+    address: int,
+    hdr: np.ndarray,
+    state: np.ndarray,
+    best: int,
+    x0: np.ndarray,
+    lower: np.ndarray,
+    **options: Any,
+) -> tuple[np.ndarray, float, str]:
+    """:func:`bobyqa_c` on a compiled objective that records the best point it saw in
+    ``state`` (its value at ``state[best]``, the point after it; the header ``hdr`` is the
+    callback's data): nlopt's answer, or that best point where nlopt's is worse (as
+    :func:`mixedfx.linalg.optimizer.bobyqa` does through Python)."""
+    state[best] = math.inf
+    x, fval, status = bobyqa_c(address, hdr.ctypes.data, x0, lower, **options)
+    if state[best] < fval:
+        x, fval = state[best + 1 : best + 1 + x.size].copy(), float(state[best])
+    return x, fval, status
