@@ -244,3 +244,17 @@ def test_uncorrelated_terms_by_name_and_ml():
         methods=("mixed",),
     )
     assert rate(sim, "mixed", "Days")["n_valid"] == 10
+
+
+def test_replicates_start_from_the_simulated_theta():
+    """Every replicate's fit starts from the θ simulated from (so no replicate depends on
+    another): Λ = chol(Σ)/σ in lme4's order, a semi-definite Σ with zero columns."""
+    from mixedfx.workflows.power import _theta_of
+
+    S = np.array([[4.0, 1.2], [1.2, 0.9]])
+    L = np.linalg.cholesky(S)
+    w, V = np.linalg.eigh(S)
+    got = _theta_of([np.array([[3.0]]), V * np.sqrt(w)], 2.0)
+    np.testing.assert_allclose(got, [1.5, L[0, 0] / 2, L[1, 0] / 2, L[1, 1] / 2], rtol=1e-12)
+    # perfectly correlated: the second pivot is zero
+    np.testing.assert_allclose(_theta_of([np.array([[1.0, 0.0], [2.0, 0.0]])], 1.0), [1, 2, 0])

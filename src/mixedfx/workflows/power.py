@@ -13,9 +13,10 @@ Monte Carlo uncertainty is given by the Clopper–Pearson 95% interval.
 
 Nothing is rebuilt per replicate: OLS and nuisance regression reuse one QR of their model
 matrix for all replicates at once (:class:`~mixedfx.ols.QRLeastSquares`); the mixed model is
-refitted with :meth:`~mixedfx.lmm.LinearMixedModel.refit` (same design, new response, warm
-start). Replicate r draws from its own stream ``SeedSequence(seed).spawn(nsim)[r]``, so the
-results do not depend on ``n_jobs``.
+refitted with :meth:`~mixedfx.lmm.LinearMixedModel.copy` (same design, new response), every
+replicate from the same start: the θ of the parameters simulated from. Replicate r draws from
+its own stream ``SeedSequence(seed).spawn(nsim)[r]`` and its fit depends on nothing else, so
+the results do not depend on ``n_jobs`` (how the replicates are split between processes).
 """
 
 from __future__ import annotations
@@ -208,6 +209,25 @@ def _parameters(
     return beta, factors
 
 
+def _theta_of(factors: list[np.ndarray], sigma: float) -> np.ndarray:
+    """θ (lme4's order: per term the lower triangle of Λ column by column) of the
+    parameters simulated from: Λ_t = chol(Σ_t)/σ, Σ_t = F_t F_t' (a semi-definite Σ_t with
+    its zero pivots as zeros)."""
+    out = []
+    for F in factors:
+        S = F @ F.T
+        k = S.shape[0]
+        L = np.zeros((k, k))
+        for j in range(k):  # k is a term's number of columns: a few
+            d = S[j, j] - L[j, :j] @ L[j, :j]
+            if d <= 1e-12 * max(S[j, j], 1e-300):
+                continue  # a zero pivot: column j of L stays 0
+            L[j, j] = np.sqrt(d)
+            L[j + 1 :, j] = (S[j + 1 :, j] - L[j + 1 :, :j] @ L[j, :j]) / L[j, j]
+        out.extend(L[r, c] / sigma for c in range(k) for r in range(c, k))
+    return np.array(out)
+
+
 def simulate_response(
     d: Design, beta: np.ndarray, factors: list[np.ndarray], sigma: float, rng: np.random.Generator
 ) -> np.ndarray:
@@ -244,6 +264,7 @@ class _Job:
         self.design = d
         self.beta, self.factors = _parameters(d, fixef, varcorr, sigma)
         self.sigma = float(sigma)
+        self.theta0 = _theta_of(self.factors, self.sigma)
         self.methods = methods
         self.terms = terms
         self.ddf = ddf
@@ -304,7 +325,7 @@ class _Job:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     try:
-                        fit = base.refit(Y[:, r])
+                        fit = base.copy(Y[:, r], start=self.theta0)
                         coef, df_method = mixed_inference(fit, self.ddf)
                     except (np.linalg.LinAlgError, FloatingPointError, ValueError):
                         # counted as a failed fit (n_valid < nsim, noted in the table)
@@ -314,7 +335,6 @@ class _Job:
                 c = coef.iloc[rows]
                 res[0, r], res[1, r], res[2, r] = c["estimate"], c["std_error"], c["p_value"]
                 singular[r] = fit.is_singular
-                base = fit  # warm start from the previous replicate's θ
                 if tick is not None:
                     tick()
             out["mixed"] = res
