@@ -29,9 +29,11 @@ from ..linalg.crossprod import CrossProductPlan, CrossProducts
 from ..linalg.factor import BlockedFactor, FactorStats
 from ..linalg.fused import SmallObjective
 from ..linalg.gradient import canonical_theta, profiled_gradient, zero_curvatures
+from ..linalg.group_ols import group_ols_theta
 from ..linalg.moments import moment_start
 from ..linalg.optimizer import (
     OptimizerResult,
+    Probe,
     bobyqa,
     check_convergence,
     gradient_newton,
@@ -123,6 +125,9 @@ class LinearEngine(Engine):
     # a first step longer than this (relative) is followed by a new Hessian from values (when
     # it is made from values: at most two free θ): InstEval, 2 fewer gradients for 1 value
     _gradient_refresh_step: ClassVar[float] = 1e-3
+    # one random-effects term: Newton steps from the per-level least-squares start are kept
+    # only with every diagonal θ (internal units) at least this far from its bound of 0
+    _newton_margin: ClassVar[float] = 1e-2
 
     def __init__(
         self,
@@ -394,17 +399,31 @@ class LinearEngine(Engine):
                 direct = self._gradient_finish(x0, math.inf, strict=True)
                 if direct is not None and not direct[1] <= f_def:
                     direct = None
+            # one random-effects term: Newton steps straight from per-level least squares
+            many = self._criterion_many if self._fused is not None else None
+            newton = None
+            if direct is None and start is None and polish and not use_grad:
+
+                def steps(x: np.ndarray, fx: float) -> tuple[np.ndarray, float, Probe]:
+                    if small is not None:
+                        return small.polish(x, fx, lower)
+                    return newton_polish(f, x, fx, lower, many=many)
+
+                newton = self._group_ols_newton(f, steps, lower)
             if direct is not None:
                 res = OptimizerResult(direct[0], direct[1], 0, "success")
+            elif newton is not None:
+                res = OptimizerResult(newton[0], newton[1], 0, "success")
             else:
                 res = self._bobyqa_start(f, run_bobyqa, x0, given, use_grad, polish, f_def)
             # BOBYQA's stopping rule can leave a flat criterion ~1e-9 above its minimum:
             # Newton steps from its answer finish the job (2m evaluations when it is done)
-            many = self._criterion_many if self._fused is not None else None
             grad = None
             if direct is not None:
                 x, fx, grad = direct
                 probe = None
+            elif newton is not None:
+                x, fx, probe = newton
             elif polish:
                 done = self._gradient_finish(res.x, res.fun) if use_grad else None
                 if done is not None:
@@ -459,6 +478,37 @@ class LinearEngine(Engine):
         ready = self.factor.stats is not None and np.array_equal(self.factor.theta, (x / rc) * rc)
         self._install(x / rc, ready)
         return self
+
+    def _group_ols_newton(
+        self,
+        f: Callable[[np.ndarray], float],
+        steps: Callable[[np.ndarray, float], tuple[np.ndarray, float, Probe]],
+        lower: np.ndarray,
+    ) -> tuple[np.ndarray, float, Probe] | None:
+        """A model with one random-effects term, from lme4's default start: Newton steps
+        (``steps(x, f(x))``: :func:`mixedfx.linalg.optimizer.newton_polish` on ``f``, compiled
+        for a small model) straight from the per-level least-squares estimate
+        (:func:`mixedfx.linalg.group_ols.group_ols_theta`; sleepstudy's REML θ itself, to
+        1e-7), in place of BOBYQA. The answer (x, f(x), the last probe) is kept only when the
+        steps converge, every diagonal θ of the start and of the answer is at least
+        ``_newton_margin`` (a variance near zero is left to BOBYQA's bounded search), and the
+        criterion there is no higher than at lme4's default start; else None, and BOBYQA from
+        lme4's start runs as without it."""
+        d = self.design
+        if len(d.terms) != 1:
+            return None
+        x0 = group_ols_theta(self.A, d.terms[0].k)
+        if x0 is None:
+            return None
+        diag = lower == 0.0
+        margin = self._newton_margin
+        if not np.all(x0[diag] >= margin):
+            return None
+        f_def = f(d.theta_start())
+        x, fx, probe = steps(x0, f(x0))
+        if probe.converged and fx <= f_def and np.all(x[diag] >= margin):
+            return x, fx, probe
+        return None
 
     def _bobyqa_start(
         self,

@@ -238,7 +238,7 @@ class SmallObjective:
         h: float = 1e-4,
     ) -> tuple[np.ndarray, float, Probe]:
         """:func:`mixedfx.linalg.optimizer.newton_polish` in one compiled call."""
-        xo, fo, px, idx, steps, f0, fp, fm = K.small_polish(
+        xo, fo, px, idx, steps, f0, fp, fm, done = K.small_polish(
             self.hdr,
             np.ascontiguousarray(x, dtype=float),
             float(fx),
@@ -248,4 +248,4 @@ class SmallObjective:
             last_step,
             h,
         )
-        return xo, float(fo), Probe(px, idx, steps, float(f0), fp, fm)
+        return xo, float(fo), Probe(px, idx, steps, float(f0), fp, fm, bool(done))

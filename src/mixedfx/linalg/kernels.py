@@ -992,9 +992,12 @@ def small_polish(hdr, x, fx, lower, xtol, max_iter, last_step, h):  # pragma: no
     call: Newton steps −H⁻¹g on central differences (step h inside the bounds) over the
     coordinates off their lower bound, H by central differences once per free set, halved
     until f decreases (unless the predicted decrease is below f's rounding), until a step is
-    below ``xtol``·max(1, |x_i|). Returns (x, f(x), px, idx, steps, f0, fp, fm): the answer
-    and the last probe, taken at px (lme4's convergence check reuses it)."""
+    below ``xtol``·max(1, |x_i|). Returns (x, f(x), px, idx, steps, f0, fp, fm, done): the
+    answer, the last probe, taken at px (lme4's convergence check reuses it), and whether the
+    steps ended converged (a step below ``xtol``, or one below ``last_step`` taken) rather than
+    stopped (no free coordinate, H not positive definite, no decrease, ``max_iter``)."""
     x = x.copy()
+    done = False
     nx = x.size
     boundary_tol = 1e-5
     idx, steps, fp, fm = _probe(hdr, x, lower, fx, h, boundary_tol)
@@ -1061,6 +1064,7 @@ def small_polish(hdr, x, fx, lower, xtol, max_iter, last_step, h):  # pragma: no
             break  # H at x is not positive definite
         prev = size
         if size <= xtol:
+            done = True
             break
         full = np.zeros(nx)
         for j in range(k):
@@ -1087,11 +1091,12 @@ def small_polish(hdr, x, fx, lower, xtol, max_iter, last_step, h):  # pragma: no
         if not moved:
             break
         if size <= last_step:
+            done = True
             break
         idx, steps, fp, fm = _probe(hdr, x, lower, fx, h, boundary_tol)
         f0 = fx
         px[:] = x
-    return x, fx, px, idx, steps, f0, fp, fm
+    return x, fx, px, idx, steps, f0, fp, fm, done
 
 
 @njit(cache=True)

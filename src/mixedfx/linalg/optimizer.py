@@ -247,7 +247,8 @@ Many = Callable[[np.ndarray], np.ndarray]
 @dataclass
 class Probe:
     """Central differences of a function at x over its free coordinates ``idx``:
-    f0 = f(x), fp_i = f(x + h_i e_i), fm_i = f(x − h_i e_i)."""
+    f0 = f(x), fp_i = f(x + h_i e_i), fm_i = f(x − h_i e_i). ``converged``: the last probe of
+    Newton steps (:func:`newton_polish`) that ended converged."""
 
     x: np.ndarray
     idx: np.ndarray
@@ -255,6 +256,7 @@ class Probe:
     f0: float
     fp: np.ndarray
     fm: np.ndarray
+    converged: bool = False
 
     @classmethod
     def at(
@@ -353,7 +355,10 @@ def newton_polish(
     ``xtol``·max(1, |x_i|). The iteration converges to the zero of the finite-difference
     gradient, a smooth function of the data: the answer is then the same for data
     that differ only by their units (~1e-9). Costs 2m evaluations per gradient, 2m(m−1) for H; the
-    last gradient's evaluations are returned (lme4's convergence check reuses them).
+    last gradient's evaluations are returned (lme4's convergence check reuses them), with
+    ``converged`` set when the steps ended converged (a step below ``xtol``, or one below
+    ``last_step`` taken) rather than stopped short (no free coordinate, H not positive
+    definite, no decrease, ``max_iter`` steps).
     """
     x = np.asarray(x, dtype=float).copy()
     probe = Probe.at(fun, x, lower, fx, h=h, many=many)
@@ -394,6 +399,7 @@ def newton_polish(
             break  # H at x is not positive definite
         prev = size
         if size <= xtol:
+            probe.converged = True
             break
         full = np.zeros(x.size)
         full[free] = step
@@ -418,6 +424,7 @@ def newton_polish(
         if size <= last_step:
             # after a step this small the next would be below xtol: the gradient probed one
             # step back (at most last_step away) serves lme4's convergence check
+            probe.converged = True
             break
         probe = Probe.at(fun, x, lower, fx, h=h, many=many)
     return x, fx, probe
