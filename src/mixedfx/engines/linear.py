@@ -29,7 +29,6 @@ from ..linalg.crossprod import CrossProductPlan, CrossProducts
 from ..linalg.factor import BlockedFactor, FactorStats
 from ..linalg.fused import SmallObjective
 from ..linalg.gradient import canonical_theta, profiled_gradient, zero_curvatures
-from ..linalg.group_ols import group_ols_theta
 from ..linalg.moments import moment_start
 from ..linalg.optimizer import (
     OptimizerResult,
@@ -40,6 +39,7 @@ from ..linalg.optimizer import (
     minimize,
     newton_polish,
 )
+from ..linalg.starts import group_ols_theta, moment_theta
 from .base import SINGULAR_TOL, Engine
 
 __all__ = ["LinearEngine", "Units"]
@@ -125,8 +125,8 @@ class LinearEngine(Engine):
     # a first step longer than this (relative) is followed by a new Hessian from values (when
     # it is made from values: at most two free θ): InstEval, 2 fewer gradients for 1 value
     _gradient_refresh_step: ClassVar[float] = 1e-3
-    # one random-effects term: Newton steps from the per-level least-squares start are kept
-    # only with every diagonal θ (internal units) at least this far from its bound of 0
+    # Newton steps from a close start (_close_start) are kept only with every diagonal θ
+    # (internal units) of the start and the answer at least this far from its bound of 0
     _newton_margin: ClassVar[float] = 1e-2
 
     def __init__(
@@ -399,7 +399,7 @@ class LinearEngine(Engine):
                 direct = self._gradient_finish(x0, math.inf, strict=True)
                 if direct is not None and not direct[1] <= f_def:
                     direct = None
-            # one random-effects term: Newton steps straight from per-level least squares
+            # a small model with a cheap start close to the optimum: Newton steps from there
             many = self._criterion_many if self._fused is not None else None
             newton = None
             if direct is None and start is None and polish and not use_grad:
@@ -409,7 +409,7 @@ class LinearEngine(Engine):
                         return small.polish(x, fx, lower)
                     return newton_polish(f, x, fx, lower, many=many)
 
-                newton = self._group_ols_newton(f, steps, lower)
+                newton = self._newton_from_close_start(f, steps, lower)
             if direct is not None:
                 res = OptimizerResult(direct[0], direct[1], 0, "success")
             elif newton is not None:
@@ -479,32 +479,40 @@ class LinearEngine(Engine):
         self._install(x / rc, ready)
         return self
 
-    def _group_ols_newton(
+    def _close_start(self) -> np.ndarray | None:
+        """A θ (internal units) close to the optimum where one is cheap
+        (:mod:`mixedfx.linalg.starts`): per-level least squares for one random-effects term,
+        the method of moments for crossed or nested random intercepts without weights; None
+        for other models or where the estimate has a zero variance."""
+        d = self.design
+        if len(d.terms) == 1:
+            return group_ols_theta(self.A, d.terms[0].k)
+        if d.weights is None and self.plan is not None:
+            return moment_theta(self.A, d.terms, d.X, self._yeff(self._y) / self.units.s)
+        return None
+
+    def _newton_from_close_start(
         self,
         f: Callable[[np.ndarray], float],
         steps: Callable[[np.ndarray, float], tuple[np.ndarray, float, Probe]],
         lower: np.ndarray,
     ) -> tuple[np.ndarray, float, Probe] | None:
-        """A model with one random-effects term, from lme4's default start: Newton steps
-        (``steps(x, f(x))``: :func:`mixedfx.linalg.optimizer.newton_polish` on ``f``, compiled
-        for a small model) straight from the per-level least-squares estimate
-        (:func:`mixedfx.linalg.group_ols.group_ols_theta`; sleepstudy's REML θ itself, to
+        """From lme4's default start: Newton steps (``steps(x, f(x))``:
+        :func:`mixedfx.linalg.optimizer.newton_polish` on ``f``, compiled for a small model)
+        straight from :meth:`_close_start` (sleepstudy's and Penicillin's REML θ itself, to
         1e-7), in place of BOBYQA. The answer (x, f(x), the last probe) is kept only when the
         steps converge, every diagonal θ of the start and of the answer is at least
         ``_newton_margin`` (a variance near zero is left to BOBYQA's bounded search), and the
         criterion there is no higher than at lme4's default start; else None, and BOBYQA from
         lme4's start runs as without it."""
-        d = self.design
-        if len(d.terms) != 1:
-            return None
-        x0 = group_ols_theta(self.A, d.terms[0].k)
+        x0 = self._close_start()
         if x0 is None:
             return None
         diag = lower == 0.0
         margin = self._newton_margin
         if not np.all(x0[diag] >= margin):
             return None
-        f_def = f(d.theta_start())
+        f_def = f(self.design.theta_start())
         x, fx, probe = steps(x0, f(x0))
         if probe.converged and fx <= f_def and np.all(x[diag] >= margin):
             return x, fx, probe

@@ -1,4 +1,4 @@
-"""The per-level least-squares start of one-term models (linalg/group_ols.py) and the linear
+"""The per-level least-squares start of one-term models (linalg/starts.py) and the linear
 engine's Newton route from it."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import mixedfx as mfx
 from mixedfx.engines.linear import LinearEngine
 from mixedfx.frame.design import build_design
 from mixedfx.linalg.fused import SmallObjective
-from mixedfx.linalg.group_ols import group_ols_theta
+from mixedfx.linalg.starts import group_ols_theta, moment_theta
 
 
 def _engine(df: pd.DataFrame, formula: str, weights: str | None = None) -> LinearEngine:
@@ -95,7 +95,7 @@ def _fit_both(df: pd.DataFrame, formula: str, weights: str | None = None):
         warnings.simplefilter("ignore")
         a = mfx.lmer(formula, df, weights=weights)
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(LinearEngine, "_group_ols_newton", lambda *args: None)
+            mp.setattr(LinearEngine, "_newton_from_close_start", lambda *args: None)
             b = mfx.lmer(formula, df, weights=weights)
     return a, b
 
@@ -126,7 +126,7 @@ def test_newton_route_declines_near_a_zero_variance():
     small = e._small_objective()
     lower = e.design.theta_lower()
     f = small if small is not None else e._objective_fn()
-    assert e._group_ols_newton(f, lambda x, fx: small.polish(x, fx, lower), lower) is None
+    assert e._newton_from_close_start(f, lambda x, fx: small.polish(x, fx, lower), lower) is None
     a, b = _fit_both(df, "y ~ x + (x | g)")
     assert a.objective == b.objective
 
@@ -159,3 +159,87 @@ def test_newton_route_reaches_bobyqas_minimum_on_random_designs(
         scale = max(1.0, float(np.abs(cb).max()))
         np.testing.assert_allclose(ca, cb, rtol=1e-4, atol=1e-6 * scale)
     assert math.isfinite(a.objective)
+
+
+def _crossed_data(seed: int, n: int, levels: tuple[int, ...], sds: tuple[float, ...]):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n)
+    y = 1.0 + 0.5 * x + rng.standard_normal(n)
+    cols = {}
+    for j, (L, sd) in enumerate(zip(levels, sds, strict=True)):
+        g = rng.integers(0, L, n)
+        y += sd * rng.standard_normal(L)[g]
+        cols[f"g{j}"] = [f"l{v:02d}" for v in g]
+    return pd.DataFrame({"y": y, "x": x, **cols})
+
+
+@pytest.mark.parametrize(
+    ("name", "formula"),
+    [
+        ("Penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
+        ("Pastes", "strength ~ 1 + (1 | batch/cask)"),
+        ("crossed3", "y ~ x + (1 | g0) + (1 | g1) + (1 | g2)"),
+    ],
+)
+def test_moment_theta_equals_the_numpy_moment_start(name, formula):
+    from mixedfx.linalg.moments import moment_start
+
+    if name == "crossed3":
+        df = _crossed_data(1, 300, (30, 8, 4), (2.0, 1.0, 0.7))
+    else:
+        df = mfx.datasets.load(name)
+    e = _engine(df, formula)
+    d = e.design
+    y = e._yeff(e._y) / e.units.s
+    got = moment_theta(e.A, d.terms, d.X, y)
+    assert got is not None
+    np.testing.assert_allclose(got, moment_start(e.A, d.terms, d.X, y), rtol=1e-10)
+
+
+def test_moment_theta_declines_a_zero_variance_and_slopes():
+    from mixedfx.linalg.moments import moment_start
+
+    df = _crossed_data(2, 200, (20, 6), (1.0, 0.0))
+    e = _engine(df, "y ~ x + (1 | g0) + (1 | g1)")
+    d = e.design
+    y = e._yeff(e._y) / e.units.s
+    ref = moment_start(e.A, d.terms, d.X, y)
+    if ref is not None and np.all(ref > 0):  # NNLS's answer has no zero: the same here
+        np.testing.assert_allclose(moment_theta(e.A, d.terms, d.X, y), ref, rtol=1e-10)
+    else:
+        assert moment_theta(e.A, d.terms, d.X, y) is None
+    slopes = _engine(df, "y ~ x + (x | g0) + (1 | g1)")
+    sd = slopes.design
+    assert moment_theta(slopes.A, sd.terms, sd.X, slopes._y) is None
+
+
+def test_penicillin_takes_newton_steps_without_bobyqa(monkeypatch):
+    df = mfx.datasets.load("Penicillin")
+    formula = "diameter ~ 1 + (1 | plate) + (1 | sample)"
+    a, b = _fit_both(df, formula)
+    monkeypatch.setattr(SmallObjective, "bobyqa", lambda *args, **kw: 1 / 0)
+    assert mfx.lmer(formula, df).objective == a.objective
+    assert a.objective <= b.objective + 1e-12 * abs(b.objective)
+    assert a.objective == pytest.approx(b.objective, rel=1e-11)
+    np.testing.assert_allclose(a.theta, b.theta, rtol=1e-6)
+
+
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(40, 300),
+    levels=st.tuples(st.integers(3, 30), st.integers(2, 10)),
+    sds=st.tuples(st.sampled_from([0.1, 0.5, 2.0, 8.0]), st.sampled_from([0.0, 0.3, 1.0])),
+    nested=st.booleans(),
+)
+@settings(max_examples=30, deadline=None)
+def test_newton_route_on_random_crossed_and_nested_intercepts(seed, n, levels, sds, nested):
+    df = _crossed_data(seed, n, levels, sds)
+    if df["g0"].nunique() < 2 or df["g1"].nunique() < 2:
+        return
+    formula = "y ~ x + (1 | g1/g0)" if nested else "y ~ x + (1 | g0) + (1 | g1)"
+    a, b = _fit_both(df, formula)
+    assert a.objective <= b.objective + 1e-10 * max(1.0, abs(b.objective))
+    assert a.objective == pytest.approx(b.objective, rel=1e-9, abs=1e-9)
+    np.testing.assert_allclose(
+        a.theta, b.theta, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(b.theta).max()))
+    )
