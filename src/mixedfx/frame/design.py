@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -603,6 +604,8 @@ def response_values(frame: Frame, response: str) -> np.ndarray:
 
 
 def _check_finite(values: np.ndarray, what: str, names: list[str] | None = None) -> None:
+    if np.logical_and.reduce(np.isfinite(values), axis=None):  # (two C calls: the usual case)
+        return
     bad = ~np.isfinite(values)
     if bad.any():
         if values.ndim == 2 and names is not None:
@@ -623,6 +626,8 @@ def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7) -> n
     n, p = X.shape
     if p == 0:
         return np.arange(0)
+    if n >= p and p <= _SMALL_P and X.dtype == np.float64 and _full_rank_small(X, tol):
+        return np.arange(p)
     R0 = _qr_r(X)[:p]
     if n < p:  # more columns than rows: X = Q R0 still holds with R0 padded by zero rows
         R0 = np.vstack([R0, np.zeros((p - n, p))])
@@ -638,6 +643,30 @@ def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7) -> n
             break
         del keep[int(bad[0])]
     return np.asarray(keep, dtype=np.intp)
+
+
+_SMALL_P = 8
+"""Up to this many columns the full-rank test of :func:`drop_rank_deficient` reads R in
+Python floats (a small model's X: fewer numpy calls than the test on arrays)."""
+
+
+def _full_rank_small(X: np.ndarray, tol: float) -> bool:
+    """Whether X (n x p, n >= p, p <= ``_SMALL_P``) passes :func:`drop_rank_deficient`'s
+    full-rank test: |R[j, j]| > tol ||R[:j+1, j]|| for every column j of X's Householder R
+    (the same dgeqrf as :func:`_qr_r`, for X of fewer than 10,000 values; False, for the
+    general route, on anything else)."""
+    if X.size >= 10_000:
+        return False
+    qr, _, _, info = lapack.dgeqrf(X)
+    if info != 0:
+        return False
+    R = qr[:p].tolist() if (p := X.shape[1]) else []
+    for j in range(p):
+        col = [R[i][j] for i in range(j + 1)]  # the upper triangle only (reflectors below)
+        norm = math.sqrt(sum(v * v for v in col))
+        if not abs(col[j]) > tol * norm:
+            return False
+    return True
 
 
 def _qr_r(X: np.ndarray) -> np.ndarray:

@@ -1,0 +1,64 @@
+"""The short routes of a small model's set-up give what the general routes give: the
+full-rank test of the fixed-effects columns read in Python floats, the finiteness check by
+one sum, ..."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mixedfx.errors import DataError
+from mixedfx.frame import design as D
+
+
+def _general_full_rank(X: np.ndarray, tol: float = 1e-7) -> bool:
+    p = X.shape[1]
+    R0 = D._qr_r(X)[:p]
+    norms = np.sqrt(np.einsum("ij,ij->j", R0, R0))
+    return bool((np.abs(R0.diagonal()) > tol * norms).all())
+
+
+def test_small_full_rank_test_matches_the_general_one() -> None:
+    rng = np.random.default_rng(7)
+    seen = {True: 0, False: 0}
+    for trial in range(3000):
+        p = int(rng.integers(1, D._SMALL_P + 1))
+        n = int(rng.integers(p, 40))
+        X = rng.standard_normal((n, p))
+        kind = trial % 4
+        if kind == 1 and p > 1:  # exactly collinear
+            X[:, -1] = 2.0 * X[:, 0] - X[:, p // 2]
+        elif kind == 2 and p > 1:  # nearly collinear, around the tolerance
+            X[:, -1] = X[:, 0] + rng.standard_normal(n) * 10.0 ** rng.uniform(-11, -5)
+        elif kind == 3:  # a zero column
+            X[:, int(rng.integers(p))] = 0.0
+        got = D._full_rank_small(X, 1e-7)
+        assert got == _general_full_rank(X)
+        seen[got] += 1
+        keep = D.drop_rank_deficient(X, [f"x{j}" for j in range(p)])
+        assert (keep.size == p) == got
+    assert seen[True] > 100 and seen[False] > 100
+
+
+def test_drop_rank_deficient_small_and_general_routes_agree() -> None:
+    X = np.column_stack([np.ones(10), np.arange(10.0), 2.0 * np.arange(10.0), np.ones(10)])
+    assert D.drop_rank_deficient(X, ["a", "b", "c", "d"]).tolist() == [0, 1]
+    assert D.drop_rank_deficient(X[:, :2], ["a", "b"]).tolist() == [0, 1]
+    assert D.drop_rank_deficient(np.zeros((5, 1)), ["a"]).tolist() == []
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_check_finite_reports_the_column(bad: float) -> None:
+    X = np.ones((6, 3))
+    X[4, 1] = bad
+    with pytest.raises(DataError, match="X column 'b' has 1 infinite or undefined values"):
+        D._check_finite(X, "X", ["a", "b", "c"])
+    D._check_finite(np.ones((6, 3)), "X", ["a", "b", "c"])
+
+
+def test_check_finite_with_an_overflowing_sum() -> None:
+    y = np.full(4, 1e308)  # every value finite, their sum is not
+    D._check_finite(y, "y")
+    y[2] = np.nan
+    with pytest.raises(DataError, match="y has 1 infinite or undefined values"):
+        D._check_finite(y, "y")
