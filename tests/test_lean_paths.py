@@ -62,3 +62,15 @@ def test_check_finite_with_an_overflowing_sum() -> None:
     y[2] = np.nan
     with pytest.raises(DataError, match="y has 1 infinite or undefined values"):
         D._check_finite(y, "y")
+
+
+def test_response_varies_whatever_its_first_values() -> None:
+    from mixedfx.errors import ModelError
+    from mixedfx.frame.checks import check_response_varies
+
+    for y in ([1.0, 2.0, 2.0], [1.0, 1.0, 2.0], [[1.0, 1.0], [1.0, 3.0]], [np.nan, np.nan]):
+        check_response_varies(np.asarray(y), "y")
+    for y in ([1.0, 1.0, 1.0], [[2.0, 2.0], [2.0, 2.0]], [5.0]):
+        with pytest.raises(ModelError, match="response 'y' is constant"):
+            check_response_varies(np.asarray(y), "y")
+    check_response_varies(np.zeros(0), "y")

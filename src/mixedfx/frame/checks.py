@@ -181,6 +181,8 @@ def check_start(start: Any, ntheta: int, p: int, *, fixef: bool) -> Any:
 def check_response_varies(y: np.ndarray, name: str) -> None:
     """lme4's "Response is constant": a response that takes one value only gives no
     information about any variance (nor, for GLMMs, about the fixed effects)."""
+    if y.size > 1 and y.flat[0] != y.flat[1]:  # two values differ (the usual answer)
+        return
     if y.size and np.all(y == y.flat[0]):
         raise ModelError(
             f"response {name!r} is constant (every value is {y.flat[0]:g}): a mixed model "
