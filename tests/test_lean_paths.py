@@ -74,3 +74,54 @@ def test_response_varies_whatever_its_first_values() -> None:
         with pytest.raises(ModelError, match="response 'y' is constant"):
             check_response_varies(np.asarray(y), "y")
     check_response_varies(np.zeros(0), "y")
+
+
+def test_binomial_counts_short_route_and_its_errors() -> None:
+    import pandas as pd
+
+    from mixedfx.frame.data import model_frame
+    from mixedfx.frame.responses import binomial_response
+
+    def response(s: list[float], f: list[float]) -> np.ndarray:
+        df = pd.DataFrame({"s": s, "f": f})
+        return binomial_response(model_frame(df, ["s", "f"], warn=False), "cbind(s, f - s)")
+
+    out = response([1.0, 0.0, 3.0], [4.0, 2.0, 3.0])
+    assert out.dtype == np.float64
+    assert out.tolist() == [[1.0, 3.0], [0.0, 2.0], [3.0, 0.0]]
+    with pytest.raises(DataError, match=r"negative counts \(row 2\)"):
+        response([1.0, 3.0, 3.0], [4.0, 2.0, 3.0])
+    with pytest.raises(DataError, match="whole numbers of successes and failures; row 3"):
+        response([1.0, 0.0, 2.5], [4.0, 2.0, 3.0])
+
+
+def test_level_codes_and_dummies_as_before() -> None:
+    import pandas as pd
+
+    from mixedfx.frame.data import index_strings
+
+    cat = pd.Categorical(["b", "a", "c", "b"], categories=["a", "b", "c"])
+    assert D._level_codes(cat, ["a", "b", "c"], "f").tolist() == [1, 0, 2, 1]
+    # the fit's levels in another order, or fewer categories: remapped by name
+    assert D._level_codes(cat, ["c", "b", "a"], "f").tolist() == [1, 2, 0, 1]
+    sub = pd.Categorical(["b", "b"], categories=["b"])
+    assert D._level_codes(sub, ["a", "b", "c"], "f").tolist() == [1, 1]
+    with pytest.raises(DataError, match="column 'f' has level 'c', which the fitted data"):
+        D._level_codes(cat, ["a", "b"], "f")
+    with pytest.raises(DataError, match="column 'f' has level 'NA'"):
+        D._level_codes(pd.Categorical(["a", None], categories=["a", "b"]), ["a", "b"], "f")
+    assert index_strings(pd.Index([1, 2, 10])) == ("1", "2", "10")
+    idx = pd.Index(["x", "y"])
+    assert index_strings(idx) is index_strings(idx)
+
+    maker = D.ColumnMaker(
+        names=["(Intercept)", "fb", "fc", "x"],
+        intercept=True,
+        pieces=[("f", ["a", "b", "c"]), ("x", None)],
+    )
+    frame = pd.DataFrame({"f": cat, "x": [0.5, 1.5, 2.5, 3.5]})
+    X = maker.make(frame)
+    expected = np.array([[1, 1, 0, 0.5], [1, 0, 0, 1.5], [1, 0, 1, 2.5], [1, 1, 0, 3.5]])
+    assert np.array_equal(X, expected)
+    one = D.ColumnMaker(names=["(Intercept)"], intercept=True, pieces=[("f", ["a"])])
+    assert one.make(pd.DataFrame({"f": pd.Categorical(["a", "a"])})).tolist() == [[1.0], [1.0]]

@@ -124,6 +124,21 @@ def index_values(index: pd.Index) -> tuple:
     return values
 
 
+_STRINGS_CACHE: list[tuple[pd.Index, tuple[str, ...]]] = []
+
+
+def index_strings(index: pd.Index) -> tuple[str, ...]:
+    """``str`` of each value of a pandas Index (a factor's level names), kept by identity as
+    :func:`index_values` keeps its values: a fit reads its factors' levels several times."""
+    for idx, values in _STRINGS_CACHE:
+        if idx is index:
+            return values
+    values = tuple(str(v) for v in index_values(index))
+    _STRINGS_CACHE.insert(0, (index, values))
+    del _STRINGS_CACHE[8:]
+    return values
+
+
 def _str_columns(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with string column names (a renamed copy when some are not strings), as
     formulas name columns."""
@@ -292,6 +307,8 @@ def frame_column(df: pd.DataFrame, name: str) -> Column:
 def missing_mask(col: Column) -> np.ndarray | None:
     """Boolean mask of the missing values of a column (None, NaN, NaT, pandas' NA, Arrow's
     null), or None when its type cannot hold any."""
+    if type(col) is np.ndarray and col.dtype.kind in "fiub":  # numpy numbers (most columns)
+        return np.isnan(col) if col.dtype.kind == "f" else None
     values = column_values(col)
     dtype = values.dtype
     if isinstance(dtype, pd.CategoricalDtype):
@@ -354,6 +371,8 @@ def clean_column(name: str, col: Column) -> object:
     pandas' nullable types (``Int64``, ``boolean``, ``string``, ...) and Arrow's become their
     numpy equivalents; strings of any storage become categories.
     """
+    if type(col) is np.ndarray and col.dtype.kind in "fiub":  # numpy numbers: as they are
+        return col
     values = column_values(col)
     dtype = values.dtype
     if isinstance(dtype, pd.CategoricalDtype):
@@ -459,7 +478,7 @@ def model_frame(
     bad_cols = []
     for name, col in cols.items():
         miss = missing_mask(col)
-        if miss is not None and miss.any():
+        if miss is not None and np.logical_or.reduce(miss):
             na = miss.copy() if na is None else na | miss
             bad_cols.append(name)
     n_dropped = int(na.sum()) if na is not None else 0

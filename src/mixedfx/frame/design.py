@@ -33,7 +33,7 @@ from ..errors import DataError, DataWarning, FormulaError, ModelError, RankDefic
 from .data import (
     ModelFrame,
     column_names_in,
-    index_values,
+    index_strings,
     missing_column_error,
     model_frame,
     to_pandas,
@@ -144,17 +144,19 @@ def _level_codes(col: object, levels: list[str], name: str) -> np.ndarray:
     if isinstance(col, pd.Series):
         col = col.array
     if isinstance(col, pd.Categorical):
-        cats = [str(v) for v in index_values(col.categories)]
+        cats = index_strings(col.categories)
         raw = np.asarray(col.codes, dtype=np.intp)
-        if cats == levels:
+        if len(cats) == len(levels) and all(a == b for a, b in zip(cats, levels, strict=True)):
             codes = raw
         else:
             lookup = {lv: i for i, lv in enumerate(levels)}
             remap = np.array([lookup.get(cv, -1) for cv in cats] + [-1], dtype=np.intp)
             codes = remap[raw]  # raw −1 (missing) reads the appended −1
-        if np.any(codes < 0):
-            r = int(raw[np.flatnonzero(codes < 0)[0]])
-            bad = cats[r] if r >= 0 else "NA"
+        unseen = codes < 0
+        if not np.logical_or.reduce(unseen):
+            return codes
+        r = int(raw[np.flatnonzero(unseen)[0]])
+        bad = cats[r] if r >= 0 else "NA"
     else:
         shown = np.asarray(col, dtype=object).astype(str)
         codes = pd.Categorical(shown, categories=levels).codes.astype(np.intp)
@@ -286,7 +288,7 @@ class ColumnMaker:
             if isinstance(dtype, pd.CategoricalDtype):
                 if dtype.ordered:
                     return None  # polynomial contrasts: formulaic
-                levels = [str(v) for v in index_values(dtype.categories)]
+                levels = list(index_strings(dtype.categories))
             elif getattr(dtype, "kind", "O") in "fiu":
                 levels = None
             elif isinstance(col, np.ndarray) and dtype.kind == "O" and _all_str(col):
@@ -357,10 +359,19 @@ class ColumnMaker:
                 j += 1
                 continue
             codes = _level_codes(col, levels, c)
-            rows = np.flatnonzero(codes > 0)
-            out[rows, j - 1 + codes[rows]] = 1.0
+            # the dummies of levels 1.. (level 0, the reference, has none)
+            out[:, j : j + len(levels) - 1] = codes[:, None] == _level_range(len(levels))
             j += len(levels) - 1
         return out if self.keep is None else out[:, self.keep]
+
+
+@functools.cache
+def _level_range(nlevels: int) -> np.ndarray:
+    """``[1, 2, ..., nlevels - 1]`` (read-only, made once per number of levels): the codes of a
+    factor's levels after the reference."""
+    out = np.arange(1, max(nlevels, 1), dtype=np.intp)
+    out.flags.writeable = False
+    return out
 
 
 @dataclass
@@ -479,7 +490,7 @@ def factor_codes(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
             remap = np.cumsum(used) - 1
             codes = remap[codes]
             cats = cats[used]
-        return codes.astype(np.intp), [str(c) for c in index_values(cats)]
+        return codes.astype(np.intp), list(index_strings(cats))
     values = series if isinstance(series, np.ndarray) else series.to_numpy()
     if values.dtype.kind == "O":
         try:
