@@ -125,3 +125,41 @@ def test_level_codes_and_dummies_as_before() -> None:
     assert np.array_equal(X, expected)
     one = D.ColumnMaker(names=["(Intercept)"], intercept=True, pieces=[("f", ["a"])])
     assert one.make(pd.DataFrame({"f": pd.Categorical(["a", "a"])})).tolist() == [[1.0], [1.0]]
+
+
+@pytest.mark.parametrize(
+    "rhs",
+    ["(1 | g1) + (1 | g2) + (1 | g3)", "(x | g1) + (1 | g2) + (z | g3)", "(1 | g1) + (x | g2)"],
+)
+def test_crossproduct_pattern_scalar_and_vector_later_terms(rhs: str) -> None:
+    """A21 as stored (ptr, rows, vals), made dense, is [Zr | XY]' Z1 (scalar later terms take
+    the short route of CrossProductPlan, vector ones the general one)."""
+    import pandas as pd
+
+    from mixedfx.linalg.crossprod import CrossProductPlan, term_matrix
+
+    rng = np.random.default_rng(3)
+    n = 120
+    df = pd.DataFrame(
+        {
+            "y": rng.standard_normal(n),
+            "x": rng.standard_normal(n),
+            "z": rng.standard_normal(n),
+            "g1": rng.integers(0, 12, n).astype(str),
+            "g2": rng.integers(0, 5, n).astype(str),
+            "g3": rng.integers(0, 3, n).astype(str),
+        }
+    )
+    d = D.build_design("y ~ x + " + rhs, df)
+    A = CrossProductPlan(d).compute(None, d.y)
+    Z1 = term_matrix(d.terms[0]).toarray()
+    rest = [term_matrix(t).toarray() for t in d.terms[1:]]
+    right = np.hstack([*rest, d.X, d.y[:, None]])
+    expected = right.T @ Z1  # (m, n1 k1)
+    got = np.zeros_like(expected)
+    k1 = d.terms[0].k
+    for lev in range(d.terms[0].nlevels):
+        lo, hi = A.ptr[lev], A.ptr[lev + 1]
+        assert np.all(np.diff(A.rows[lo:hi]) > 0)
+        got[A.rows[lo:hi], lev * k1 : (lev + 1) * k1] = A.vals[lo:hi]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)

@@ -144,11 +144,16 @@ class CrossProductPlan:
             row_parts: list[np.ndarray] = []
             for ti, t in enumerate(self.rest):
                 uniq, inv = _pairs(t1.refs, n1, t.refs, t.nlevels)
-                lev1, levi = uniq // t.nlevels, uniq % t.nlevels
-                rows = offsets[ti] + levi[:, None] * t.k + np.arange(t.k)[None, :]
+                lev1, levi = np.divmod(uniq, t.nlevels)
+                k = t.k
+                if k == 1:  # a scalar term: one row per pair (the general lines below, k = 1)
+                    rows = levi + qs[ti]
+                    lvl_parts.append(lev1)
+                else:
+                    rows = (offsets[ti] + levi[:, None] * k + np.arange(k)[None, :]).ravel()
+                    lvl_parts.append(np.repeat(lev1, k))
                 self._a21_pairs.append((inv.astype(np.intp, copy=False), uniq.shape[0]))
-                lvl_parts.append(np.repeat(lev1, t.k))
-                row_parts.append(rows.ravel())
+                row_parts.append(rows)
             # A21, XY rows: present for every level of the first term
             lvl_parts.append(np.repeat(np.arange(n1), p + 1))
             xy_rows = np.empty((n1, p + 1), dtype=np.int64)
@@ -163,7 +168,7 @@ class CrossProductPlan:
         # A22 row of each later term and the position in vals of its pair with the first term;
         # the general pass (grouped_cross per block) needs the order of the stored entries and
         # the pairs' indices instead, which the scalar path does not keep (big data, memory)
-        self._scalar = all(t.k == 1 for t in terms)
+        self._scalar = all(t.Zt.shape[1] == 1 for t in terms)
         self._order = np.empty(0, dtype=np.int64)
         self._a22_pairs: list[tuple[int, int, np.ndarray, int, np.ndarray, np.ndarray]] = []
         if not self._scalar:
