@@ -163,3 +163,38 @@ def test_crossproduct_pattern_scalar_and_vector_later_terms(rhs: str) -> None:
         assert np.all(np.diff(A.rows[lo:hi]) > 0)
         got[A.rows[lo:hi], lev * k1 : (lev + 1) * k1] = A.vals[lo:hi]
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_grouping_factor_of_a_model_frame_after_rows_are_dropped() -> None:
+    import pandas as pd
+
+    from mixedfx.frame.data import model_frame
+
+    df = pd.DataFrame(
+        {
+            "y": [1.0, 2.0, np.nan, 4.0, 5.0],
+            "g": pd.Categorical(["a", "b", "c", "a", "b"], categories=["c", "a", "b", "d"]),
+        }
+    )
+    with pytest.warns(Warning, match="1 of 5 rows dropped"):
+        mf = model_frame(df, ["y", "g"])
+    assert mf.cleaned
+    codes, levels, _ = D.grouping_factor(mf, ("g",))
+    assert levels == ["a", "b"] and codes.tolist() == [0, 1, 0, 1]
+    # a raw categorical (not a model frame's) is counted: unused categories dropped
+    codes, levels = D.factor_codes(df["g"], "g")
+    assert levels == ["c", "a", "b"] and codes.tolist() == [1, 2, 0, 1, 2]
+
+
+def test_frame_column_by_cached_position_and_with_repeated_names() -> None:
+    import pandas as pd
+
+    from mixedfx.frame.data import frame_column
+
+    df = pd.DataFrame({"a": [1.0, 2.0], "b": [3, 4]})
+    assert frame_column(df, "b").tolist() == [3, 4]
+    assert frame_column(df, "a").tolist() == [1.0, 2.0]
+    with pytest.raises(KeyError):
+        frame_column(df, "c")
+    dup = pd.DataFrame([[1.0, 2.0, 3.0]], columns=["a", "a", "b"])
+    assert frame_column(dup, "b").tolist() == [3.0]

@@ -231,6 +231,9 @@ class ModelFrame:
         Number of rows dropped for missing values.
     n_original : int
         Number of rows in the data as given.
+    cleaned : bool
+        The values are :func:`clean_column`'s (made by :func:`model_frame`): a categorical
+        among them uses every one of its categories.
     """
 
     def __init__(
@@ -240,6 +243,8 @@ class ModelFrame:
         n_dropped: int,
         n_original: int,
         values: dict[str, object] | None = None,
+        *,
+        cleaned: bool = False,
     ):
         if frame is None and values is None:
             raise ValueError("a model frame needs its frame or its column values")
@@ -250,6 +255,7 @@ class ModelFrame:
         self.rows = rows
         self.n_dropped = n_dropped
         self.n_original = n_original
+        self.cleaned = cleaned
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -293,7 +299,8 @@ def frame_column(df: pd.DataFrame, name: str) -> Column:
     getter = getattr(df, "_get_column_array", None)
     if getter is not None:
         try:
-            loc = df.columns.get_loc(name)
+            positions = _column_positions(df.columns)
+            loc = positions[name] if name in positions else df.columns.get_loc(name)
             if isinstance(loc, int | np.integer):
                 values = getter(int(loc))
                 if isinstance(values.dtype, np.dtype) and not isinstance(values, np.ndarray):
@@ -302,6 +309,21 @@ def frame_column(df: pd.DataFrame, name: str) -> Column:
         except (KeyError, TypeError, ValueError, IndexError):
             pass
     return column_values(df[name])
+
+
+_POSITIONS_CACHE: list[tuple[pd.Index, dict[object, int]]] = []
+
+
+def _column_positions(columns: pd.Index) -> dict[object, int]:
+    """Position of each name of a unique column Index (empty for one with repeated names),
+    kept by identity as :func:`index_values` (``get_loc`` costs ~3 µs a column)."""
+    for idx, positions in _POSITIONS_CACHE:
+        if idx is columns:
+            return positions
+    positions = {v: i for i, v in enumerate(index_values(columns))} if columns.is_unique else {}
+    _POSITIONS_CACHE.insert(0, (columns, positions))
+    del _POSITIONS_CACHE[8:]
+    return positions
 
 
 def missing_mask(col: Column) -> np.ndarray | None:
@@ -507,4 +529,6 @@ def model_frame(
             raise DataError(
                 f"{key} must be numbers; {what} holds values of type {cols[f'({key})'].dtype}"
             )
-    return ModelFrame(None, rows=rows, n_dropped=n_dropped, n_original=n, values=values)
+    return ModelFrame(
+        None, rows=rows, n_dropped=n_dropped, n_original=n, values=values, cleaned=True
+    )

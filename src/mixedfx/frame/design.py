@@ -474,19 +474,22 @@ def level_names(values: np.ndarray) -> list[str]:
     return [str(v) for v in values.tolist()]
 
 
-def factor_codes(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
+def factor_codes(
+    series: pd.Series, name: str, all_used: bool = False
+) -> tuple[np.ndarray, list[str]]:
     """Integer codes and level names of a grouping variable, unused levels dropped.
 
     Categoricals keep their category order; other values are sorted (numbers numerically,
-    strings lexically), as R's ``factor()`` does.
+    strings lexically), as R's ``factor()`` does. ``all_used``: a categorical is known to use
+    every category (a model frame's, :func:`mixedfx.frame.data.clean_column`), not counted.
     """
     if isinstance(series.dtype, pd.CategoricalDtype):
         # the Categorical itself: .codes without building a Series
         cat = series.array if isinstance(series, pd.Series) else series
         codes = np.asarray(cat.codes)
         cats = cat.categories
-        used = np.bincount(codes, minlength=len(cats)) > 0
-        if not used.all():
+        used = None if all_used else np.bincount(codes, minlength=len(cats)) > 0
+        if used is not None and not used.all():
             remap = np.cumsum(used) - 1
             codes = remap[codes]
             cats = cats[used]
@@ -512,10 +515,11 @@ def grouping_factor(
 ) -> tuple[np.ndarray, list[str], tuple[list[str], ...]]:
     """Codes and level names of the interaction of ``factors`` (``a:b``), unused combinations
     dropped, levels ordered with the first factor varying slowest (R's ``a:b``)."""
-    codes, levels = factor_codes(frame[factors[0]], factors[0])
+    cleaned = isinstance(frame, ModelFrame) and frame.cleaned
+    codes, levels = factor_codes(frame[factors[0]], factors[0], cleaned)
     per_factor = [levels]
     for f in factors[1:]:
-        c2, l2 = factor_codes(frame[f], f)
+        c2, l2 = factor_codes(frame[f], f, cleaned)
         per_factor.append(l2)
         combined = codes.astype(np.int64) * len(l2) + c2
         uniq, codes = np.unique(combined, return_inverse=True)
