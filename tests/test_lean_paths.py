@@ -198,3 +198,19 @@ def test_frame_column_by_cached_position_and_with_repeated_names() -> None:
         frame_column(df, "c")
     dup = pd.DataFrame([[1.0, 2.0, 3.0]], columns=["a", "a", "b"])
     assert frame_column(dup, "b").tolist() == [3.0]
+
+
+def test_zeros_like_keeps_layout_and_units_scale() -> None:
+    from mixedfx.engines.linear import Units
+    from mixedfx.linalg.factor import zeros_like
+
+    for a in (np.ones((3, 4)), np.asfortranarray(np.ones((3, 4))), np.ones((2, 3, 3))[:, ::2]):
+        z = zeros_like(a)
+        ref = np.zeros_like(a)
+        assert z.shape == ref.shape and z.dtype == ref.dtype and not z.any()
+        assert z.flags.c_contiguous == ref.flags.c_contiguous
+        assert z.flags.f_contiguous == ref.flags.f_contiguous
+    y = np.array([-3.5, 2.0, 1.0])
+    assert Units.of(y, None).s == 3.5
+    assert Units.of(np.zeros(0), None).s == 1.0
+    assert Units.of(np.zeros(3), np.array([0.5, 2.0, 1.0])) == Units(1.0, 2.0)

@@ -759,14 +759,8 @@ def make_unique(names: list[str]) -> list[str]:
 def _drop_response_from_rhs(parsed: ParsedFormula) -> ParsedFormula:
     """R's terms(): a fixed-effects term that is the response itself is dropped, with R's
     warning (``y ~ y + x`` is ``y ~ x``)."""
-    resp = unquote(parsed.response.strip())
-    pieces = split_top_level(parsed.fixed)
-    kept = [
-        (sign, piece)
-        for sign, piece, _ in pieces
-        if not (sign == "+" and unquote(piece.strip()) == resp)
-    ]
-    if len(kept) == len(pieces):
+    fixed = _rhs_without_response(parsed.response, parsed.fixed)
+    if fixed is None:
         return parsed
     warnings.warn(
         f"the response {parsed.response!r} appeared on the right-hand side and was dropped "
@@ -774,8 +768,24 @@ def _drop_response_from_rhs(parsed: ParsedFormula) -> ParsedFormula:
         DataWarning,
         stacklevel=4,
     )
-    fixed = " ".join(f"{sign} {piece.strip()}" for sign, piece in kept).lstrip("+ ")
-    return dataclasses.replace(parsed, fixed=fixed or "1")
+    return dataclasses.replace(parsed, fixed=fixed)
+
+
+@functools.lru_cache(maxsize=256)
+def _rhs_without_response(response: str, fixed: str) -> str | None:
+    """The fixed part without its terms that are the response itself; None when it has none
+    (worked out once per formula: every fit asks)."""
+    resp = unquote(response.strip())
+    pieces = split_top_level(fixed)
+    kept = [
+        (sign, piece)
+        for sign, piece, _ in pieces
+        if not (sign == "+" and unquote(piece.strip()) == resp)
+    ]
+    if len(kept) == len(pieces):
+        return None
+    out = " ".join(f"{sign} {piece.strip()}" for sign, piece in kept).lstrip("+ ")
+    return out or "1"
 
 
 def check_term_size(t: RandomTerm, nlevels: int, ncols: int, n: int, vs_nobs: bool) -> None:

@@ -465,6 +465,7 @@ def _parse(formula: str) -> ParsedFormula:
 _DOT = re.compile(r"(?<![\w.])\.(?![\w.])")
 
 
+@lru_cache(maxsize=256)
 def has_dot(text: str) -> bool:
     """Whether a formula fragment uses R's ``.`` (every other column)."""
     return _DOT.search(_mask(text)) is not None

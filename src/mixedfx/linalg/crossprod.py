@@ -250,7 +250,8 @@ class CrossProductPlan:
         terms = self.design.terms
         if sqrtw is None:
             if self._ones is None:
-                self._ones = np.ones(n)
+                self._ones = np.empty(n)
+                self._ones.fill(1.0)
             w = self._ones
         else:
             w = sqrtw * sqrtw

@@ -118,6 +118,14 @@ def _integer_storage(rows: np.ndarray, vals: np.ndarray, q: int) -> np.dtype:
     return np.dtype(np.float64)
 
 
+def zeros_like(a: np.ndarray) -> np.ndarray:
+    """``np.zeros_like(a)``: for a C-contiguous ``a`` by ``np.zeros`` (a builtin; zeros_like
+    is numpy Python around empty_like and copyto, a few µs a call in a small model's set-up)."""
+    if a.flags.c_contiguous:
+        return np.zeros(a.shape, a.dtype)
+    return np.zeros_like(a)
+
+
 _NO_SCALE = np.empty(0)
 _NO_SCALE.flags.writeable = False
 
@@ -142,10 +150,10 @@ class BlockedFactor:
         self.ks = [t.k for t in terms]
         self.k1 = self.ks[0]
         self.n1 = terms[0].nlevels
-        self.L11 = np.zeros_like(A.A11)
-        self._P = np.zeros_like(A.vals)
+        self.L11 = zeros_like(A.A11)
+        self._P = zeros_like(A.vals)
         self._P_stale = True
-        self.G = np.zeros_like(A.A22)  # C-ordered; lower triangle holds L22
+        self.G = zeros_like(A.A22)  # C-ordered; lower triangle holds L22
         self.scalar_rest = all(k == 1 for k in self.ks[1:])
         self._rest_slices: list[tuple[int, int, int]] = []
         pos = 0
