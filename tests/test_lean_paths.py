@@ -214,3 +214,54 @@ def test_zeros_like_keeps_layout_and_units_scale() -> None:
     assert Units.of(y, None).s == 3.5
     assert Units.of(np.zeros(0), None).s == 1.0
     assert Units.of(np.zeros(3), np.array([0.5, 2.0, 1.0])) == Units(1.0, 2.0)
+
+
+def test_exact_cost_as_its_formula() -> None:
+    from mixedfx.linalg.cost import FLOPS, exact_cost
+
+    def reference(nlevels: list[int], ks: list[int], p: int, n: int) -> tuple:
+        n1, k1 = nlevels[0], ks[0]
+        m = sum(nl * k for nl, k in zip(nlevels[1:], ks[1:], strict=True)) + p + 1
+        later = len(nlevels) - 1
+        r = min(n / max(n1, 1) * later, m - p - 1) * max(ks[1:], default=1) + p + 1
+        ev = 30 + 10 * sum(k * (k + 1) // 2 for k in ks)
+        flops = m**3 / 3.0 + 2.0 * m * m + n1 * r * r * k1 * k1
+        return m, 3.0 * m * m * 8.0 + 16.0 * n * max(later, 1) * k1 + 200.0 * n1, ev * flops / FLOPS
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        nt = int(rng.integers(1, 5))
+        nl = [int(v) for v in rng.integers(2, 3000, nt)]
+        ks = [int(v) for v in rng.integers(1, 4, nt)]
+        p, n = int(rng.integers(1, 6)), int(rng.integers(10, 10**6))
+        c = exact_cost(nl, ks, p, n)
+        assert (c.m, c.bytes, c.seconds) == reference(nl, ks, p, n)
+
+
+def test_bounded_theta_and_is_singular() -> None:
+    import mixedfx as mfx
+
+    df = mfx.datasets.load("sleepstudy")
+    m = mfx.lmer("Reaction ~ Days + (Days | Subject)", df)
+    assert m.design.bounded_theta() == (0, 2)
+    assert m.design.theta_lower().tolist() == [0.0, -np.inf, 0.0]
+    assert not m.engine.is_singular
+    m.engine._theta = np.array([0.9, 0.3, 1e-6])
+    assert m.engine.is_singular
+    m.engine._theta = np.array([0.9, 1e-6, 0.2])  # an unbounded element near 0: not singular
+    assert not m.engine.is_singular
+
+
+def test_response_on_the_right_warns_at_every_fit() -> None:
+    import pandas as pd
+
+    from mixedfx.errors import DataWarning
+
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame(
+        {"y": rng.standard_normal(30), "x": rng.standard_normal(30), "g": np.arange(30) % 5}
+    )
+    for _ in range(2):  # the check is cached per formula; its warning is not
+        with pytest.warns(DataWarning, match="appeared on the right-hand side"):
+            d = D.build_design("y ~ y + x + (1 | g)", df)
+        assert d.fixed.names == ["(Intercept)", "x"]

@@ -584,13 +584,22 @@ class Design:
     def _theta_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """(lower, start), worked out once per list of terms (every fit asks often; the
         list is recognized by identity and length: terms are replaced, never edited)."""
+        cached = self._bounds_cache()
+        return cached[2], cached[3]
+
+    def bounded_theta(self) -> tuple[int, ...]:
+        """Positions of the θ elements bounded below by 0 (the diagonals of the Λ blocks)."""
+        return self._bounds_cache()[4]
+
+    def _bounds_cache(self) -> tuple[Any, ...]:
         terms = self.terms
         cached = self.__dict__.get("_bounds")
         if cached is None or cached[0] is not terms or cached[1] != len(terms):
             lower = np.concatenate([t.theta_lower() for t in terms]) if terms else np.zeros(0)
-            cached = (terms, len(terms), lower, np.where(lower == 0.0, 1.0, 0.0))
+            bounded = tuple(int(i) for i in np.flatnonzero(lower == 0.0))
+            cached = (terms, len(terms), lower, np.where(lower == 0.0, 1.0, 0.0), bounded)
             self.__dict__["_bounds"] = cached
-        return cached[2], cached[3]
+        return cached
 
     def theta_names(self) -> list[str]:
         return [name for t in self.terms for name in t.theta_names()]
