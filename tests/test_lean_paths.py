@@ -265,3 +265,32 @@ def test_response_on_the_right_warns_at_every_fit() -> None:
         with pytest.warns(DataWarning, match="appeared on the right-hand side"):
             d = D.build_design("y ~ y + x + (1 | g)", df)
         assert d.fixed.names == ["(Intercept)", "x"]
+
+
+def _original_drop_rank_deficient(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+    """drop_rank_deficient's general route (the QR of X, then of R0's columns)."""
+    import scipy.linalg as sla
+
+    p = X.shape[1]
+    R0 = D._qr_r(X)[:p]
+    norms = np.sqrt(np.einsum("ij,ij->j", R0, R0))
+    if (np.abs(R0.diagonal()) > tol * norms).all():
+        return list(range(p))
+    keep = [j for j in range(p) if norms[j] > 0]
+    while keep:
+        R = sla.qr(R0[:, keep], mode="r", check_finite=False)[0]
+        bad = np.flatnonzero(np.abs(np.diag(R)[: len(keep)]) <= tol * norms[keep])
+        if bad.size == 0:
+            break
+        del keep[int(bad[0])]
+    return keep
+
+
+def test_one_column_rank_test_as_the_qr() -> None:
+    cases = [np.ones(5), np.zeros(4), np.array([0.0, 1e-300, 0.0]), np.array([-3.0, 2.0])]
+    cases += [np.full(3, 1e149), np.array([1e-320, 0.0]), np.full(3, 1e200)]
+    cases += [np.array([1.0, np.nan]), np.array([np.inf, 1.0])]
+    with np.errstate(invalid="ignore", over="ignore"):
+        for x in cases:
+            got = D.drop_rank_deficient(x[:, None], ["a"]).tolist()
+            assert got == _original_drop_rank_deficient(x[:, None])

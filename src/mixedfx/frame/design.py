@@ -650,6 +650,14 @@ def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7) -> n
     n, p = X.shape
     if p == 0:
         return np.arange(0)
+    if p == 1 and n >= 1 and X.dtype == np.float64:
+        # one column (an intercept-only model): R is ±||x||, kept unless x is zero; the QR
+        # decides where ||x|| could overflow or x is not finite
+        big = float(np.maximum.reduce(np.abs(X), axis=None))
+        if big == 0.0:
+            return np.arange(0)
+        if big < 1e150:
+            return np.arange(1)
     if n >= p and p <= _SMALL_P and X.dtype == np.float64 and _full_rank_small(X, tol):
         return np.arange(p)
     R0 = _qr_r(X)[:p]
