@@ -151,11 +151,11 @@ class CrossProductPlan:
                     lvl_parts.append(lev1)
                 else:
                     rows = (offsets[ti] + levi[:, None] * k + np.arange(k)[None, :]).ravel()
-                    lvl_parts.append(np.repeat(lev1, k))
+                    lvl_parts.append(lev1.repeat(k))
                 self._a21_pairs.append((inv.astype(np.intp, copy=False), uniq.shape[0]))
                 row_parts.append(rows)
             # A21, XY rows: present for every level of the first term
-            lvl_parts.append(np.repeat(np.arange(n1), p + 1))
+            lvl_parts.append(np.arange(n1).repeat(p + 1))  # (the method: no numpy wrapper)
             xy_rows = np.empty((n1, p + 1), dtype=np.int64)
             xy_rows[:] = np.arange(self.q_rest, m)
             row_parts.append(xy_rows.reshape(-1))
