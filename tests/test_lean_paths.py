@@ -294,3 +294,34 @@ def test_one_column_rank_test_as_the_qr() -> None:
         for x in cases:
             got = D.drop_rank_deficient(x[:, None], ["a"]).tolist()
             assert got == _original_drop_rank_deficient(x[:, None])
+
+
+def test_categorical_columns_in_the_model_frame() -> None:
+    import pandas as pd
+
+    from mixedfx.frame.data import _categorical_missing, clean_column, missing_mask, model_frame
+
+    cases = [
+        pd.Categorical(["a", "b", "a"]),
+        pd.Categorical(["a", "b", "a"], categories=["c", "a", "b"]),
+        pd.Categorical(["a", None, "b"], categories=["a", "b"]),
+        pd.Categorical(["a", None, "a"], categories=["a", "b"]),
+    ]
+    for cat in cases:
+        miss, all_used = _categorical_missing(cat)
+        ref = missing_mask(cat)
+        if miss is None:
+            assert not ref.any()
+        else:
+            assert np.array_equal(miss, ref)
+        if all_used:
+            assert clean_column("g", cat) is cat
+    df = pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0], "g": pd.Categorical(["b", "a", "b", "a"])})
+    mf = model_frame(df, ["y", "g"])
+    assert mf["g"] is df["g"].array and mf.n_dropped == 0
+    df["h"] = pd.Categorical(["b", "a", "b", "b"], categories=["a", "b", "z"])
+    assert list(model_frame(df, ["y", "h"])["h"].categories) == ["a", "b"]
+    df["k"] = pd.Categorical(["b", None, "b", "b"], categories=["a", "b"])
+    with pytest.warns(Warning, match="1 of 4 rows dropped"):
+        mf = model_frame(df, ["y", "k"])
+    assert list(mf["k"].categories) == ["b"] and mf.rows.tolist() == [0, 2, 3]

@@ -347,6 +347,16 @@ def missing_mask(col: Column) -> np.ndarray | None:
     return miss
 
 
+def _categorical_missing(cat: pd.Categorical) -> tuple[np.ndarray | None, bool]:
+    """(:func:`missing_mask`, whether every category is used) of a categorical, from one
+    count of its codes: None for the mask when no value is missing."""
+    codes = cat.codes
+    counts = np.bincount(np.add(codes, 1, dtype=np.intp), minlength=len(cat.categories) + 1)
+    if counts[0]:
+        return np.asarray(codes) < 0, False
+    return None, codes.size > 0 and bool(np.logical_and.reduce(counts[1:]))
+
+
 def _is_dictionary(dtype: object) -> bool:
     """Whether ``dtype`` is Arrow's dictionary type (Arrow's categorical)."""
     return isinstance(dtype, pd.ArrowDtype) and str(dtype.pyarrow_dtype).startswith("dictionary")
@@ -498,8 +508,14 @@ def model_frame(
             cols[f"({key})"] = _vector_column(value, key, n, df)
     na: np.ndarray | None = None
     bad_cols = []
+    clean: dict[str, object] = {}  # categoricals already as clean_column makes them
     for name, col in cols.items():
-        miss = missing_mask(col)
+        if type(col) is pd.Categorical:
+            miss, all_used = _categorical_missing(col)
+            if all_used:
+                clean[name] = col
+        else:
+            miss = missing_mask(col)
         if miss is not None and np.logical_or.reduce(miss):
             na = miss.copy() if na is None else na | miss
             bad_cols.append(name)
@@ -519,9 +535,10 @@ def model_frame(
             )
         rows = np.flatnonzero(~na)
         cols = {k: v[rows] for k, v in cols.items()}
+        clean = {}
     else:
         rows = np.arange(n)
-    values = {k: clean_column(k, v) for k, v in cols.items()}
+    values = {k: clean[k] if k in clean else clean_column(k, v) for k, v in cols.items()}
     for key in extra or {}:
         v = values.get(f"({key})")
         if v is not None and (not isinstance(v, np.ndarray) or v.dtype.kind not in "fiub"):
