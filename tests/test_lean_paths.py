@@ -325,3 +325,26 @@ def test_categorical_columns_in_the_model_frame() -> None:
     with pytest.warns(Warning, match="1 of 4 rows dropped"):
         mf = model_frame(df, ["y", "k"])
     assert list(mf["k"].categories) == ["b"] and mf.rows.tolist() == [0, 2, 3]
+
+
+def test_plain_columns_of_numbers_ints_and_booleans() -> None:
+    import pandas as pd
+
+    from mixedfx.frame.data import model_frame
+
+    df = pd.DataFrame(
+        {
+            "x": [0.5, 1.5, -2.0],
+            "i": np.array([3, -1, 7], dtype=np.int32),
+            "b": [True, False, True],
+            "u": np.array([1, 2, 3], dtype=np.uint8),
+        }
+    )
+    mf = model_frame(df, ["x", "i", "b", "u"])
+    maker, X = D.ColumnMaker.build("x + `i` + u", mf, "fixed")
+    assert maker.plain == ["x", "i", "u"] and maker.names == ["(Intercept)", "x", "i", "u"]
+    expected = np.column_stack([np.ones(3), df["x"], df["i"].astype(float), df["u"].astype(float)])
+    assert np.array_equal(X, expected)
+    assert np.array_equal(maker.make(df), expected)  # new data as a pandas frame
+    maker, X = D.ColumnMaker.build("0 + x", mf, "fixed")
+    assert maker.names == ["x"] and X.tolist() == [[0.5], [1.5], [-2.0]]

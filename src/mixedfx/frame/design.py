@@ -170,6 +170,12 @@ def _level_codes(col: object, levels: list[str], name: str) -> np.ndarray:
     return codes
 
 
+@functools.lru_cache(maxsize=256)
+def _rhs_terms(rhs: str) -> tuple[tuple[str, str, str], ...]:
+    """(sign, term, term unquoted) of each top-level term of a formula part (once per text)."""
+    return tuple((sign, p.strip(), unquote(p.strip())) for sign, p, _ in split_top_level(rhs))
+
+
 def _is_plain_numeric(frame: Frame, name: str) -> bool:
     return has_column(frame, name) and getattr(frame[name].dtype, "kind", "O") in "fiu"
 
@@ -217,17 +223,17 @@ class ColumnMaker:
 
     @classmethod
     def build(cls, rhs: str, frame: Frame, what: str) -> tuple[ColumnMaker, np.ndarray]:
-        pieces = [(s, p.strip()) for s, p, _ in split_top_level(rhs)]
+        terms = _rhs_terms(rhs)
         intercept = True
         plain: list[str] = []
         simple = True
-        for sign, p in pieces:
+        for sign, p, name in terms:
             if p in ("0", "-1") or (sign == "-" and p == "1"):
                 intercept = False
             elif p == "1" and sign == "+":
                 intercept = True
-            elif sign == "+" and _is_plain_numeric(frame, unquote(p)) and unquote(p) not in plain:
-                plain.append(unquote(p))
+            elif sign == "+" and _is_plain_numeric(frame, name) and name not in plain:
+                plain.append(name)
             else:
                 simple = False
                 break
@@ -235,6 +241,7 @@ class ColumnMaker:
             names = (["(Intercept)"] if intercept else []) + plain
             maker = cls(names=names, intercept=intercept, plain=plain)
             return maker, maker.make(frame)
+        pieces = [(sign, p) for sign, p, _ in terms]
         lean = cls._main_effects(pieces, frame)
         if lean is not None:
             return lean, lean.make(frame)
@@ -314,8 +321,13 @@ class ColumnMaker:
                 out[:, 0] = 1.0
                 j = 1
             for name in self.plain:
+                col = frame[name]
+                if type(col) is np.ndarray and col.dtype.kind in "fiub":
+                    out[:, j] = col  # numbers: the same cast as _floats, in the assignment
+                    j += 1
+                    continue
                 try:
-                    out[:, j] = _floats(frame[name])
+                    out[:, j] = _floats(col)
                 except (TypeError, ValueError):
                     raise DataError(
                         f"column {name!r} of the new data is not numeric ({frame[name].dtype}) "
