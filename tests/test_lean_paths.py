@@ -348,3 +348,25 @@ def test_plain_columns_of_numbers_ints_and_booleans() -> None:
     assert np.array_equal(maker.make(df), expected)  # new data as a pandas frame
     maker, X = D.ColumnMaker.build("0 + x", mf, "fixed")
     assert maker.names == ["x"] and X.tolist() == [[0.5], [1.5], [-2.0]]
+
+
+def test_theta_bounds_as_the_terms_give_them() -> None:
+    import pandas as pd
+
+    rng = np.random.default_rng(8)
+    n = 90
+    df = pd.DataFrame(
+        {
+            "y": rng.standard_normal(n),
+            "x": rng.standard_normal(n),
+            "z": rng.standard_normal(n),
+            "g": np.arange(n) % 9,
+            "h": np.arange(n) % 5,
+        }
+    )
+    d = D.build_design("y ~ x + (x + z | g) + (1 | h) + (0 + x | h)", df, check_nobs_vs_nre=False)
+    lower = np.concatenate([t.theta_lower() for t in d.terms])
+    assert np.array_equal(d.theta_lower(), lower)
+    assert np.array_equal(d.theta_start(), np.where(lower == 0.0, 1.0, 0.0))
+    assert d.bounded_theta() == tuple(np.flatnonzero(lower == 0.0).tolist())
+    assert d.theta_lower().dtype == np.float64 and d.theta_lower() is not d.theta_lower()

@@ -195,10 +195,10 @@ def check_finite_fit(engine: Any, name: str) -> None:
     columns reproduce exactly (a perfect fit) leaves no variance to estimate."""
     values = [
         float(engine.sigma),
-        *np.ravel(engine.theta).tolist(),
-        *np.ravel(engine.beta).tolist(),
+        *np.asarray(engine.theta).ravel().tolist(),
+        *np.asarray(engine.beta).ravel().tolist(),
     ]
-    if not all(math.isfinite(v) for v in values):
+    if not all(map(math.isfinite, values)):
         raise ModelError(
             f"the fit to {name!r} is degenerate (its estimates are not finite): the response is "
             "an exact function of the model's columns (a perfect fit), so no variance can be "

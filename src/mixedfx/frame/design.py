@@ -607,9 +607,13 @@ class Design:
         terms = self.terms
         cached = self.__dict__.get("_bounds")
         if cached is None or cached[0] is not terms or cached[1] != len(terms):
-            lower = np.concatenate([t.theta_lower() for t in terms]) if terms else np.zeros(0)
-            bounded = tuple(int(i) for i in np.flatnonzero(lower == 0.0))
-            cached = (terms, len(terms), lower, np.where(lower == 0.0, 1.0, 0.0), bounded)
+            # each term's RandomEffectsTerm.theta_lower, concatenated: 0 on the diagonal of
+            # its Λ block, −∞ below, column by column (made in Python: a few values)
+            diagonal = [r == c for t in terms for c in range(t.k) for r in range(c, t.k)]
+            lower = np.array([0.0 if d else -math.inf for d in diagonal], dtype=float)
+            start = np.array([1.0 if d else 0.0 for d in diagonal], dtype=float)
+            bounded = tuple(i for i, d in enumerate(diagonal) if d)
+            cached = (terms, len(terms), lower, start, bounded)
             self.__dict__["_bounds"] = cached
         return cached
 
