@@ -751,6 +751,8 @@ def _strictly_lower(k: int, p: int) -> np.ndarray:
 
 def lme4_term_order(nlevels: list[int]) -> list[int]:
     """lme4's mkReTrms ordering: if any later term has more levels, ``rev(order(nl))``."""
+    if len(nlevels) < 2:  # one term (or none): nothing to order
+        return list(range(len(nlevels)))
     nl = [int(v) for v in nlevels]
     if any(b > a for a, b in itertools.pairwise(nl)):  # (a few terms: Python's stable sort)
         return sorted(range(len(nl)), key=nl.__getitem__)[::-1]
