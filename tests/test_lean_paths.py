@@ -370,3 +370,38 @@ def test_theta_bounds_as_the_terms_give_them() -> None:
     assert np.array_equal(d.theta_start(), np.where(lower == 0.0, 1.0, 0.0))
     assert d.bounded_theta() == tuple(np.flatnonzero(lower == 0.0).tolist())
     assert d.theta_lower().dtype == np.float64 and d.theta_lower() is not d.theta_lower()
+
+
+@pytest.mark.parametrize("rhs", ["(x | g1)", "(1 | g1)", "(x + z | g1)"])
+def test_crossproducts_of_one_term(rhs: str) -> None:
+    """One term: A21 holds the XY rows of every level, written in place (or into a copy
+    when the values array given is not contiguous)."""
+    import pandas as pd
+
+    from mixedfx.linalg.crossprod import CrossProductPlan, term_matrix
+
+    rng = np.random.default_rng(9)
+    n = 80
+    df = pd.DataFrame(
+        {
+            "y": rng.standard_normal(n),
+            "x": rng.standard_normal(n),
+            "z": rng.standard_normal(n),
+            "g1": rng.integers(0, 7, n),
+        }
+    )
+    d = D.build_design("y ~ x + " + rhs, df)
+    plan = CrossProductPlan(d)
+    A = plan.compute(None, d.y)
+    Z1 = term_matrix(d.terms[0]).toarray()
+    right = np.column_stack([d.X, d.y])
+    k1 = d.terms[0].k
+    got = np.zeros((right.shape[1], Z1.shape[1]))
+    for lev in range(d.terms[0].nlevels):
+        lo, hi = A.ptr[lev], A.ptr[lev + 1]
+        got[A.rows[lo:hi], lev * k1 : (lev + 1) * k1] = A.vals[lo:hi]
+    np.testing.assert_allclose(got, right.T @ Z1, rtol=1e-12, atol=1e-12)
+    out = plan.empty()
+    out.vals = np.zeros((A.vals.shape[0], 2 * k1))[:, ::2]  # not contiguous
+    B = plan.compute(None, d.y, out=out)
+    assert np.array_equal(B.vals, A.vals) and np.array_equal(B.A22, A.A22)

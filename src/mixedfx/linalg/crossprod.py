@@ -138,7 +138,7 @@ class CrossProductPlan:
             self.rows = np.empty((n1, p + 1), dtype=np.int64)
             self.rows[:] = np.arange(p + 1)
             self.rows = self.rows.reshape(-1)
-            dest = np.arange(self.rows.size, dtype=np.int64)
+            dest = None  # the entries are in order: no merge (and no reordering in compute)
         else:
             lvl_parts: list[np.ndarray] = []
             row_parts: list[np.ndarray] = []
@@ -172,11 +172,12 @@ class CrossProductPlan:
         self._order = np.empty(0, dtype=np.int64)
         self._a22_pairs: list[tuple[int, int, np.ndarray, int, np.ndarray, np.ndarray]] = []
         if not self._scalar:
-            self._order = np.empty_like(dest)
-            self._order[dest] = np.arange(dest.size)
+            if dest is not None:  # later terms: compute reorders the stacked blocks
+                self._order = np.empty_like(dest)
+                self._order[dest] = np.arange(dest.size)
             self._plan_a22(offsets)
         else:
-            invorder = dest
+            invorder = dest if dest is not None else np.arange(self.rows.size, dtype=np.int64)
             start = 0
             rrows, rz, pos21 = [], [], []
             for ti, (t, (inv, npairs)) in enumerate(zip(self.rest, self._a21_pairs, strict=True)):
@@ -289,12 +290,13 @@ class CrossProductPlan:
             parts.append(blk.reshape(npairs * t.k, self.k1))
         bx = np.empty((self.n1, self.k1, p + 1))
         K.grouped_cross(t1.refs, Z1, w, XY, bx)
-        bxt = bx.transpose(0, 2, 1).reshape(self.n1 * (p + 1), self.k1)
         if parts:
-            parts.append(bxt)
+            parts.append(bx.transpose(0, 2, 1).reshape(self.n1 * (p + 1), self.k1))
             A.vals[:] = np.concatenate(parts)[self._order]
-        else:  # one term: the XY rows alone, already in order
-            A.vals[:] = bxt
+        elif A.vals.flags.c_contiguous:  # one term: the XY rows alone, already in order
+            A.vals.reshape(self.n1, p + 1, self.k1)[...] = bx.transpose(0, 2, 1)
+        else:
+            A.vals[:] = bx.transpose(0, 2, 1).reshape(self.n1 * (p + 1), self.k1)
         A22 = A.A22
         for i, j, inv, npairs, r, c in self._a22_pairs:
             ti, tj = self.rest[i], self.rest[j]
