@@ -405,3 +405,28 @@ def test_crossproducts_of_one_term(rhs: str) -> None:
     out.vals = np.zeros((A.vals.shape[0], 2 * k1))[:, ::2]  # not contiguous
     B = plan.compute(None, d.y, out=out)
     assert np.array_equal(B.vals, A.vals) and np.array_equal(B.A22, A.A22)
+
+
+def test_infinite_values_reported_where_first_met() -> None:
+    import pandas as pd
+
+    rng = np.random.default_rng(6)
+    n = 40
+    df = pd.DataFrame(
+        {
+            "y": rng.standard_normal(n),
+            "x": rng.standard_normal(n),
+            "z": rng.standard_normal(n),
+            "g": np.arange(n) % 5,
+        }
+    )
+    df.loc[3, "z"] = np.inf
+    # z only in the random part: that term's check reports it
+    with pytest.raises(DataError, match=r"random-effects term \(z \| g\) column 'z' has 1"):
+        D.build_design("y ~ x + (z | g)", df)
+    # z in both parts: the fixed part's check reports it first (its columns are then known
+    # finite, and a term made of them is not checked again)
+    with pytest.raises(DataError, match="fixed-effects model matrix column 'z' has 1"):
+        D.build_design("y ~ z + (z | g)", df)
+    d = D.build_design("y ~ x + z0 + (x | g)", df.assign(z0=df["x"] ** 2))
+    assert d.terms[0].columns == ["(Intercept)", "x"]

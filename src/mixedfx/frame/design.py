@@ -906,6 +906,7 @@ def build_design(
     fmaker, X = ColumnMaker.build(parsed.fixed, frame, "fixed-effects")
     fnames = list(fmaker.names)
     _check_finite(X, "fixed-effects model matrix", fnames)
+    finite = set(fmaker.plain or ())  # data columns whose values are now known finite
     keep = drop_rank_deficient(X, fnames)
     dropped: list[str] = []
     if len(keep) < X.shape[1]:
@@ -935,7 +936,9 @@ def build_design(
         maker, Zt = ColumnMaker.build(t.expr, frame, f"random-effects term {t.text}")
         if Zt.shape[1] == 0:
             raise FormulaError(f"random-effects term {t.text} has no columns")
-        _check_finite(Zt, f"random-effects term {t.text}", maker.names)
+        if maker.plain is None or not finite.issuperset(maker.plain):
+            # (an intercept and columns already checked in X are finite: not checked again)
+            _check_finite(Zt, f"random-effects term {t.text}", maker.names)
         check_term_size(t, len(levels), Zt.shape[1], n, check_nobs_vs_nre)
         terms.append(
             RandomEffectsTerm(
