@@ -179,16 +179,15 @@ class CrossProductPlan:
         else:
             invorder = dest if dest is not None else np.arange(self.rows.size, dtype=np.int64)
             start = 0
-            rrows, rz, pos21 = [], [], []
+            K = len(self.rest)  # one row per later term, filled in place
+            self.rrows = np.empty((K, self.n), dtype=np.int64)
+            self.rz = np.empty((K, self.n))
+            self.pos21 = np.empty((K, self.n), dtype=np.int64)
             for ti, (t, (inv, npairs)) in enumerate(zip(self.rest, self._a21_pairs, strict=True)):
-                pos21.append(invorder[start + inv])
-                rrows.append(offsets[ti] + t.refs)
-                rz.append(t.Zt[:, 0])
+                self.pos21[ti] = invorder[start + inv]
+                np.add(t.refs, qs[ti], out=self.rrows[ti], casting="unsafe")
+                self.rz[ti] = t.Zt[:, 0]
                 start += npairs
-            K = len(self.rest)
-            self.rrows = np.asarray(rrows, dtype=np.int64).reshape(K, self.n)
-            self.rz = np.ascontiguousarray(np.asarray(rz, dtype=float).reshape(K, self.n))
-            self.pos21 = np.asarray(pos21, dtype=np.int64).reshape(K, self.n)
             self.r1 = t1.refs.astype(np.int64, copy=False)
             self.z1 = np.ascontiguousarray(t1.Zt[:, 0])
             self._a21_pairs = []
