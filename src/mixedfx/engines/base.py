@@ -199,9 +199,8 @@ class Engine(ABC):
     @property
     def is_singular(self) -> bool:
         """lme4's ``isSingular``: a bounded θ element within 1e-4 of its bound 0."""
-        lower = self.design.theta_lower().tolist()  # a few values: Python floats
-        rel = self.relative_theta().tolist()
-        return any(t < SINGULAR_TOL for t, lo in zip(rel, lower, strict=True) if lo == 0.0)
+        rel = self.relative_theta().tolist()  # a few values: Python floats
+        return any(rel[i] < SINGULAR_TOL for i in self.design.bounded_theta())
 
     def relative_theta(self) -> np.ndarray:
         """θ on the scale the singularity tolerance applies to (θ itself; the linear engine

@@ -65,7 +65,7 @@ class Units:
 
     @classmethod
     def of(cls, yeff: np.ndarray, weights: np.ndarray | None) -> Units:
-        m = float(np.max(np.abs(yeff), initial=0.0))
+        m = float(np.maximum.reduce(np.abs(yeff), initial=0.0))  # np.max's, without its wrapper
         s = m if m > 0 and math.isfinite(m) else 1.0
         c = 1.0
         if weights is not None and weights.size:

@@ -181,6 +181,8 @@ def check_start(start: Any, ntheta: int, p: int, *, fixef: bool) -> Any:
 def check_response_varies(y: np.ndarray, name: str) -> None:
     """lme4's "Response is constant": a response that takes one value only gives no
     information about any variance (nor, for GLMMs, about the fixed effects)."""
+    if y.size > 1 and y.flat[0] != y.flat[1]:  # two values differ (the usual answer)
+        return
     if y.size and np.all(y == y.flat[0]):
         raise ModelError(
             f"response {name!r} is constant (every value is {y.flat[0]:g}): a mixed model "
@@ -193,10 +195,10 @@ def check_finite_fit(engine: Any, name: str) -> None:
     columns reproduce exactly (a perfect fit) leaves no variance to estimate."""
     values = [
         float(engine.sigma),
-        *np.ravel(engine.theta).tolist(),
-        *np.ravel(engine.beta).tolist(),
+        *np.asarray(engine.theta).ravel().tolist(),
+        *np.asarray(engine.beta).ravel().tolist(),
     ]
-    if not all(math.isfinite(v) for v in values):
+    if not all(map(math.isfinite, values)):
         raise ModelError(
             f"the fit to {name!r} is degenerate (its estimates are not finite): the response is "
             "an exact function of the model's columns (a perfect fit), so no variance can be "

@@ -124,6 +124,21 @@ def index_values(index: pd.Index) -> tuple:
     return values
 
 
+_STRINGS_CACHE: list[tuple[pd.Index, tuple[str, ...]]] = []
+
+
+def index_strings(index: pd.Index) -> tuple[str, ...]:
+    """``str`` of each value of a pandas Index (a factor's level names), kept by identity as
+    :func:`index_values` keeps its values: a fit reads its factors' levels several times."""
+    for idx, values in _STRINGS_CACHE:
+        if idx is index:
+            return values
+    values = tuple(str(v) for v in index_values(index))
+    _STRINGS_CACHE.insert(0, (index, values))
+    del _STRINGS_CACHE[8:]
+    return values
+
+
 def _str_columns(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with string column names (a renamed copy when some are not strings), as
     formulas name columns."""
@@ -216,6 +231,9 @@ class ModelFrame:
         Number of rows dropped for missing values.
     n_original : int
         Number of rows in the data as given.
+    cleaned : bool
+        The values are :func:`clean_column`'s (made by :func:`model_frame`): a categorical
+        among them uses every one of its categories.
     """
 
     def __init__(
@@ -225,6 +243,8 @@ class ModelFrame:
         n_dropped: int,
         n_original: int,
         values: dict[str, object] | None = None,
+        *,
+        cleaned: bool = False,
     ):
         if frame is None and values is None:
             raise ValueError("a model frame needs its frame or its column values")
@@ -235,6 +255,7 @@ class ModelFrame:
         self.rows = rows
         self.n_dropped = n_dropped
         self.n_original = n_original
+        self.cleaned = cleaned
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -278,7 +299,8 @@ def frame_column(df: pd.DataFrame, name: str) -> Column:
     getter = getattr(df, "_get_column_array", None)
     if getter is not None:
         try:
-            loc = df.columns.get_loc(name)
+            positions = _column_positions(df.columns)
+            loc = positions[name] if name in positions else df.columns.get_loc(name)
             if isinstance(loc, int | np.integer):
                 values = getter(int(loc))
                 if isinstance(values.dtype, np.dtype) and not isinstance(values, np.ndarray):
@@ -289,9 +311,26 @@ def frame_column(df: pd.DataFrame, name: str) -> Column:
     return column_values(df[name])
 
 
+_POSITIONS_CACHE: list[tuple[pd.Index, dict[object, int]]] = []
+
+
+def _column_positions(columns: pd.Index) -> dict[object, int]:
+    """Position of each name of a unique column Index (empty for one with repeated names),
+    kept by identity as :func:`index_values` (``get_loc`` costs ~3 µs a column)."""
+    for idx, positions in _POSITIONS_CACHE:
+        if idx is columns:
+            return positions
+    positions = {v: i for i, v in enumerate(index_values(columns))} if columns.is_unique else {}
+    _POSITIONS_CACHE.insert(0, (columns, positions))
+    del _POSITIONS_CACHE[8:]
+    return positions
+
+
 def missing_mask(col: Column) -> np.ndarray | None:
     """Boolean mask of the missing values of a column (None, NaN, NaT, pandas' NA, Arrow's
     null), or None when its type cannot hold any."""
+    if type(col) is np.ndarray and col.dtype.kind in "fiub":  # numpy numbers (most columns)
+        return np.isnan(col) if col.dtype.kind == "f" else None
     values = column_values(col)
     dtype = values.dtype
     if isinstance(dtype, pd.CategoricalDtype):
@@ -306,6 +345,16 @@ def missing_mask(col: Column) -> np.ndarray | None:
     if getattr(dtype, "kind", "O") == "f":  # a NaN (0/0) in a nullable float column
         miss |= np.isnan(values.to_numpy(dtype=float, na_value=np.nan))
     return miss
+
+
+def _categorical_missing(cat: pd.Categorical) -> tuple[np.ndarray | None, bool]:
+    """(:func:`missing_mask`, whether every category is used) of a categorical, from one
+    count of its codes: None for the mask when no value is missing."""
+    codes = cat.codes
+    counts = np.bincount(np.add(codes, 1, dtype=np.intp), minlength=len(cat.categories) + 1)
+    if counts[0]:
+        return np.asarray(codes) < 0, False
+    return None, codes.size > 0 and bool(np.logical_and.reduce(counts[1:]))
 
 
 def _is_dictionary(dtype: object) -> bool:
@@ -354,6 +403,8 @@ def clean_column(name: str, col: Column) -> object:
     pandas' nullable types (``Int64``, ``boolean``, ``string``, ...) and Arrow's become their
     numpy equivalents; strings of any storage become categories.
     """
+    if type(col) is np.ndarray and col.dtype.kind in "fiub":  # numpy numbers: as they are
+        return col
     values = column_values(col)
     dtype = values.dtype
     if isinstance(dtype, pd.CategoricalDtype):
@@ -457,9 +508,15 @@ def model_frame(
             cols[f"({key})"] = _vector_column(value, key, n, df)
     na: np.ndarray | None = None
     bad_cols = []
+    clean: dict[str, object] = {}  # categoricals already as clean_column makes them
     for name, col in cols.items():
-        miss = missing_mask(col)
-        if miss is not None and miss.any():
+        if type(col) is pd.Categorical:
+            miss, all_used = _categorical_missing(col)
+            if all_used:
+                clean[name] = col
+        else:
+            miss = missing_mask(col)
+        if miss is not None and np.logical_or.reduce(miss):
             na = miss.copy() if na is None else na | miss
             bad_cols.append(name)
     n_dropped = int(na.sum()) if na is not None else 0
@@ -478,9 +535,10 @@ def model_frame(
             )
         rows = np.flatnonzero(~na)
         cols = {k: v[rows] for k, v in cols.items()}
+        clean = {}
     else:
         rows = np.arange(n)
-    values = {k: clean_column(k, v) for k, v in cols.items()}
+    values = {k: clean[k] if k in clean else clean_column(k, v) for k, v in cols.items()}
     for key in extra or {}:
         v = values.get(f"({key})")
         if v is not None and (not isinstance(v, np.ndarray) or v.dtype.kind not in "fiub"):
@@ -488,4 +546,6 @@ def model_frame(
             raise DataError(
                 f"{key} must be numbers; {what} holds values of type {cols[f'({key})'].dtype}"
             )
-    return ModelFrame(None, rows=rows, n_dropped=n_dropped, n_original=n, values=values)
+    return ModelFrame(
+        None, rows=rows, n_dropped=n_dropped, n_original=n, values=values, cleaned=True
+    )

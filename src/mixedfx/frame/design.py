@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from ..errors import DataError, DataWarning, FormulaError, ModelError, RankDefic
 from .data import (
     ModelFrame,
     column_names_in,
-    index_values,
+    index_strings,
     missing_column_error,
     model_frame,
     to_pandas,
@@ -143,17 +144,19 @@ def _level_codes(col: object, levels: list[str], name: str) -> np.ndarray:
     if isinstance(col, pd.Series):
         col = col.array
     if isinstance(col, pd.Categorical):
-        cats = [str(v) for v in index_values(col.categories)]
+        cats = index_strings(col.categories)
         raw = np.asarray(col.codes, dtype=np.intp)
-        if cats == levels:
+        if len(cats) == len(levels) and all(a == b for a, b in zip(cats, levels, strict=True)):
             codes = raw
         else:
             lookup = {lv: i for i, lv in enumerate(levels)}
             remap = np.array([lookup.get(cv, -1) for cv in cats] + [-1], dtype=np.intp)
             codes = remap[raw]  # raw −1 (missing) reads the appended −1
-        if np.any(codes < 0):
-            r = int(raw[np.flatnonzero(codes < 0)[0]])
-            bad = cats[r] if r >= 0 else "NA"
+        unseen = codes < 0
+        if not np.logical_or.reduce(unseen):
+            return codes
+        r = int(raw[np.flatnonzero(unseen)[0]])
+        bad = cats[r] if r >= 0 else "NA"
     else:
         shown = np.asarray(col, dtype=object).astype(str)
         codes = pd.Categorical(shown, categories=levels).codes.astype(np.intp)
@@ -165,6 +168,12 @@ def _level_codes(col: object, levels: list[str], name: str) -> np.ndarray:
             f"(levels: {', '.join(map(repr, levels))})"
         )
     return codes
+
+
+@functools.lru_cache(maxsize=256)
+def _rhs_terms(rhs: str) -> tuple[tuple[str, str, str], ...]:
+    """(sign, term, term unquoted) of each top-level term of a formula part (once per text)."""
+    return tuple((sign, p.strip(), unquote(p.strip())) for sign, p, _ in split_top_level(rhs))
 
 
 def _is_plain_numeric(frame: Frame, name: str) -> bool:
@@ -214,17 +223,17 @@ class ColumnMaker:
 
     @classmethod
     def build(cls, rhs: str, frame: Frame, what: str) -> tuple[ColumnMaker, np.ndarray]:
-        pieces = [(s, p.strip()) for s, p, _ in split_top_level(rhs)]
+        terms = _rhs_terms(rhs)
         intercept = True
         plain: list[str] = []
         simple = True
-        for sign, p in pieces:
+        for sign, p, name in terms:
             if p in ("0", "-1") or (sign == "-" and p == "1"):
                 intercept = False
             elif p == "1" and sign == "+":
                 intercept = True
-            elif sign == "+" and _is_plain_numeric(frame, unquote(p)) and unquote(p) not in plain:
-                plain.append(unquote(p))
+            elif sign == "+" and _is_plain_numeric(frame, name) and name not in plain:
+                plain.append(name)
             else:
                 simple = False
                 break
@@ -232,6 +241,7 @@ class ColumnMaker:
             names = (["(Intercept)"] if intercept else []) + plain
             maker = cls(names=names, intercept=intercept, plain=plain)
             return maker, maker.make(frame)
+        pieces = [(sign, p) for sign, p, _ in terms]
         lean = cls._main_effects(pieces, frame)
         if lean is not None:
             return lean, lean.make(frame)
@@ -285,7 +295,7 @@ class ColumnMaker:
             if isinstance(dtype, pd.CategoricalDtype):
                 if dtype.ordered:
                     return None  # polynomial contrasts: formulaic
-                levels = [str(v) for v in index_values(dtype.categories)]
+                levels = list(index_strings(dtype.categories))
             elif getattr(dtype, "kind", "O") in "fiu":
                 levels = None
             elif isinstance(col, np.ndarray) and dtype.kind == "O" and _all_str(col):
@@ -311,8 +321,13 @@ class ColumnMaker:
                 out[:, 0] = 1.0
                 j = 1
             for name in self.plain:
+                col = frame[name]
+                if type(col) is np.ndarray and col.dtype.kind in "fiub":
+                    out[:, j] = col  # numbers: the same cast as _floats, in the assignment
+                    j += 1
+                    continue
                 try:
-                    out[:, j] = _floats(frame[name])
+                    out[:, j] = _floats(col)
                 except (TypeError, ValueError):
                     raise DataError(
                         f"column {name!r} of the new data is not numeric ({frame[name].dtype}) "
@@ -356,10 +371,19 @@ class ColumnMaker:
                 j += 1
                 continue
             codes = _level_codes(col, levels, c)
-            rows = np.flatnonzero(codes > 0)
-            out[rows, j - 1 + codes[rows]] = 1.0
+            # the dummies of levels 1.. (level 0, the reference, has none)
+            out[:, j : j + len(levels) - 1] = codes[:, None] == _level_range(len(levels))
             j += len(levels) - 1
         return out if self.keep is None else out[:, self.keep]
+
+
+@functools.cache
+def _level_range(nlevels: int) -> np.ndarray:
+    """``[1, 2, ..., nlevels - 1]`` (read-only, made once per number of levels): the codes of a
+    factor's levels after the reference."""
+    out = np.arange(1, max(nlevels, 1), dtype=np.intp)
+    out.flags.writeable = False
+    return out
 
 
 @dataclass
@@ -462,23 +486,26 @@ def level_names(values: np.ndarray) -> list[str]:
     return [str(v) for v in values.tolist()]
 
 
-def factor_codes(series: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
+def factor_codes(
+    series: pd.Series, name: str, all_used: bool = False
+) -> tuple[np.ndarray, list[str]]:
     """Integer codes and level names of a grouping variable, unused levels dropped.
 
     Categoricals keep their category order; other values are sorted (numbers numerically,
-    strings lexically), as R's ``factor()`` does.
+    strings lexically), as R's ``factor()`` does. ``all_used``: a categorical is known to use
+    every category (a model frame's, :func:`mixedfx.frame.data.clean_column`), not counted.
     """
     if isinstance(series.dtype, pd.CategoricalDtype):
         # the Categorical itself: .codes without building a Series
         cat = series.array if isinstance(series, pd.Series) else series
         codes = np.asarray(cat.codes)
         cats = cat.categories
-        used = np.bincount(codes, minlength=len(cats)) > 0
-        if not used.all():
+        used = None if all_used else np.bincount(codes, minlength=len(cats)) > 0
+        if used is not None and not used.all():
             remap = np.cumsum(used) - 1
             codes = remap[codes]
             cats = cats[used]
-        return codes.astype(np.intp), [str(c) for c in index_values(cats)]
+        return codes.astype(np.intp), list(index_strings(cats))
     values = series if isinstance(series, np.ndarray) else series.to_numpy()
     if values.dtype.kind == "O":
         try:
@@ -500,10 +527,11 @@ def grouping_factor(
 ) -> tuple[np.ndarray, list[str], tuple[list[str], ...]]:
     """Codes and level names of the interaction of ``factors`` (``a:b``), unused combinations
     dropped, levels ordered with the first factor varying slowest (R's ``a:b``)."""
-    codes, levels = factor_codes(frame[factors[0]], factors[0])
+    cleaned = isinstance(frame, ModelFrame) and frame.cleaned
+    codes, levels = factor_codes(frame[factors[0]], factors[0], cleaned)
     per_factor = [levels]
     for f in factors[1:]:
-        c2, l2 = factor_codes(frame[f], f)
+        c2, l2 = factor_codes(frame[f], f, cleaned)
         per_factor.append(l2)
         combined = codes.astype(np.int64) * len(l2) + c2
         uniq, codes = np.unique(combined, return_inverse=True)
@@ -568,13 +596,26 @@ class Design:
     def _theta_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """(lower, start), worked out once per list of terms (every fit asks often; the
         list is recognized by identity and length: terms are replaced, never edited)."""
+        cached = self._bounds_cache()
+        return cached[2], cached[3]
+
+    def bounded_theta(self) -> tuple[int, ...]:
+        """Positions of the θ elements bounded below by 0 (the diagonals of the Λ blocks)."""
+        return self._bounds_cache()[4]
+
+    def _bounds_cache(self) -> tuple[Any, ...]:
         terms = self.terms
         cached = self.__dict__.get("_bounds")
         if cached is None or cached[0] is not terms or cached[1] != len(terms):
-            lower = np.concatenate([t.theta_lower() for t in terms]) if terms else np.zeros(0)
-            cached = (terms, len(terms), lower, np.where(lower == 0.0, 1.0, 0.0))
+            # each term's RandomEffectsTerm.theta_lower, concatenated: 0 on the diagonal of
+            # its Λ block, −∞ below, column by column (made in Python: a few values)
+            diagonal = [r == c for t in terms for c in range(t.k) for r in range(c, t.k)]
+            lower = np.array([0.0 if d else -math.inf for d in diagonal], dtype=float)
+            start = np.array([1.0 if d else 0.0 for d in diagonal], dtype=float)
+            bounded = tuple(i for i, d in enumerate(diagonal) if d)
+            cached = (terms, len(terms), lower, start, bounded)
             self.__dict__["_bounds"] = cached
-        return cached[2], cached[3]
+        return cached
 
     def theta_names(self) -> list[str]:
         return [name for t in self.terms for name in t.theta_names()]
@@ -603,6 +644,8 @@ def response_values(frame: Frame, response: str) -> np.ndarray:
 
 
 def _check_finite(values: np.ndarray, what: str, names: list[str] | None = None) -> None:
+    if np.logical_and.reduce(np.isfinite(values), axis=None):  # (two C calls: the usual case)
+        return
     bad = ~np.isfinite(values)
     if bad.any():
         if values.ndim == 2 and names is not None:
@@ -623,6 +666,16 @@ def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7) -> n
     n, p = X.shape
     if p == 0:
         return np.arange(0)
+    if p == 1 and n >= 1 and X.dtype == np.float64:
+        # one column (an intercept-only model): R is ±||x||, kept unless x is zero; the QR
+        # decides where ||x|| could overflow or x is not finite
+        big = float(np.maximum.reduce(np.abs(X), axis=None))
+        if big == 0.0:
+            return np.arange(0)
+        if big < 1e150:
+            return np.arange(1)
+    if n >= p and p <= _SMALL_P and X.dtype == np.float64 and _full_rank_small(X, tol):
+        return np.arange(p)
     R0 = _qr_r(X)[:p]
     if n < p:  # more columns than rows: X = Q R0 still holds with R0 padded by zero rows
         R0 = np.vstack([R0, np.zeros((p - n, p))])
@@ -638,6 +691,30 @@ def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7) -> n
             break
         del keep[int(bad[0])]
     return np.asarray(keep, dtype=np.intp)
+
+
+_SMALL_P = 8
+"""Up to this many columns the full-rank test of :func:`drop_rank_deficient` reads R in
+Python floats (a small model's X: fewer numpy calls than the test on arrays)."""
+
+
+def _full_rank_small(X: np.ndarray, tol: float) -> bool:
+    """Whether X (n x p, n >= p, p <= ``_SMALL_P``) passes :func:`drop_rank_deficient`'s
+    full-rank test: |R[j, j]| > tol ||R[:j+1, j]|| for every column j of X's Householder R
+    (the same dgeqrf as :func:`_qr_r`, for X of fewer than 10,000 values; False, for the
+    general route, on anything else)."""
+    if X.size >= 10_000:
+        return False
+    qr, _, _, info = lapack.dgeqrf(X)
+    if info != 0:
+        return False
+    R = qr[:p].tolist() if (p := X.shape[1]) else []
+    for j in range(p):
+        col = [R[i][j] for i in range(j + 1)]  # the upper triangle only (reflectors below)
+        norm = math.sqrt(sum(v * v for v in col))
+        if not abs(col[j]) > tol * norm:
+            return False
+    return True
 
 
 def _qr_r(X: np.ndarray) -> np.ndarray:
@@ -674,6 +751,8 @@ def _strictly_lower(k: int, p: int) -> np.ndarray:
 
 def lme4_term_order(nlevels: list[int]) -> list[int]:
     """lme4's mkReTrms ordering: if any later term has more levels, ``rev(order(nl))``."""
+    if len(nlevels) < 2:  # one term (or none): nothing to order
+        return list(range(len(nlevels)))
     nl = [int(v) for v in nlevels]
     if any(b > a for a, b in itertools.pairwise(nl)):  # (a few terms: Python's stable sort)
         return sorted(range(len(nl)), key=nl.__getitem__)[::-1]
@@ -715,14 +794,8 @@ def make_unique(names: list[str]) -> list[str]:
 def _drop_response_from_rhs(parsed: ParsedFormula) -> ParsedFormula:
     """R's terms(): a fixed-effects term that is the response itself is dropped, with R's
     warning (``y ~ y + x`` is ``y ~ x``)."""
-    resp = unquote(parsed.response.strip())
-    pieces = split_top_level(parsed.fixed)
-    kept = [
-        (sign, piece)
-        for sign, piece, _ in pieces
-        if not (sign == "+" and unquote(piece.strip()) == resp)
-    ]
-    if len(kept) == len(pieces):
+    fixed = _rhs_without_response(parsed.response, parsed.fixed)
+    if fixed is None:
         return parsed
     warnings.warn(
         f"the response {parsed.response!r} appeared on the right-hand side and was dropped "
@@ -730,8 +803,24 @@ def _drop_response_from_rhs(parsed: ParsedFormula) -> ParsedFormula:
         DataWarning,
         stacklevel=4,
     )
-    fixed = " ".join(f"{sign} {piece.strip()}" for sign, piece in kept).lstrip("+ ")
-    return dataclasses.replace(parsed, fixed=fixed or "1")
+    return dataclasses.replace(parsed, fixed=fixed)
+
+
+@functools.lru_cache(maxsize=256)
+def _rhs_without_response(response: str, fixed: str) -> str | None:
+    """The fixed part without its terms that are the response itself; None when it has none
+    (worked out once per formula: every fit asks)."""
+    resp = unquote(response.strip())
+    pieces = split_top_level(fixed)
+    kept = [
+        (sign, piece)
+        for sign, piece, _ in pieces
+        if not (sign == "+" and unquote(piece.strip()) == resp)
+    ]
+    if len(kept) == len(pieces):
+        return None
+    out = " ".join(f"{sign} {piece.strip()}" for sign, piece in kept).lstrip("+ ")
+    return out or "1"
 
 
 def check_term_size(t: RandomTerm, nlevels: int, ncols: int, n: int, vs_nobs: bool) -> None:
@@ -817,6 +906,7 @@ def build_design(
     fmaker, X = ColumnMaker.build(parsed.fixed, frame, "fixed-effects")
     fnames = list(fmaker.names)
     _check_finite(X, "fixed-effects model matrix", fnames)
+    finite = set(fmaker.plain or ())  # data columns whose values are now known finite
     keep = drop_rank_deficient(X, fnames)
     dropped: list[str] = []
     if len(keep) < X.shape[1]:
@@ -846,7 +936,9 @@ def build_design(
         maker, Zt = ColumnMaker.build(t.expr, frame, f"random-effects term {t.text}")
         if Zt.shape[1] == 0:
             raise FormulaError(f"random-effects term {t.text} has no columns")
-        _check_finite(Zt, f"random-effects term {t.text}", maker.names)
+        if maker.plain is None or not finite.issuperset(maker.plain):
+            # (an intercept and columns already checked in X are finite: not checked again)
+            _check_finite(Zt, f"random-effects term {t.text}", maker.names)
         check_term_size(t, len(levels), Zt.shape[1], n, check_nobs_vs_nre)
         terms.append(
             RandomEffectsTerm(

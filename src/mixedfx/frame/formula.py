@@ -92,6 +92,7 @@ _IDENT = re.compile(r"^(?:[^\W\d]|\.(?!\d))[\w.]*$")
 ``_`` and ``.``, not starting with a digit or with ``.`` and a digit)."""
 
 
+@lru_cache(maxsize=1024)
 def quote_name(name: str) -> str:
     """``name`` as written in a formula: back-quoted unless it is a plain identifier."""
     if _IDENT.match(name) and not keyword.iskeyword(name):
@@ -465,6 +466,7 @@ def _parse(formula: str) -> ParsedFormula:
 _DOT = re.compile(r"(?<![\w.])\.(?![\w.])")
 
 
+@lru_cache(maxsize=256)
 def has_dot(text: str) -> bool:
     """Whether a formula fragment uses R's ``.`` (every other column)."""
     return _DOT.search(_mask(text)) is not None

@@ -44,7 +44,16 @@ def binomial_response(frame: Frame, text: str) -> np.ndarray:
                 continue
             _, v = ColumnMaker.build(f"0 + I({p})", frame, "response")
             cols.append(v[:, 0])
-        out = np.column_stack(cols).astype(float)
+        out = np.empty((len(cols[0]), 2))  # np.column_stack(cols) as floats, without its wrapper
+        out[:, 0] = cols[0]
+        out[:, 1] = cols[1]
+        # finite, non-negative whole numbers (the usual counts): the checks below pass
+        if (
+            np.logical_and.reduce(np.isfinite(out), axis=None)
+            and not np.logical_or.reduce(out < 0.0, axis=None)
+            and np.logical_and.reduce(out == np.rint(out), axis=None)
+        ):
+            return out
         ok = np.isfinite(out).all(axis=1)  # missing or infinite counts: reported by the caller
         if np.any(out[ok] < 0):
             i = int(np.flatnonzero(ok & (out < 0).any(axis=1))[0])

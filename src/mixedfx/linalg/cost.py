@@ -78,12 +78,19 @@ def _duration(sec: float) -> str:
 def exact_cost(nlevels: Sequence[int], ks: Sequence[int], p: int, n: int) -> ExactCost:
     """The estimated memory and time of an exact fit (see the module docstring), terms in the
     model's order (the first has the most levels)."""
+    if len(nlevels) != len(ks):
+        raise ValueError("exact_cost: one number of levels and one k per term")
     n1, k1 = int(nlevels[0]), int(ks[0])
-    m = int(sum(int(nl) * int(k) for nl, k in zip(nlevels[1:], ks[1:], strict=True))) + p + 1
+    q_rest, kmax, ntheta = 0, 1, k1 * (k1 + 1) // 2
+    for i in range(1, len(ks)):  # the later terms (a loop: a few terms, every fit asks)
+        k = int(ks[i])
+        q_rest += int(nlevels[i]) * k
+        kmax = k if i == 1 or k > kmax else kmax
+        ntheta += k * (k + 1) // 2
+    m = q_rest + p + 1
     later = len(nlevels) - 1
     per_level = n / max(n1, 1)
-    r = min(per_level * later, m - p - 1) * max(ks[1:], default=1) + p + 1
-    ntheta = sum(int(k) * (int(k) + 1) // 2 for k in ks)
+    r = min(per_level * later, m - p - 1) * kmax + p + 1
     evaluations = 30 + 10 * ntheta
     flops = m**3 / 3.0 + 2.0 * m * m + n1 * r * r * k1 * k1
     bytes_ = 3.0 * m * m * 8.0 + 16.0 * n * max(later, 1) * k1 + 200.0 * n1

@@ -138,19 +138,24 @@ class CrossProductPlan:
             self.rows = np.empty((n1, p + 1), dtype=np.int64)
             self.rows[:] = np.arange(p + 1)
             self.rows = self.rows.reshape(-1)
-            dest = np.arange(self.rows.size, dtype=np.int64)
+            dest = None  # the entries are in order: no merge (and no reordering in compute)
         else:
             lvl_parts: list[np.ndarray] = []
             row_parts: list[np.ndarray] = []
             for ti, t in enumerate(self.rest):
                 uniq, inv = _pairs(t1.refs, n1, t.refs, t.nlevels)
-                lev1, levi = uniq // t.nlevels, uniq % t.nlevels
-                rows = offsets[ti] + levi[:, None] * t.k + np.arange(t.k)[None, :]
+                lev1, levi = np.divmod(uniq, t.nlevels)
+                k = t.k
+                if k == 1:  # a scalar term: one row per pair (the general lines below, k = 1)
+                    rows = levi + qs[ti]
+                    lvl_parts.append(lev1)
+                else:
+                    rows = (offsets[ti] + levi[:, None] * k + np.arange(k)[None, :]).ravel()
+                    lvl_parts.append(lev1.repeat(k))
                 self._a21_pairs.append((inv.astype(np.intp, copy=False), uniq.shape[0]))
-                lvl_parts.append(np.repeat(lev1, t.k))
-                row_parts.append(rows.ravel())
+                row_parts.append(rows)
             # A21, XY rows: present for every level of the first term
-            lvl_parts.append(np.repeat(np.arange(n1), p + 1))
+            lvl_parts.append(np.arange(n1).repeat(p + 1))  # (the method: no numpy wrapper)
             xy_rows = np.empty((n1, p + 1), dtype=np.int64)
             xy_rows[:] = np.arange(self.q_rest, m)
             row_parts.append(xy_rows.reshape(-1))
@@ -163,26 +168,26 @@ class CrossProductPlan:
         # A22 row of each later term and the position in vals of its pair with the first term;
         # the general pass (grouped_cross per block) needs the order of the stored entries and
         # the pairs' indices instead, which the scalar path does not keep (big data, memory)
-        self._scalar = all(t.k == 1 for t in terms)
+        self._scalar = all(t.Zt.shape[1] == 1 for t in terms)
         self._order = np.empty(0, dtype=np.int64)
         self._a22_pairs: list[tuple[int, int, np.ndarray, int, np.ndarray, np.ndarray]] = []
         if not self._scalar:
-            self._order = np.empty_like(dest)
-            self._order[dest] = np.arange(dest.size)
+            if dest is not None:  # later terms: compute reorders the stacked blocks
+                self._order = np.empty_like(dest)
+                self._order[dest] = np.arange(dest.size)
             self._plan_a22(offsets)
         else:
-            invorder = dest
+            invorder = dest if dest is not None else np.arange(self.rows.size, dtype=np.int64)
             start = 0
-            rrows, rz, pos21 = [], [], []
+            K = len(self.rest)  # one row per later term, filled in place
+            self.rrows = np.empty((K, self.n), dtype=np.int64)
+            self.rz = np.empty((K, self.n))
+            self.pos21 = np.empty((K, self.n), dtype=np.int64)
             for ti, (t, (inv, npairs)) in enumerate(zip(self.rest, self._a21_pairs, strict=True)):
-                pos21.append(invorder[start + inv])
-                rrows.append(offsets[ti] + t.refs)
-                rz.append(t.Zt[:, 0])
+                self.pos21[ti] = invorder[start + inv]
+                np.add(t.refs, qs[ti], out=self.rrows[ti], casting="unsafe")
+                self.rz[ti] = t.Zt[:, 0]
                 start += npairs
-            K = len(self.rest)
-            self.rrows = np.asarray(rrows, dtype=np.int64).reshape(K, self.n)
-            self.rz = np.ascontiguousarray(np.asarray(rz, dtype=float).reshape(K, self.n))
-            self.pos21 = np.asarray(pos21, dtype=np.int64).reshape(K, self.n)
             self.r1 = t1.refs.astype(np.int64, copy=False)
             self.z1 = np.ascontiguousarray(t1.Zt[:, 0])
             self._a21_pairs = []
@@ -245,7 +250,8 @@ class CrossProductPlan:
         terms = self.design.terms
         if sqrtw is None:
             if self._ones is None:
-                self._ones = np.ones(n)
+                self._ones = np.empty(n)
+                self._ones.fill(1.0)
             w = self._ones
         else:
             w = sqrtw * sqrtw
@@ -283,12 +289,13 @@ class CrossProductPlan:
             parts.append(blk.reshape(npairs * t.k, self.k1))
         bx = np.empty((self.n1, self.k1, p + 1))
         K.grouped_cross(t1.refs, Z1, w, XY, bx)
-        bxt = bx.transpose(0, 2, 1).reshape(self.n1 * (p + 1), self.k1)
         if parts:
-            parts.append(bxt)
+            parts.append(bx.transpose(0, 2, 1).reshape(self.n1 * (p + 1), self.k1))
             A.vals[:] = np.concatenate(parts)[self._order]
-        else:  # one term: the XY rows alone, already in order
-            A.vals[:] = bxt
+        elif A.vals.flags.c_contiguous:  # one term: the XY rows alone, already in order
+            A.vals.reshape(self.n1, p + 1, self.k1)[...] = bx.transpose(0, 2, 1)
+        else:
+            A.vals[:] = bx.transpose(0, 2, 1).reshape(self.n1 * (p + 1), self.k1)
         A22 = A.A22
         for i, j, inv, npairs, r, c in self._a22_pairs:
             ti, tj = self.rest[i], self.rest[j]

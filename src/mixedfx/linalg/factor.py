@@ -118,6 +118,18 @@ def _integer_storage(rows: np.ndarray, vals: np.ndarray, q: int) -> np.dtype:
     return np.dtype(np.float64)
 
 
+def zeros_like(a: np.ndarray) -> np.ndarray:
+    """``np.zeros_like(a)``: for a C-contiguous ``a`` by ``np.zeros`` (a builtin; zeros_like
+    is numpy Python around empty_like and copyto, a few µs a call in a small model's set-up)."""
+    if a.flags.c_contiguous:
+        return np.zeros(a.shape, a.dtype)
+    return np.zeros_like(a)
+
+
+_NO_SCALE = np.empty(0)
+_NO_SCALE.flags.writeable = False
+
+
 class BlockedFactor:
     """The blocked Cholesky factor of the penalized least-squares system, updated in place.
 
@@ -138,12 +150,11 @@ class BlockedFactor:
         self.ks = [t.k for t in terms]
         self.k1 = self.ks[0]
         self.n1 = terms[0].nlevels
-        self.L11 = np.zeros_like(A.A11)
-        self._P = np.zeros_like(A.vals)
+        self.L11 = zeros_like(A.A11)
+        self._P = zeros_like(A.vals)
         self._P_stale = True
-        self.G = np.zeros_like(A.A22)  # C-ordered; lower triangle holds L22
+        self.G = zeros_like(A.A22)  # C-ordered; lower triangle holds L22
         self.scalar_rest = all(k == 1 for k in self.ks[1:])
-        self._scale = np.ones(A.m)
         self._rest_slices: list[tuple[int, int, int]] = []
         pos = 0
         for t in terms[1:]:
@@ -159,13 +170,15 @@ class BlockedFactor:
             raise ValueError("cross-products: every column block of A21 must end with the XY rows")
         self._xy_index: np.ndarray | None = None  # made when first needed (_schur_scalar)
         self.W = np.zeros((A.q_rest, self.nx))
-        self._ones = np.ones(A.m)
         # a small trailing block: the whole update in one compiled call (linalg/fused.py)
         self.small = (
             SmallSystem(A, terms, (self.L11, self._P, self.G, self.W), grouped=grouped)
             if applies(A.m)
             else None
         )
+        # the Python update's scale vectors (the compiled one of a small system has its own)
+        self._scale = np.ones(A.m) if self.small is None else _NO_SCALE
+        self._ones = np.ones(A.m) if self.small is None else _NO_SCALE
         self._grouped = self._setup_grouped() if grouped and self.small is None else None
         self._dense = self._setup_dense() if self._grouped is None and self.small is None else None
         self.theta: np.ndarray | None = None

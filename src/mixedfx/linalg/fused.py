@@ -138,8 +138,9 @@ class SmallSystem:
         new = SmallSystem.__new__(SmallSystem)
         new.A = self.A
         args = list(self._args)
-        for i in (8, 9, 10, 11):  # L11, P, G, W
-            args[i] = np.zeros_like(args[i])
+        for i in (8, 9, 10, 11):  # L11, P, G, W (C-contiguous: np.zeros_like's result)
+            a = args[i]
+            args[i] = np.zeros(a.shape, a.dtype) if a.flags.c_contiguous else np.zeros_like(a)
         new._args = tuple(args)
         return new
 

@@ -1,0 +1,432 @@
+"""The short routes of a small model's set-up give what the general routes give: the
+full-rank test of the fixed-effects columns read in Python floats, the finiteness check by
+one sum, ..."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mixedfx.errors import DataError
+from mixedfx.frame import design as D
+
+
+def _general_full_rank(X: np.ndarray, tol: float = 1e-7) -> bool:
+    p = X.shape[1]
+    R0 = D._qr_r(X)[:p]
+    norms = np.sqrt(np.einsum("ij,ij->j", R0, R0))
+    return bool((np.abs(R0.diagonal()) > tol * norms).all())
+
+
+def test_small_full_rank_test_matches_the_general_one() -> None:
+    rng = np.random.default_rng(7)
+    seen = {True: 0, False: 0}
+    for trial in range(3000):
+        p = int(rng.integers(1, D._SMALL_P + 1))
+        n = int(rng.integers(p, 40))
+        X = rng.standard_normal((n, p))
+        kind = trial % 4
+        if kind == 1 and p > 1:  # exactly collinear
+            X[:, -1] = 2.0 * X[:, 0] - X[:, p // 2]
+        elif kind == 2 and p > 1:  # nearly collinear, around the tolerance
+            X[:, -1] = X[:, 0] + rng.standard_normal(n) * 10.0 ** rng.uniform(-11, -5)
+        elif kind == 3:  # a zero column
+            X[:, int(rng.integers(p))] = 0.0
+        got = D._full_rank_small(X, 1e-7)
+        assert got == _general_full_rank(X)
+        seen[got] += 1
+        keep = D.drop_rank_deficient(X, [f"x{j}" for j in range(p)])
+        assert (keep.size == p) == got
+    assert seen[True] > 100 and seen[False] > 100
+
+
+def test_drop_rank_deficient_small_and_general_routes_agree() -> None:
+    X = np.column_stack([np.ones(10), np.arange(10.0), 2.0 * np.arange(10.0), np.ones(10)])
+    assert D.drop_rank_deficient(X, ["a", "b", "c", "d"]).tolist() == [0, 1]
+    assert D.drop_rank_deficient(X[:, :2], ["a", "b"]).tolist() == [0, 1]
+    assert D.drop_rank_deficient(np.zeros((5, 1)), ["a"]).tolist() == []
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_check_finite_reports_the_column(bad: float) -> None:
+    X = np.ones((6, 3))
+    X[4, 1] = bad
+    with pytest.raises(DataError, match="X column 'b' has 1 infinite or undefined values"):
+        D._check_finite(X, "X", ["a", "b", "c"])
+    D._check_finite(np.ones((6, 3)), "X", ["a", "b", "c"])
+
+
+def test_check_finite_with_an_overflowing_sum() -> None:
+    y = np.full(4, 1e308)  # every value finite, their sum is not
+    D._check_finite(y, "y")
+    y[2] = np.nan
+    with pytest.raises(DataError, match="y has 1 infinite or undefined values"):
+        D._check_finite(y, "y")
+
+
+def test_response_varies_whatever_its_first_values() -> None:
+    from mixedfx.errors import ModelError
+    from mixedfx.frame.checks import check_response_varies
+
+    for y in ([1.0, 2.0, 2.0], [1.0, 1.0, 2.0], [[1.0, 1.0], [1.0, 3.0]], [np.nan, np.nan]):
+        check_response_varies(np.asarray(y), "y")
+    for y in ([1.0, 1.0, 1.0], [[2.0, 2.0], [2.0, 2.0]], [5.0]):
+        with pytest.raises(ModelError, match="response 'y' is constant"):
+            check_response_varies(np.asarray(y), "y")
+    check_response_varies(np.zeros(0), "y")
+
+
+def test_binomial_counts_short_route_and_its_errors() -> None:
+    import pandas as pd
+
+    from mixedfx.frame.data import model_frame
+    from mixedfx.frame.responses import binomial_response
+
+    def response(s: list[float], f: list[float]) -> np.ndarray:
+        df = pd.DataFrame({"s": s, "f": f})
+        return binomial_response(model_frame(df, ["s", "f"], warn=False), "cbind(s, f - s)")
+
+    out = response([1.0, 0.0, 3.0], [4.0, 2.0, 3.0])
+    assert out.dtype == np.float64
+    assert out.tolist() == [[1.0, 3.0], [0.0, 2.0], [3.0, 0.0]]
+    with pytest.raises(DataError, match=r"negative counts \(row 2\)"):
+        response([1.0, 3.0, 3.0], [4.0, 2.0, 3.0])
+    with pytest.raises(DataError, match="whole numbers of successes and failures; row 3"):
+        response([1.0, 0.0, 2.5], [4.0, 2.0, 3.0])
+
+
+def test_level_codes_and_dummies_as_before() -> None:
+    import pandas as pd
+
+    from mixedfx.frame.data import index_strings
+
+    cat = pd.Categorical(["b", "a", "c", "b"], categories=["a", "b", "c"])
+    assert D._level_codes(cat, ["a", "b", "c"], "f").tolist() == [1, 0, 2, 1]
+    # the fit's levels in another order, or fewer categories: remapped by name
+    assert D._level_codes(cat, ["c", "b", "a"], "f").tolist() == [1, 2, 0, 1]
+    sub = pd.Categorical(["b", "b"], categories=["b"])
+    assert D._level_codes(sub, ["a", "b", "c"], "f").tolist() == [1, 1]
+    with pytest.raises(DataError, match="column 'f' has level 'c', which the fitted data"):
+        D._level_codes(cat, ["a", "b"], "f")
+    with pytest.raises(DataError, match="column 'f' has level 'NA'"):
+        D._level_codes(pd.Categorical(["a", None], categories=["a", "b"]), ["a", "b"], "f")
+    assert index_strings(pd.Index([1, 2, 10])) == ("1", "2", "10")
+    idx = pd.Index(["x", "y"])
+    assert index_strings(idx) is index_strings(idx)
+
+    maker = D.ColumnMaker(
+        names=["(Intercept)", "fb", "fc", "x"],
+        intercept=True,
+        pieces=[("f", ["a", "b", "c"]), ("x", None)],
+    )
+    frame = pd.DataFrame({"f": cat, "x": [0.5, 1.5, 2.5, 3.5]})
+    X = maker.make(frame)
+    expected = np.array([[1, 1, 0, 0.5], [1, 0, 0, 1.5], [1, 0, 1, 2.5], [1, 1, 0, 3.5]])
+    assert np.array_equal(X, expected)
+    one = D.ColumnMaker(names=["(Intercept)"], intercept=True, pieces=[("f", ["a"])])
+    assert one.make(pd.DataFrame({"f": pd.Categorical(["a", "a"])})).tolist() == [[1.0], [1.0]]
+
+
+@pytest.mark.parametrize(
+    "rhs",
+    ["(1 | g1) + (1 | g2) + (1 | g3)", "(x | g1) + (1 | g2) + (z | g3)", "(1 | g1) + (x | g2)"],
+)
+def test_crossproduct_pattern_scalar_and_vector_later_terms(rhs: str) -> None:
+    """A21 as stored (ptr, rows, vals), made dense, is [Zr | XY]' Z1 (scalar later terms take
+    the short route of CrossProductPlan, vector ones the general one)."""
+    import pandas as pd
+
+    from mixedfx.linalg.crossprod import CrossProductPlan, term_matrix
+
+    rng = np.random.default_rng(3)
+    n = 120
+    df = pd.DataFrame(
+        {
+            "y": rng.standard_normal(n),
+            "x": rng.standard_normal(n),
+            "z": rng.standard_normal(n),
+            "g1": rng.integers(0, 12, n).astype(str),
+            "g2": rng.integers(0, 5, n).astype(str),
+            "g3": rng.integers(0, 3, n).astype(str),
+        }
+    )
+    d = D.build_design("y ~ x + " + rhs, df)
+    A = CrossProductPlan(d).compute(None, d.y)
+    Z1 = term_matrix(d.terms[0]).toarray()
+    rest = [term_matrix(t).toarray() for t in d.terms[1:]]
+    right = np.hstack([*rest, d.X, d.y[:, None]])
+    expected = right.T @ Z1  # (m, n1 k1)
+    got = np.zeros_like(expected)
+    k1 = d.terms[0].k
+    for lev in range(d.terms[0].nlevels):
+        lo, hi = A.ptr[lev], A.ptr[lev + 1]
+        assert np.all(np.diff(A.rows[lo:hi]) > 0)
+        got[A.rows[lo:hi], lev * k1 : (lev + 1) * k1] = A.vals[lo:hi]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_grouping_factor_of_a_model_frame_after_rows_are_dropped() -> None:
+    import pandas as pd
+
+    from mixedfx.frame.data import model_frame
+
+    df = pd.DataFrame(
+        {
+            "y": [1.0, 2.0, np.nan, 4.0, 5.0],
+            "g": pd.Categorical(["a", "b", "c", "a", "b"], categories=["c", "a", "b", "d"]),
+        }
+    )
+    with pytest.warns(Warning, match="1 of 5 rows dropped"):
+        mf = model_frame(df, ["y", "g"])
+    assert mf.cleaned
+    codes, levels, _ = D.grouping_factor(mf, ("g",))
+    assert levels == ["a", "b"] and codes.tolist() == [0, 1, 0, 1]
+    # a raw categorical (not a model frame's) is counted: unused categories dropped
+    codes, levels = D.factor_codes(df["g"], "g")
+    assert levels == ["c", "a", "b"] and codes.tolist() == [1, 2, 0, 1, 2]
+
+
+def test_frame_column_by_cached_position_and_with_repeated_names() -> None:
+    import pandas as pd
+
+    from mixedfx.frame.data import frame_column
+
+    df = pd.DataFrame({"a": [1.0, 2.0], "b": [3, 4]})
+    assert frame_column(df, "b").tolist() == [3, 4]
+    assert frame_column(df, "a").tolist() == [1.0, 2.0]
+    with pytest.raises(KeyError):
+        frame_column(df, "c")
+    dup = pd.DataFrame([[1.0, 2.0, 3.0]], columns=["a", "a", "b"])
+    assert frame_column(dup, "b").tolist() == [3.0]
+
+
+def test_zeros_like_keeps_layout_and_units_scale() -> None:
+    from mixedfx.engines.linear import Units
+    from mixedfx.linalg.factor import zeros_like
+
+    for a in (np.ones((3, 4)), np.asfortranarray(np.ones((3, 4))), np.ones((2, 3, 3))[:, ::2]):
+        z = zeros_like(a)
+        ref = np.zeros_like(a)
+        assert z.shape == ref.shape and z.dtype == ref.dtype and not z.any()
+        assert z.flags.c_contiguous == ref.flags.c_contiguous
+        assert z.flags.f_contiguous == ref.flags.f_contiguous
+    y = np.array([-3.5, 2.0, 1.0])
+    assert Units.of(y, None).s == 3.5
+    assert Units.of(np.zeros(0), None).s == 1.0
+    assert Units.of(np.zeros(3), np.array([0.5, 2.0, 1.0])) == Units(1.0, 2.0)
+
+
+def test_exact_cost_as_its_formula() -> None:
+    from mixedfx.linalg.cost import FLOPS, exact_cost
+
+    def reference(nlevels: list[int], ks: list[int], p: int, n: int) -> tuple:
+        n1, k1 = nlevels[0], ks[0]
+        m = sum(nl * k for nl, k in zip(nlevels[1:], ks[1:], strict=True)) + p + 1
+        later = len(nlevels) - 1
+        r = min(n / max(n1, 1) * later, m - p - 1) * max(ks[1:], default=1) + p + 1
+        ev = 30 + 10 * sum(k * (k + 1) // 2 for k in ks)
+        flops = m**3 / 3.0 + 2.0 * m * m + n1 * r * r * k1 * k1
+        return m, 3.0 * m * m * 8.0 + 16.0 * n * max(later, 1) * k1 + 200.0 * n1, ev * flops / FLOPS
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        nt = int(rng.integers(1, 5))
+        nl = [int(v) for v in rng.integers(2, 3000, nt)]
+        ks = [int(v) for v in rng.integers(1, 4, nt)]
+        p, n = int(rng.integers(1, 6)), int(rng.integers(10, 10**6))
+        c = exact_cost(nl, ks, p, n)
+        assert (c.m, c.bytes, c.seconds) == reference(nl, ks, p, n)
+
+
+def test_bounded_theta_and_is_singular() -> None:
+    import mixedfx as mfx
+
+    df = mfx.datasets.load("sleepstudy")
+    m = mfx.lmer("Reaction ~ Days + (Days | Subject)", df)
+    assert m.design.bounded_theta() == (0, 2)
+    assert m.design.theta_lower().tolist() == [0.0, -np.inf, 0.0]
+    assert not m.engine.is_singular
+    m.engine._theta = np.array([0.9, 0.3, 1e-6])
+    assert m.engine.is_singular
+    m.engine._theta = np.array([0.9, 1e-6, 0.2])  # an unbounded element near 0: not singular
+    assert not m.engine.is_singular
+
+
+def test_response_on_the_right_warns_at_every_fit() -> None:
+    import pandas as pd
+
+    from mixedfx.errors import DataWarning
+
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame(
+        {"y": rng.standard_normal(30), "x": rng.standard_normal(30), "g": np.arange(30) % 5}
+    )
+    for _ in range(2):  # the check is cached per formula; its warning is not
+        with pytest.warns(DataWarning, match="appeared on the right-hand side"):
+            d = D.build_design("y ~ y + x + (1 | g)", df)
+        assert d.fixed.names == ["(Intercept)", "x"]
+
+
+def _original_drop_rank_deficient(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+    """drop_rank_deficient's general route (the QR of X, then of R0's columns)."""
+    import scipy.linalg as sla
+
+    p = X.shape[1]
+    R0 = D._qr_r(X)[:p]
+    norms = np.sqrt(np.einsum("ij,ij->j", R0, R0))
+    if (np.abs(R0.diagonal()) > tol * norms).all():
+        return list(range(p))
+    keep = [j for j in range(p) if norms[j] > 0]
+    while keep:
+        R = sla.qr(R0[:, keep], mode="r", check_finite=False)[0]
+        bad = np.flatnonzero(np.abs(np.diag(R)[: len(keep)]) <= tol * norms[keep])
+        if bad.size == 0:
+            break
+        del keep[int(bad[0])]
+    return keep
+
+
+def test_one_column_rank_test_as_the_qr() -> None:
+    cases = [np.ones(5), np.zeros(4), np.array([0.0, 1e-300, 0.0]), np.array([-3.0, 2.0])]
+    cases += [np.full(3, 1e149), np.array([1e-320, 0.0]), np.full(3, 1e200)]
+    cases += [np.array([1.0, np.nan]), np.array([np.inf, 1.0])]
+    with np.errstate(invalid="ignore", over="ignore"):
+        for x in cases:
+            got = D.drop_rank_deficient(x[:, None], ["a"]).tolist()
+            assert got == _original_drop_rank_deficient(x[:, None])
+
+
+def test_categorical_columns_in_the_model_frame() -> None:
+    import pandas as pd
+
+    from mixedfx.frame.data import _categorical_missing, clean_column, missing_mask, model_frame
+
+    cases = [
+        pd.Categorical(["a", "b", "a"]),
+        pd.Categorical(["a", "b", "a"], categories=["c", "a", "b"]),
+        pd.Categorical(["a", None, "b"], categories=["a", "b"]),
+        pd.Categorical(["a", None, "a"], categories=["a", "b"]),
+    ]
+    for cat in cases:
+        miss, all_used = _categorical_missing(cat)
+        ref = missing_mask(cat)
+        if miss is None:
+            assert not ref.any()
+        else:
+            assert np.array_equal(miss, ref)
+        if all_used:
+            assert clean_column("g", cat) is cat
+    df = pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0], "g": pd.Categorical(["b", "a", "b", "a"])})
+    mf = model_frame(df, ["y", "g"])
+    assert mf["g"] is df["g"].array and mf.n_dropped == 0
+    df["h"] = pd.Categorical(["b", "a", "b", "b"], categories=["a", "b", "z"])
+    assert list(model_frame(df, ["y", "h"])["h"].categories) == ["a", "b"]
+    df["k"] = pd.Categorical(["b", None, "b", "b"], categories=["a", "b"])
+    with pytest.warns(Warning, match="1 of 4 rows dropped"):
+        mf = model_frame(df, ["y", "k"])
+    assert list(mf["k"].categories) == ["b"] and mf.rows.tolist() == [0, 2, 3]
+
+
+def test_plain_columns_of_numbers_ints_and_booleans() -> None:
+    import pandas as pd
+
+    from mixedfx.frame.data import model_frame
+
+    df = pd.DataFrame(
+        {
+            "x": [0.5, 1.5, -2.0],
+            "i": np.array([3, -1, 7], dtype=np.int32),
+            "b": [True, False, True],
+            "u": np.array([1, 2, 3], dtype=np.uint8),
+        }
+    )
+    mf = model_frame(df, ["x", "i", "b", "u"])
+    maker, X = D.ColumnMaker.build("x + `i` + u", mf, "fixed")
+    assert maker.plain == ["x", "i", "u"] and maker.names == ["(Intercept)", "x", "i", "u"]
+    expected = np.column_stack([np.ones(3), df["x"], df["i"].astype(float), df["u"].astype(float)])
+    assert np.array_equal(X, expected)
+    assert np.array_equal(maker.make(df), expected)  # new data as a pandas frame
+    maker, X = D.ColumnMaker.build("0 + x", mf, "fixed")
+    assert maker.names == ["x"] and X.tolist() == [[0.5], [1.5], [-2.0]]
+
+
+def test_theta_bounds_as_the_terms_give_them() -> None:
+    import pandas as pd
+
+    rng = np.random.default_rng(8)
+    n = 90
+    df = pd.DataFrame(
+        {
+            "y": rng.standard_normal(n),
+            "x": rng.standard_normal(n),
+            "z": rng.standard_normal(n),
+            "g": np.arange(n) % 9,
+            "h": np.arange(n) % 5,
+        }
+    )
+    d = D.build_design("y ~ x + (x + z | g) + (1 | h) + (0 + x | h)", df, check_nobs_vs_nre=False)
+    lower = np.concatenate([t.theta_lower() for t in d.terms])
+    assert np.array_equal(d.theta_lower(), lower)
+    assert np.array_equal(d.theta_start(), np.where(lower == 0.0, 1.0, 0.0))
+    assert d.bounded_theta() == tuple(np.flatnonzero(lower == 0.0).tolist())
+    assert d.theta_lower().dtype == np.float64 and d.theta_lower() is not d.theta_lower()
+
+
+@pytest.mark.parametrize("rhs", ["(x | g1)", "(1 | g1)", "(x + z | g1)"])
+def test_crossproducts_of_one_term(rhs: str) -> None:
+    """One term: A21 holds the XY rows of every level, written in place (or into a copy
+    when the values array given is not contiguous)."""
+    import pandas as pd
+
+    from mixedfx.linalg.crossprod import CrossProductPlan, term_matrix
+
+    rng = np.random.default_rng(9)
+    n = 80
+    df = pd.DataFrame(
+        {
+            "y": rng.standard_normal(n),
+            "x": rng.standard_normal(n),
+            "z": rng.standard_normal(n),
+            "g1": rng.integers(0, 7, n),
+        }
+    )
+    d = D.build_design("y ~ x + " + rhs, df)
+    plan = CrossProductPlan(d)
+    A = plan.compute(None, d.y)
+    Z1 = term_matrix(d.terms[0]).toarray()
+    right = np.column_stack([d.X, d.y])
+    k1 = d.terms[0].k
+    got = np.zeros((right.shape[1], Z1.shape[1]))
+    for lev in range(d.terms[0].nlevels):
+        lo, hi = A.ptr[lev], A.ptr[lev + 1]
+        got[A.rows[lo:hi], lev * k1 : (lev + 1) * k1] = A.vals[lo:hi]
+    np.testing.assert_allclose(got, right.T @ Z1, rtol=1e-12, atol=1e-12)
+    out = plan.empty()
+    out.vals = np.zeros((A.vals.shape[0], 2 * k1))[:, ::2]  # not contiguous
+    B = plan.compute(None, d.y, out=out)
+    assert np.array_equal(B.vals, A.vals) and np.array_equal(B.A22, A.A22)
+
+
+def test_infinite_values_reported_where_first_met() -> None:
+    import pandas as pd
+
+    rng = np.random.default_rng(6)
+    n = 40
+    df = pd.DataFrame(
+        {
+            "y": rng.standard_normal(n),
+            "x": rng.standard_normal(n),
+            "z": rng.standard_normal(n),
+            "g": np.arange(n) % 5,
+        }
+    )
+    df.loc[3, "z"] = np.inf
+    # z only in the random part: that term's check reports it
+    with pytest.raises(DataError, match=r"random-effects term \(z \| g\) column 'z' has 1"):
+        D.build_design("y ~ x + (z | g)", df)
+    # z in both parts: the fixed part's check reports it first (its columns are then known
+    # finite, and a term made of them is not checked again)
+    with pytest.raises(DataError, match="fixed-effects model matrix column 'z' has 1"):
+        D.build_design("y ~ z + (z | g)", df)
+    d = D.build_design("y ~ x + z0 + (x | g)", df.assign(z0=df["x"] ** 2))
+    assert d.terms[0].columns == ["(Intercept)", "x"]
