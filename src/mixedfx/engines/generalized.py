@@ -342,10 +342,13 @@ class GeneralizedEngine(Engine):
                 pred1.add(theta, mode)
                 return self.laplace(res)
 
+            Rx1: np.ndarray | None
             if beta_start is None:
                 opts = self._stage1_options if self.nAGQ > 0 else {}
-                r1 = self._stage1_compiled(pred1, theta0, lower, eta_start, stay, opts)
-                if r1 is None:
+                obj1 = self._stage1_objective(pred1, theta0.size, eta_start, stay)
+                if obj1 is not None:
+                    r1 = self._stage1_compiled(obj1, theta0, lower, opts)
+                else:
                     r1 = bobyqa(f1, theta0, lower, **opts)
                 if not r1.fun < 1e300:
                     raise ModelError(
@@ -355,20 +358,25 @@ class GeneralizedEngine(Engine):
                     )
                 theta1 = r1.x
                 self.stage1 = r1
-                ub = pred1.predict(theta1)  # the mode there: θ₁ was evaluated
-                u0, b0 = (None, None) if ub is None else (ub[:q], ub[q:])
-                res1 = pirls.fit_ub(theta1, u0, b0, eta_start)
-                beta1, u1 = res1.beta, res1.u
+                # the mode at θ₁ polished, from the mode there (θ₁ was evaluated)
+                if obj1 is not None:  # in compiled code: the same as fit_ub below
+                    _, u1, beta1, Rx1 = obj1.polish(theta1)
+                else:
+                    ub = pred1.predict(theta1)
+                    u0, b0 = (None, None) if ub is None else (ub[:q], ub[q:])
+                    res1 = pirls.fit_ub(theta1, u0, b0, eta_start)
+                    beta1, u1, Rx1 = res1.beta, res1.u, res1.Rx
             else:
                 theta1, beta1 = theta0, beta_start
                 u1 = pirls.fit_u(theta1, beta1, np.zeros(d.q)).u
                 res1 = pirls.fit_ub(theta1, u1, beta1, eta_start)
+                Rx1 = res1.Rx
             if self.nAGQ == 0:
                 self.optinfo = self.stage1
                 self.install(theta1, beta1, u1)
                 return
-            if res1.Rx is not None:  # the compiled PIRLS's R_X at the mode
-                Rx = res1.Rx
+            if Rx1 is not None:  # the compiled PIRLS's R_X at the mode
+                Rx = Rx1
             elif pirls.factor_b is not None:  # factor_b is at the mode
                 Rx = pirls.factor_b.Rx()
             else:  # the compiled PIRLS found no mode at θ₁: unwhitened
@@ -428,26 +436,29 @@ class GeneralizedEngine(Engine):
         for msg in msgs:
             warnings.warn(msg, ConvergenceWarning, stacklevel=4)
 
-    def _stage1_compiled(
-        self,
-        pred: ModePredictor,
-        theta0: np.ndarray,
-        lower: np.ndarray,
-        eta_start: np.ndarray,
-        tol_stay: float,
-        opts: dict[str, float],
-    ) -> OptimizerResult | None:
-        """Stage 1's minimization with every evaluation compiled
+    def _stage1_objective(
+        self, pred: ModePredictor, nt: int, eta_start: np.ndarray, tol_stay: float
+    ) -> LaplaceObjective | None:
+        """Stage 1's criterion compiled
         (:class:`~mixedfx.glm.laplace_objective.LaplaceObjective`, the same evaluations as
         f1 in :meth:`_fit`), or None where it does not apply (then f1 runs through Python)."""
-        nt = theta0.size
         if not laplace_available(self.pirls, self._aic_const, nt):
             return None
         assert self._aic_const is not None
-        obj = LaplaceObjective(
+        return LaplaceObjective(
             self.pirls, True, self._aic_const, tol_stay, pred, nt, eta_start=eta_start
         )
-        if nt == 1:  # as bobyqa(): Brent's method for one parameter
+
+    def _stage1_compiled(
+        self,
+        obj: LaplaceObjective,
+        theta0: np.ndarray,
+        lower: np.ndarray,
+        opts: dict[str, float],
+    ) -> OptimizerResult:
+        """Stage 1's minimization with every evaluation compiled (``obj`` of
+        :meth:`_stage1_objective`)."""
+        if theta0.size == 1:  # as bobyqa(): Brent's method for one parameter
             return obj.scalar(theta0, lower, opts.get("xtol_abs", 1e-8))
         return obj.bobyqa(theta0, lower, **opts)
 

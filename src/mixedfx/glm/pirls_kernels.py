@@ -37,6 +37,7 @@ __all__ = [
     "laplace_header",
     "laplace_many",
     "laplace_objective",
+    "laplace_polish",
     "laplace_scalar",
     "mode_slopes",
     "pirls_scalar",
@@ -1228,6 +1229,22 @@ def laplace_eval(x, hdr):  # pragma: no cover - compiled
     """The Laplace criterion (with the family's constant) at x, +inf where PIRLS finds no
     mode; counts the evaluation (and a failure). Stage 1 (``joint``) or stage 2 as the
     module's comment above describes, the predictor's ring and the last mode updated."""
+    return _laplace_at(x, hdr, False)
+
+
+@njit(cache=True)
+def laplace_polish(x, hdr):  # pragma: no cover - compiled
+    """The mode at x polished: PIRLS to its full tolerance (no stop short of the last step)
+    from the predicted mode only, or from the family's start (stage 1) or the last mode
+    (stage 2) when nothing is predicted, as :meth:`mixedfx.glm.pirls.PIRLS.fit_ub` /
+    ``fit_u`` from that start; the mode is left in the mode buffer and the factor in the
+    workspaces. Returns the criterion (+inf where PIRLS finds no mode)."""
+    return _laplace_at(x, hdr, True)
+
+
+@njit(cache=True)
+def _laplace_at(x, hdr, polish):  # pragma: no cover - compiled
+    """:func:`laplace_eval`, or with ``polish`` :func:`laplace_polish`."""
     joint = hdr[0] != 0
     fam, link, n, p, n1, m, nr, K, nu = hdr[1:10]
     nx, maxit, maxh, nsd, niw, nw, cap, qr, nm = hdr[10:19]
@@ -1291,7 +1308,9 @@ def laplace_eval(x, hdr):  # pragma: no cover - compiled
     for attempt in range(2):
         if attempt == 0 and not have:
             continue
-        stay = tol_stay
+        if attempt == 1 and have and polish:
+            break
+        stay = 0.0 if polish else tol_stay
         if attempt == 1 and joint:  # PIRLS.fit_ub without a warm start
             cold = True
             stay = 0.0
