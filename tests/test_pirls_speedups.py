@@ -147,3 +147,25 @@ def test_fit_u_factored_matches_blocked_factor_path():
     assert a.logdet_L == pytest.approx(b.logdet_L, rel=1e-11)
     np.testing.assert_allclose(L_a, m.pirls.factor_u.L11, rtol=1e-9)
     np.testing.assert_allclose(a.mu, b.mu, rtol=1e-9)
+
+
+@pytest.mark.parametrize("nx", [1, 3, 4, 5, 8, 9])
+def test_xy_triangle_sums_as_the_row_loop(nx):
+    """The compiled PIRLS's [X z]'W[X z] by columns, four entries at a time: each entry the
+    row loop's sum (rows in order, (w x_c) x_d added to the entry's start), to the last bit."""
+    from mixedfx.glm.pirls_kernels import _xy_triangle
+
+    rng = np.random.default_rng(nx)
+    n, q = 37, 3
+    XC = rng.normal(size=(nx, n))
+    w = rng.uniform(0.1, 2.0, size=n)
+    A22 = np.zeros((q + nx, q + nx))
+    A22[q:, q:] = np.tril(rng.normal(size=(nx, nx)))  # what the entries start from
+    want = A22.copy()
+    for i in range(n):
+        for c in range(nx):
+            wc = w[i] * XC[c, i]
+            for d in range(c + 1):
+                want[q + c, q + d] += wc * XC[d, i]
+    _xy_triangle(XC, w, A22, q)
+    np.testing.assert_array_equal(A22, want)

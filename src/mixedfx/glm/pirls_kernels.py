@@ -358,7 +358,7 @@ def _pass(  # pragma: no cover - compiled
     """
     y, wt, fixed, X, r1, z1, rrows, rz, pos21, ptr = data
     eta, mu, A11, vals, A22 = out
-    xy, XW, wr2 = scratch
+    xy, XW, wr2, XC = scratch
     n = y.shape[0]
     n1 = A11.shape[0]
     K = rrows.shape[0]
@@ -412,7 +412,9 @@ def _pass(  # pragma: no cover - compiled
             wr = wr2[1, i]
             for j in range(p):
                 xy[j] = X[i, j]
+                XC[j, i] = xy[j]
             xy[p] = e - fixed[i] + wr
+            XC[p, i] = xy[p]
             zi = z1[i]
             a = w * zi
             A11[lev] += a * zi
@@ -428,13 +430,50 @@ def _pass(  # pragma: no cover - compiled
                     A22[rt, rrows[s, i]] += bt * rz[s, i]
                 for c in range(nx):
                     A22[q + c, rt] += bt * xy[c]
-            for c in range(nx):  # few rows: the lower triangle of [X z]'W[X z] directly
-                wc = w * xy[c]
-                for d in range(c + 1):
-                    A22[q + c, q + d] += wc * xy[d]
+        # few rows: the lower triangle of [X z]'W[X z] directly, from the columns of [X z]
+        _xy_triangle(XC, wr2[0], A22, q)
     if system and p == 0:
         A22[q, q] = zz
     return total
+
+
+@njit(cache=True, error_model="numpy")
+def _xy_triangle(XC, w, A22, q):  # pragma: no cover - compiled
+    """The lower triangle of [X z]'W[X z] into ``A22[q:, q:]`` (its zeros added to) from the
+    columns of [X z] (``XC``, (p + 1) × n): each entry Σ_i (w_i x_ic) x_id over the rows in
+    order, as :func:`_pass`'s row loop adds it, four entries of a row at a time (four
+    independent chains of additions, not one)."""
+    nx, n = XC.shape
+    for c in range(nx):
+        xc = XC[c]
+        d = 0
+        while d + 4 <= c + 1:
+            x0 = XC[d]
+            x1 = XC[d + 1]
+            x2 = XC[d + 2]
+            x3 = XC[d + 3]
+            s0 = A22[q + c, q + d]
+            s1 = A22[q + c, q + d + 1]
+            s2 = A22[q + c, q + d + 2]
+            s3 = A22[q + c, q + d + 3]
+            for i in range(n):
+                wc = w[i] * xc[i]
+                s0 += wc * x0[i]
+                s1 += wc * x1[i]
+                s2 += wc * x2[i]
+                s3 += wc * x3[i]
+            A22[q + c, q + d] = s0
+            A22[q + c, q + d + 1] = s1
+            A22[q + c, q + d + 2] = s2
+            A22[q + c, q + d + 3] = s3
+            d += 4
+        while d <= c:
+            x0 = XC[d]
+            s0 = A22[q + c, q + d]
+            for i in range(n):
+                s0 += (w[i] * xc[i]) * x0[i]
+            A22[q + c, q + d] = s0
+            d += 1
 
 
 @njit(cache=True, error_model="numpy")
@@ -911,7 +950,10 @@ def pirls_scalar(  # pragma: no cover - compiled
     # √w [X z] for a BLAS cross-product when the rows are many (else accumulated per row)
     nxw = n if p > 0 and n * nx * nx >= _BLAS_ROWS else 0
     XW = work[o : o + nxw * nx].reshape((nxw, nx))
-    scratch = (xy, XW, wr2)
+    # otherwise (p > 0) the columns of [X z] for the lower triangle of its cross-product
+    nxc = n if p > 0 and nxw == 0 else 0
+    XC = work[o : o + nxc * nx].reshape((nx, nxc))
+    scratch = (xy, XW, wr2, XC)
 
     npass = 0
     if cold:
