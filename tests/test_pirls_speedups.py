@@ -169,3 +169,22 @@ def test_xy_triangle_sums_as_the_row_loop(nx):
                 want[q + c, q + d] += wc * XC[d, i]
     _xy_triangle(XC, w, A22, q)
     np.testing.assert_array_equal(A22, want)
+
+
+def test_mode_predictor_fill_is_adds_in_turn():
+    """fill(xs, ms) holds what clear() and add() of each pair in turn hold: the same
+    predictions, the same ring (so compiled code carries on from it alike)."""
+    rng = np.random.default_rng(5)
+    xs, ms = rng.normal(size=(4, 3)), rng.normal(size=(4, 6))
+    a, b = ModePredictor(7), ModePredictor(7)
+    a.add(rng.normal(size=3), rng.normal(size=6))  # forgotten by fill
+    a.fill(xs, ms)
+    for x, m in zip(xs, ms, strict=True):
+        b.add(x, m)
+    assert len(a) == len(b) == 4
+    np.testing.assert_array_equal(a.storage(3, 6)[2], b.storage(3, 6)[2])
+    for _ in range(3):
+        x = rng.normal(size=3)
+        np.testing.assert_array_equal(a.predict(x), b.predict(x))
+    with pytest.raises(ValueError):
+        a.fill(np.zeros((8, 3)), np.zeros((8, 6)))
