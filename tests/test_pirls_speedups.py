@@ -188,3 +188,34 @@ def test_mode_predictor_fill_is_adds_in_turn():
         np.testing.assert_array_equal(a.predict(x), b.predict(x))
     with pytest.raises(ValueError):
         a.fill(np.zeros((8, 3)), np.zeros((8, 6)))
+
+
+@pytest.mark.parametrize("L", [1, 3, 4, 6, 9])
+def test_schur_uniform_is_the_level_loop(L):
+    """The Schur update for levels that all pair with the same rows, entries in registers:
+    the level-by-level loop's result to the last bit; other layouts are not taken for it."""
+    from mixedfx.glm.pirls_kernels import _schur_uniform, _uniform_levels
+
+    rng = np.random.default_rng(L)
+    n1, m = 13, L + 2
+    rows = np.tile(np.sort(rng.choice(m, size=L, replace=False)), n1).astype(np.int64)
+    ptr = np.arange(0, (n1 + 1) * L, L, dtype=np.int64)
+    P = rng.normal(size=n1 * L)
+    scale = rng.uniform(0.5, 2.0, size=m)
+    G = np.tril(rng.normal(size=(m, m)))
+    want = G.copy()
+    for lev in range(n1):
+        for a in range(ptr[lev], ptr[lev + 1]):
+            ra = rows[a]
+            pa = P[a] * scale[ra]
+            for b in range(ptr[lev], a + 1):
+                want[ra, rows[b]] -= pa * P[b] * scale[rows[b]]
+    assert _uniform_levels(ptr, rows)
+    _schur_uniform(ptr, rows, P, scale, G)
+    np.testing.assert_array_equal(G, want)
+    if L > 1:
+        other = rows.copy()
+        other[L], other[L + 1] = other[L + 1], other[L]  # the second level in another order
+        assert not _uniform_levels(ptr, other)
+        uneven = np.concatenate([[0, L - 1], ptr[2:]]).astype(np.int64)
+        assert not _uniform_levels(uneven, rows)
