@@ -219,3 +219,32 @@ def test_schur_uniform_is_the_level_loop(L):
         assert not _uniform_levels(ptr, other)
         uneven = np.concatenate([[0, L - 1], ptr[2:]]).astype(np.int64)
         assert not _uniform_levels(uneven, rows)
+
+
+@pytest.mark.parametrize("sorted_rows", [True, False])
+def test_level_sums_are_the_row_loop(sorted_rows):
+    """The first term's per-level sums in registers over runs of rows sharing a level: the
+    row loop's read-modify-writes to the last bit, whether a level's rows are one run or
+    scattered (then each run carries on from the entry's value)."""
+    from mixedfx.glm.pirls_kernels import _level_sums
+
+    rng = np.random.default_rng(11)
+    n, n1, nc, extra = 41, 6, 3, 2
+    r1 = rng.integers(0, n1, size=n).astype(np.int64)
+    if sorted_rows:
+        r1 = np.sort(r1)
+    ptr = np.arange(0, (n1 + 1) * (extra + nc), extra + nc, dtype=np.int64)
+    z1 = rng.normal(size=n)
+    a = rng.normal(size=n)
+    XC = rng.normal(size=(nc, n))
+    A11 = rng.normal(size=n1)
+    vals = rng.normal(size=ptr[-1])
+    want_A11, want_vals = A11.copy(), vals.copy()
+    for i in range(n):
+        lev = r1[i]
+        want_A11[lev] += a[i] * z1[i]
+        for c in range(nc):
+            want_vals[ptr[lev + 1] - nc + c] += a[i] * XC[c, i]
+    _level_sums(r1, z1, ptr, a, XC, A11, vals)
+    np.testing.assert_array_equal(A11, want_A11)
+    np.testing.assert_array_equal(vals, want_vals)

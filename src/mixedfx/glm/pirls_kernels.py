@@ -350,15 +350,17 @@ def _pass(  # pragma: no cover - compiled
     term, per level), ``vals`` (first term's levels against the later rows and the XY rows,
     in the plan's order) and the lower triangle of ``A22`` (later terms, X, working response);
     ``data`` = (y, prior weights, fixed part of η, X, and the plan's r1, z1, rrows, rz, pos21,
-    ptr), ``XW`` (n × (p + 1), or empty: then summed per row) the rows of √w [X z] for one
-    BLAS cross-product, ``wr2`` (5 × n) the working weights and residuals between the loops
-    (rows 0 and 1; rows 2 to 4 scratch of :func:`_binomial_logit_obs`).
+    ptr), ``scratch`` = (``XW`` (n × (p + 1), or empty: then summed per row) the rows of
+    √w [X z] for one BLAS cross-product, ``wr2`` (5 × n) the working weights and residuals
+    between the loops (rows 0 and 1; rows 2 to 4 scratch of :func:`_binomial_logit_obs`,
+    then w z₁), ``XC`` ((p + 1) × n when X has columns and ``XW`` is empty, else empty) the
+    columns of [X z] for :func:`_level_sums` and :func:`_xy_triangle`).
     Three loops (η; the family's formulas; the sums) rather than one: each is short enough
     for the processor to overlap its iterations.
     """
     y, wt, fixed, X, r1, z1, rrows, rz, pos21, ptr = data
     eta, mu, A11, vals, A22 = out
-    xy, XW, wr2, XC = scratch
+    XW, wr2, XC = scratch
     n = y.shape[0]
     n1 = A11.shape[0]
     K = rrows.shape[0]
@@ -385,14 +387,15 @@ def _pass(  # pragma: no cover - compiled
     if system and p == 0 and K == 1:  # u alone, two terms: in phases
         zz = _system_u2(data, eta, A11, vals, A22, wr2)
     elif system and p == 0:  # u alone: the working response is the only XY row
+        # the working response z (into wr2[1]) and w z₁ (wr2[2]) per row, then the sums
         for i in range(n):
-            lev = r1[i]
+            wr2[1, i] = eta[i] - fixed[i] + wr2[1, i]
+            wr2[2, i] = wr2[0, i] * z1[i]
+        _level_sums(r1, z1, ptr, wr2[2], wr2[1:2], A11, vals)
+        for i in range(n):
             w = wr2[0, i]
-            zw = eta[i] - fixed[i] + wr2[1, i]
-            zi = z1[i]
-            a = w * zi
-            A11[lev] += a * zi
-            vals[ptr[lev + 1] - 1] += a * zw
+            zw = wr2[1, i]
+            a = wr2[2, i]
             for t in range(K):
                 zt = rz[t, i]
                 bt = w * zt
@@ -405,22 +408,16 @@ def _pass(  # pragma: no cover - compiled
     elif system and XW.shape[0] > 0:  # many rows: phases, [X z]'W[X z] by BLAS
         _system_rows(data, eta, A11, vals, A22, XW, wr2)
     elif system:
+        # the columns of [X z] (z the working response) and w z₁ per row, then the sums
         for i in range(n):
-            lev = r1[i]
-            e = eta[i]
-            w = wr2[0, i]
-            wr = wr2[1, i]
             for j in range(p):
-                xy[j] = X[i, j]
-                XC[j, i] = xy[j]
-            xy[p] = e - fixed[i] + wr
-            XC[p, i] = xy[p]
-            zi = z1[i]
-            a = w * zi
-            A11[lev] += a * zi
-            xs = ptr[lev + 1] - nx
-            for c in range(nx):
-                vals[xs + c] += a * xy[c]
+                XC[j, i] = X[i, j]
+            XC[p, i] = eta[i] - fixed[i] + wr2[1, i]
+            wr2[2, i] = wr2[0, i] * z1[i]
+        _level_sums(r1, z1, ptr, wr2[2], XC, A11, vals)
+        for i in range(n if K > 0 else 0):  # the later terms
+            w = wr2[0, i]
+            a = wr2[2, i]
             for t in range(K):
                 zt = rz[t, i]
                 bt = w * zt
@@ -429,12 +426,52 @@ def _pass(  # pragma: no cover - compiled
                 for s in range(t + 1):
                     A22[rt, rrows[s, i]] += bt * rz[s, i]
                 for c in range(nx):
-                    A22[q + c, rt] += bt * xy[c]
+                    A22[q + c, rt] += bt * XC[c, i]
         # few rows: the lower triangle of [X z]'W[X z] directly, from the columns of [X z]
         _xy_triangle(XC, wr2[0], A22, q)
     if system and p == 0:
         A22[q, q] = zz
     return total
+
+
+@njit(cache=True, error_model="numpy")
+def _level_sums(r1, z1, ptr, a, XC, A11, vals):  # pragma: no cover - compiled
+    """The first term's sums of :func:`_pass` per level: A11 += Σ a_i z1_i and, for each
+    row c of ``XC`` (the columns of [X z], or z alone), its entry of the level's block
+    column (the last ``len(XC)`` of the level's pairs) += Σ a_i XC[c, i], a_i = w_i z1_i.
+    Each sum runs over the rows in order from the entry's value, in a register while
+    consecutive rows share the level (the row loop's additions, without a read-modify-write
+    of memory per row)."""
+    n = r1.shape[0]
+    nc = XC.shape[0]
+    cur = -1
+    s = 0.0
+    for i in range(n):
+        lev = r1[i]
+        if lev != cur:
+            if cur >= 0:
+                A11[cur] = s
+            cur = lev
+            s = A11[lev]
+        s += a[i] * z1[i]
+    if cur >= 0:
+        A11[cur] = s
+    for c in range(nc):
+        xc = XC[c]
+        cur = -1
+        e = 0
+        s = 0.0
+        for i in range(n):
+            lev = r1[i]
+            if lev != cur:
+                if cur >= 0:
+                    vals[e] = s
+                cur = lev
+                e = ptr[lev + 1] - nc + c
+                s = vals[e]
+            s += a[i] * xc[i]
+        if cur >= 0:
+            vals[e] = s
 
 
 @njit(cache=True, error_model="numpy")
@@ -996,8 +1033,7 @@ def pirls_scalar(  # pragma: no cover - compiled
     o += p
     b_c = work[o : o + p]
     o += p
-    xy = work[o : o + nx]
-    o += nx
+    o += nx  # (unused: the layout of workspace_sizes)
     v = work[o : o + m]
     o += m
     wr2 = work[o : o + 5 * n].reshape((5, n))
@@ -1009,7 +1045,7 @@ def pirls_scalar(  # pragma: no cover - compiled
     # otherwise (p > 0) the columns of [X z] for the lower triangle of its cross-product
     nxc = n if p > 0 and nxw == 0 else 0
     XC = work[o : o + nxc * nx].reshape((nx, nxc))
-    scratch = (xy, XW, wr2, XC)
+    scratch = (XW, wr2, XC)
 
     npass = 0
     if cold:
