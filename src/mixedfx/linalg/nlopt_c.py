@@ -134,16 +134,28 @@ def _same_steps(lib: ctypes.CDLL, ref: ctypes.CDLL) -> bool:
     return True
 
 
+_SYSTEM_NAMES = ("libnlopt.so.0", "libnlopt.so", "libnlopt.0.dylib", "libnlopt.dylib")
+
+
 def _system_library(module: ctypes.CDLL) -> ctypes.CDLL | None:
     """The system's nlopt library when it takes exactly the module's steps (see the module's
     docstring), else None."""
     if os.environ.get("MIXEDFX_SYSTEM_NLOPT", "1") == "0":
         return None
+    lib = None
+    for name in _SYSTEM_NAMES:  # the loader's own search first: no ldconfig subprocess
+        try:
+            lib = ctypes.CDLL(name)
+            break
+        except OSError:
+            continue
     try:
-        path = ctypes.util.find_library("nlopt")
-        if path is None:
-            return None
-        lib = _configure(ctypes.CDLL(path))
+        if lib is None:
+            path = ctypes.util.find_library("nlopt")
+            if path is None:
+                return None
+            lib = ctypes.CDLL(path)
+        lib = _configure(lib)
         return lib if _same_steps(lib, module) else None
     except (OSError, AttributeError, TypeError, ValueError):
         return None
