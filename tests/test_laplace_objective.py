@@ -175,3 +175,31 @@ def test_refit_to_a_strided_response():
     b = m.engine.refit(np.ascontiguousarray(Y[:, 1]))
     assert a.objective == b.objective
     np.testing.assert_array_equal(a.theta, b.theta)
+
+
+@pytest.mark.parametrize("predicted", [True, False])
+def test_polish_is_fit_ub_from_the_predicted_mode(predicted):
+    """Stage 1's polish at θ: PIRLS's fit_ub from the predicted mode (or, with nothing
+    predicted, from the family's start), to the last bit, R_X and the slopes of the mode
+    from the factor it leaves included."""
+    df = mfx.datasets.load("cbpp")
+    m = mfx.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", df, "binomial")
+    e = m.engine
+    pirls, q = e.pirls, e.design.q
+    fam = e.family
+    eta0 = np.asarray(fam.linkfun(fam.mustart(e._y, e._wt)), dtype=float)
+    pred = ModePredictor(3)
+    theta = e._theta1 * 1.1
+    if predicted:  # a mode nearby, not at θ: the polish iterates
+        near = pirls.fit_ub(e._theta1, None, None, eta0)
+        pred.add(e._theta1, np.concatenate([near.u, near.beta]))
+    ub = pred.predict(theta)
+    want = pirls.fit_ub(theta, None if ub is None else ub[:q], None if ub is None else ub[q:], eta0)
+    J_want = pirls.mode_slopes(theta)
+    obj = LaplaceObjective(pirls, True, e._aic_const, 1e-7, pred, 1, eta_start=eta0)
+    val, u, beta, Rx = obj.polish(theta)
+    np.testing.assert_array_equal(u, want.u)
+    np.testing.assert_array_equal(beta, want.beta)
+    np.testing.assert_array_equal(Rx, want.Rx)
+    np.testing.assert_array_equal(pirls.mode_slopes(theta), J_want)
+    assert val == pytest.approx(e.laplace(want), rel=1e-13)

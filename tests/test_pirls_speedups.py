@@ -147,3 +147,104 @@ def test_fit_u_factored_matches_blocked_factor_path():
     assert a.logdet_L == pytest.approx(b.logdet_L, rel=1e-11)
     np.testing.assert_allclose(L_a, m.pirls.factor_u.L11, rtol=1e-9)
     np.testing.assert_allclose(a.mu, b.mu, rtol=1e-9)
+
+
+@pytest.mark.parametrize("nx", [1, 3, 4, 5, 8, 9])
+def test_xy_triangle_sums_as_the_row_loop(nx):
+    """The compiled PIRLS's [X z]'W[X z] by columns, four entries at a time: each entry the
+    row loop's sum (rows in order, (w x_c) x_d added to the entry's start), to the last bit."""
+    from mixedfx.glm.pirls_kernels import _xy_triangle
+
+    rng = np.random.default_rng(nx)
+    n, q = 37, 3
+    XC = rng.normal(size=(nx, n))
+    w = rng.uniform(0.1, 2.0, size=n)
+    A22 = np.zeros((q + nx, q + nx))
+    A22[q:, q:] = np.tril(rng.normal(size=(nx, nx)))  # what the entries start from
+    want = A22.copy()
+    for i in range(n):
+        for c in range(nx):
+            wc = w[i] * XC[c, i]
+            for d in range(c + 1):
+                want[q + c, q + d] += wc * XC[d, i]
+    _xy_triangle(XC, w, A22, q)
+    np.testing.assert_array_equal(A22, want)
+
+
+def test_mode_predictor_fill_is_adds_in_turn():
+    """fill(xs, ms) holds what clear() and add() of each pair in turn hold: the same
+    predictions, the same ring (so compiled code carries on from it alike)."""
+    rng = np.random.default_rng(5)
+    xs, ms = rng.normal(size=(4, 3)), rng.normal(size=(4, 6))
+    a, b = ModePredictor(7), ModePredictor(7)
+    a.add(rng.normal(size=3), rng.normal(size=6))  # forgotten by fill
+    a.fill(xs, ms)
+    for x, m in zip(xs, ms, strict=True):
+        b.add(x, m)
+    assert len(a) == len(b) == 4
+    np.testing.assert_array_equal(a.storage(3, 6)[2], b.storage(3, 6)[2])
+    for _ in range(3):
+        x = rng.normal(size=3)
+        np.testing.assert_array_equal(a.predict(x), b.predict(x))
+    with pytest.raises(ValueError):
+        a.fill(np.zeros((8, 3)), np.zeros((8, 6)))
+
+
+@pytest.mark.parametrize("L", [1, 3, 4, 6, 9])
+def test_schur_uniform_is_the_level_loop(L):
+    """The Schur update for levels that all pair with the same rows, entries in registers:
+    the level-by-level loop's result to the last bit; other layouts are not taken for it."""
+    from mixedfx.glm.pirls_kernels import _schur_uniform, _uniform_levels
+
+    rng = np.random.default_rng(L)
+    n1, m = 13, L + 2
+    rows = np.tile(np.sort(rng.choice(m, size=L, replace=False)), n1).astype(np.int64)
+    ptr = np.arange(0, (n1 + 1) * L, L, dtype=np.int64)
+    P = rng.normal(size=n1 * L)
+    scale = rng.uniform(0.5, 2.0, size=m)
+    G = np.tril(rng.normal(size=(m, m)))
+    want = G.copy()
+    for lev in range(n1):
+        for a in range(ptr[lev], ptr[lev + 1]):
+            ra = rows[a]
+            pa = P[a] * scale[ra]
+            for b in range(ptr[lev], a + 1):
+                want[ra, rows[b]] -= pa * P[b] * scale[rows[b]]
+    assert _uniform_levels(ptr, rows)
+    _schur_uniform(ptr, rows, P, scale, G)
+    np.testing.assert_array_equal(G, want)
+    if L > 1:
+        other = rows.copy()
+        other[L], other[L + 1] = other[L + 1], other[L]  # the second level in another order
+        assert not _uniform_levels(ptr, other)
+        uneven = np.concatenate([[0, L - 1], ptr[2:]]).astype(np.int64)
+        assert not _uniform_levels(uneven, rows)
+
+
+@pytest.mark.parametrize("sorted_rows", [True, False])
+def test_level_sums_are_the_row_loop(sorted_rows):
+    """The first term's per-level sums in registers over runs of rows sharing a level: the
+    row loop's read-modify-writes to the last bit, whether a level's rows are one run or
+    scattered (then each run carries on from the entry's value)."""
+    from mixedfx.glm.pirls_kernels import _level_sums
+
+    rng = np.random.default_rng(11)
+    n, n1, nc, extra = 41, 6, 3, 2
+    r1 = rng.integers(0, n1, size=n).astype(np.int64)
+    if sorted_rows:
+        r1 = np.sort(r1)
+    ptr = np.arange(0, (n1 + 1) * (extra + nc), extra + nc, dtype=np.int64)
+    z1 = rng.normal(size=n)
+    a = rng.normal(size=n)
+    XC = rng.normal(size=(nc, n))
+    A11 = rng.normal(size=n1)
+    vals = rng.normal(size=ptr[-1])
+    want_A11, want_vals = A11.copy(), vals.copy()
+    for i in range(n):
+        lev = r1[i]
+        want_A11[lev] += a[i] * z1[i]
+        for c in range(nc):
+            want_vals[ptr[lev + 1] - nc + c] += a[i] * XC[c, i]
+    _level_sums(r1, z1, ptr, a, XC, A11, vals)
+    np.testing.assert_array_equal(A11, want_A11)
+    np.testing.assert_array_equal(vals, want_vals)

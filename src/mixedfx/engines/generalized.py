@@ -318,34 +318,16 @@ class GeneralizedEngine(Engine):
             # (u, β) start where the modes at the last θs predict; the first θ starts cold
             q = d.q
             pred1 = ModePredictor(2 * ntheta + 1)
-            const = self._aic_const
             # (nAGQ = 0: stage 1 is the fit, to BOBYQA's full tolerances)
             stay = self._tol_stay1 if self.nAGQ > 0 else self._tol_stay
-            lean = pirls.mode_evaluator(True, stay) if const is not None else None
-
-            def f1(theta: np.ndarray) -> float:
-                ub = pred1.predict(theta)
-                if lean is not None and ub is not None:
-                    pd, logdet = lean(theta, ub[q:], ub[:q])  # ub becomes the mode
-                    if math.isfinite(pd):
-                        pred1.add(theta, ub)
-                        return pd + const + 2.0 * logdet  # laplace(): Σ d_i + aic const + ...
-                    ub = None  # no mode from the prediction: from the family's start
-                u0, b0 = (None, None) if ub is None else (ub[:q], ub[q:])
-                res = pirls.fit_ub(theta, u0, b0, eta_start)
-                if not np.isfinite(res.pdev) and u0 is not None:  # from the family's start
-                    res = pirls.fit_ub(theta, None, None, eta_start)
-                if not np.isfinite(res.pdev):
-                    pred1.clear()
-                    return math.inf
-                mode = np.concatenate([res.u, res.beta])
-                pred1.add(theta, mode)
-                return self.laplace(res)
-
+            Rx1: np.ndarray | None
             if beta_start is None:
                 opts = self._stage1_options if self.nAGQ > 0 else {}
-                r1 = self._stage1_compiled(pred1, theta0, lower, eta_start, stay, opts)
-                if r1 is None:
+                obj1 = self._stage1_objective(pred1, theta0.size, eta_start, stay)
+                if obj1 is not None:
+                    r1 = self._stage1_compiled(obj1, theta0, lower, opts)
+                else:
+                    f1 = self._stage1_criterion(pred1, stay, eta_start)
                     r1 = bobyqa(f1, theta0, lower, **opts)
                 if not r1.fun < 1e300:
                     raise ModelError(
@@ -355,43 +337,57 @@ class GeneralizedEngine(Engine):
                     )
                 theta1 = r1.x
                 self.stage1 = r1
-                ub = pred1.predict(theta1)  # the mode there: θ₁ was evaluated
-                u0, b0 = (None, None) if ub is None else (ub[:q], ub[q:])
-                res1 = pirls.fit_ub(theta1, u0, b0, eta_start)
-                beta1, u1 = res1.beta, res1.u
+                # the mode at θ₁ polished, from the mode there (θ₁ was evaluated)
+                if obj1 is not None:  # in compiled code: the same as fit_ub below
+                    _, u1, beta1, Rx1 = obj1.polish(theta1)
+                else:
+                    ub = pred1.predict(theta1)
+                    u0, b0 = (None, None) if ub is None else (ub[:q], ub[q:])
+                    res1 = pirls.fit_ub(theta1, u0, b0, eta_start)
+                    beta1, u1, Rx1 = res1.beta, res1.u, res1.Rx
             else:
                 theta1, beta1 = theta0, beta_start
                 u1 = pirls.fit_u(theta1, beta1, np.zeros(d.q)).u
                 res1 = pirls.fit_ub(theta1, u1, beta1, eta_start)
+                Rx1 = res1.Rx
             if self.nAGQ == 0:
                 self.optinfo = self.stage1
                 self.install(theta1, beta1, u1)
                 return
-            if res1.Rx is not None:  # the compiled PIRLS's R_X at the mode
-                Rx = res1.Rx
+            if Rx1 is not None:  # the compiled PIRLS's R_X at the mode
+                Rx = Rx1
             elif pirls.factor_b is not None:  # factor_b is at the mode
                 Rx = pirls.factor_b.Rx()
             else:  # the compiled PIRLS found no mode at θ₁: unwhitened
                 Rx = np.eye(d.fixed.p)
-            if not np.all(np.isfinite(Rx)) or np.any(np.abs(np.diag(Rx)) < 1e-12):
-                Rx = np.eye(d.fixed.p)
+            p = d.fixed.p
+            # (Python floats: numpy's calls cost more than the few values)
+            if not all(map(math.isfinite, Rx.ravel().tolist())) or not all(
+                abs(v) >= 1e-12 for v in Rx.diagonal().tolist()
+            ):
+                Rx = np.eye(p)
             self._Rx1, self._beta1, self._theta1 = Rx, beta1, theta1
             self._Rx1_inv = triangular_inverse(Rx, lower=False)
 
             # ---- stage 2: θ and β together, u by PIRLS
             warm_u = [u1]
-            x0 = np.concatenate([theta1, np.zeros(d.fixed.p)])
-            pred2 = ModePredictor(2 * (ntheta + d.fixed.p) + 1)
-            pred2.add(x0, u1)
+            x0 = np.concatenate([theta1, np.zeros(p)])
+            pred2 = ModePredictor(2 * (ntheta + p) + 1)
             # the slopes ∂û/∂δ at x0 from stage 1's factor: points one whitened step away in
-            # δ (BOBYQA's first ones) then start from a first-order prediction of the mode
+            # δ (BOBYQA's first ones) then start from a first-order prediction of the mode:
+            # x0 + 10⁻³ e_j with û + 10⁻³ ∂û/∂δ_j, after x0 with its mode
             J = pirls.mode_slopes(theta1)
-            if J is not None and np.all(np.isfinite(J)):
-                Jd = J @ self._Rx1_inv
-                for j in range(d.fixed.p):
-                    xj = x0.copy()
-                    xj[ntheta + j] += 1e-3
-                    pred2.add(xj, u1 + 1e-3 * Jd[:, j])
+            if J is not None and np.isfinite(J).all():
+                xs = np.empty((p + 1, x0.size))
+                xs[:, :ntheta] = theta1
+                xs[0, ntheta:] = 0.0
+                xs[1:, ntheta:] = 1e-3 * np.eye(p)
+                ms = np.empty((p + 1, u1.size))
+                ms[0] = u1
+                ms[1:] = u1 + 1e-3 * (J @ self._Rx1_inv).T
+                pred2.fill(xs, ms)
+            else:
+                pred2.add(x0, u1)
             lower2 = np.concatenate([lower, np.full(d.fixed.p, -np.inf)])
             step = np.concatenate(
                 [
@@ -428,26 +424,62 @@ class GeneralizedEngine(Engine):
         for msg in msgs:
             warnings.warn(msg, ConvergenceWarning, stacklevel=4)
 
-    def _stage1_compiled(
-        self,
-        pred: ModePredictor,
-        theta0: np.ndarray,
-        lower: np.ndarray,
-        eta_start: np.ndarray,
-        tol_stay: float,
-        opts: dict[str, float],
-    ) -> OptimizerResult | None:
-        """Stage 1's minimization with every evaluation compiled
+    def _stage1_criterion(
+        self, pred1: ModePredictor, stay: float, eta_start: np.ndarray
+    ) -> Callable[[np.ndarray], float]:
+        """Stage 1's criterion over θ through Python (where it does not run compiled): u and β
+        by PIRLS from the mode ``pred1`` predicts (the lean compiled PIRLS, stopping below
+        ``stay``, where there is one), else from the family's start ``eta_start``."""
+        pirls = self.pirls
+        q = self.design.q
+        const = self._aic_const
+        lean = pirls.mode_evaluator(True, stay) if const is not None else None
+
+        def f1(theta: np.ndarray) -> float:
+            ub = pred1.predict(theta)
+            if lean is not None and ub is not None:
+                assert const is not None
+                pd, logdet = lean(theta, ub[q:], ub[:q])  # ub becomes the mode
+                if math.isfinite(pd):
+                    pred1.add(theta, ub)
+                    return pd + const + 2.0 * logdet  # laplace(): Σ d_i + aic const + ...
+                ub = None  # no mode from the prediction: from the family's start
+            u0, b0 = (None, None) if ub is None else (ub[:q], ub[q:])
+            res = pirls.fit_ub(theta, u0, b0, eta_start)
+            if not np.isfinite(res.pdev) and u0 is not None:  # from the family's start
+                res = pirls.fit_ub(theta, None, None, eta_start)
+            if not np.isfinite(res.pdev):
+                pred1.clear()
+                return math.inf
+            mode = np.concatenate([res.u, res.beta])
+            pred1.add(theta, mode)
+            return self.laplace(res)
+
+        return f1
+
+    def _stage1_objective(
+        self, pred: ModePredictor, nt: int, eta_start: np.ndarray, tol_stay: float
+    ) -> LaplaceObjective | None:
+        """Stage 1's criterion compiled
         (:class:`~mixedfx.glm.laplace_objective.LaplaceObjective`, the same evaluations as
         f1 in :meth:`_fit`), or None where it does not apply (then f1 runs through Python)."""
-        nt = theta0.size
         if not laplace_available(self.pirls, self._aic_const, nt):
             return None
         assert self._aic_const is not None
-        obj = LaplaceObjective(
+        return LaplaceObjective(
             self.pirls, True, self._aic_const, tol_stay, pred, nt, eta_start=eta_start
         )
-        if nt == 1:  # as bobyqa(): Brent's method for one parameter
+
+    def _stage1_compiled(
+        self,
+        obj: LaplaceObjective,
+        theta0: np.ndarray,
+        lower: np.ndarray,
+        opts: dict[str, float],
+    ) -> OptimizerResult:
+        """Stage 1's minimization with every evaluation compiled (``obj`` of
+        :meth:`_stage1_objective`)."""
+        if theta0.size == 1:  # as bobyqa(): Brent's method for one parameter
             return obj.scalar(theta0, lower, opts.get("xtol_abs", 1e-8))
         return obj.bobyqa(theta0, lower, **opts)
 

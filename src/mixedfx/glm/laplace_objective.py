@@ -165,6 +165,9 @@ class LaplaceObjective:
         self.hdr = PK.laplace_header(ints, first, second)
         assert self.hdr.size == PK.LAPLACE_HEADER
         self._keep = arrays  # the addresses in hdr stay valid while self lives
+        self._pirls, self._joint, self._q, self._p = pirls, joint, q, p
+        self._G, self._L11, self._mode = G, first[13], second[8]
+        self._q_rest = plan.q_rest
 
     @property
     def nevals(self) -> int:
@@ -187,6 +190,29 @@ class LaplaceObjective:
     def many(self, pts: np.ndarray) -> np.ndarray:
         """The criterion at every row of ``pts`` (in order), in one compiled call."""
         return PK.laplace_many(np.ascontiguousarray(pts, dtype=float), self.hdr)
+
+    def polish(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray | None]:
+        """The mode at x by PIRLS to its full tolerance, from the mode the predictor gives
+        (else from the family's start, stage 1, or the last mode, stage 2): what
+        :meth:`~mixedfx.glm.pirls.PIRLS.fit_ub` (stage 1) or ``fit_u`` (stage 2) computes from
+        that start. Returns (criterion, u, β, R_X): β is the mode's for stage 1 and empty for
+        stage 2; R_X that of the joint factor at the mode (stage 1, finite criterion; else
+        None). For stage 1 the factor stays in the PIRLS's workspace, as after ``fit_ub``,
+        for :meth:`~mixedfx.glm.pirls.PIRLS.mode_slopes`."""
+        pts = np.ascontiguousarray(x, dtype=float).reshape(1, -1)
+        val = float(PK.laplace_polish(pts[0], self.hdr))
+        q, p = self._q, self._p
+        mode = self._mode
+        u = mode[:q].copy()
+        beta = mode[q:].copy() if self._joint else np.empty(0)
+        Rx = None
+        if self._joint:
+            ok = math.isfinite(val)
+            self._pirls._last_L11 = self._L11.copy() if ok else None
+            if ok:
+                r = self._q_rest
+                Rx = np.tril(self._G[r : r + p, r : r + p]).T
+        return val, u, beta, Rx
 
     def bobyqa(self, x0: np.ndarray, lower: np.ndarray, **options: Any) -> OptimizerResult:
         """:func:`mixedfx.linalg.optimizer.bobyqa` (two parameters or more) in compiled code;

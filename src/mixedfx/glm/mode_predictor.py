@@ -67,6 +67,18 @@ class ModePredictor:
         ring[1] = (nxt + 1) % self.capacity
         ring[0] = min(k + 1, self.capacity)
 
+    def fill(self, xs: np.ndarray, modes: np.ndarray) -> None:
+        """Remember exactly the pairs (rows of ``xs``, rows of ``modes``), in order: what
+        :meth:`clear` and :meth:`add` of each pair in turn leave (at most ``capacity``)."""
+        k = xs.shape[0]
+        if k > self.capacity or modes.shape[0] != k:
+            raise ValueError("fill needs as many modes as points, at most the capacity")
+        pxs, pms, ring = self.storage(xs.shape[1], modes.shape[1])
+        pxs[:k] = xs
+        pms[:k] = modes
+        ring[0] = k
+        ring[1] = k % self.capacity
+
     def clear(self) -> None:
         """Forget every pair (after a failed evaluation, say)."""
         self._ring[:] = 0

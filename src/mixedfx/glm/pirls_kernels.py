@@ -37,6 +37,7 @@ __all__ = [
     "laplace_header",
     "laplace_many",
     "laplace_objective",
+    "laplace_polish",
     "laplace_scalar",
     "mode_slopes",
     "pirls_scalar",
@@ -349,15 +350,17 @@ def _pass(  # pragma: no cover - compiled
     term, per level), ``vals`` (first term's levels against the later rows and the XY rows,
     in the plan's order) and the lower triangle of ``A22`` (later terms, X, working response);
     ``data`` = (y, prior weights, fixed part of η, X, and the plan's r1, z1, rrows, rz, pos21,
-    ptr), ``XW`` (n × (p + 1), or empty: then summed per row) the rows of √w [X z] for one
-    BLAS cross-product, ``wr2`` (5 × n) the working weights and residuals between the loops
-    (rows 0 and 1; rows 2 to 4 scratch of :func:`_binomial_logit_obs`).
+    ptr), ``scratch`` = (``XW`` (n × (p + 1), or empty: then summed per row) the rows of
+    √w [X z] for one BLAS cross-product, ``wr2`` (5 × n) the working weights and residuals
+    between the loops (rows 0 and 1; rows 2 to 4 scratch of :func:`_binomial_logit_obs`,
+    then w z₁), ``XC`` ((p + 1) × n when X has columns and ``XW`` is empty, else empty) the
+    columns of [X z] for :func:`_level_sums` and :func:`_xy_triangle`).
     Three loops (η; the family's formulas; the sums) rather than one: each is short enough
     for the processor to overlap its iterations.
     """
     y, wt, fixed, X, r1, z1, rrows, rz, pos21, ptr = data
     eta, mu, A11, vals, A22 = out
-    xy, XW, wr2 = scratch
+    XW, wr2, XC = scratch
     n = y.shape[0]
     n1 = A11.shape[0]
     K = rrows.shape[0]
@@ -384,14 +387,15 @@ def _pass(  # pragma: no cover - compiled
     if system and p == 0 and K == 1:  # u alone, two terms: in phases
         zz = _system_u2(data, eta, A11, vals, A22, wr2)
     elif system and p == 0:  # u alone: the working response is the only XY row
+        # the working response z (into wr2[1]) and w z₁ (wr2[2]) per row, then the sums
         for i in range(n):
-            lev = r1[i]
+            wr2[1, i] = eta[i] - fixed[i] + wr2[1, i]
+            wr2[2, i] = wr2[0, i] * z1[i]
+        _level_sums(r1, z1, ptr, wr2[2], wr2[1:2], A11, vals)
+        for i in range(n):
             w = wr2[0, i]
-            zw = eta[i] - fixed[i] + wr2[1, i]
-            zi = z1[i]
-            a = w * zi
-            A11[lev] += a * zi
-            vals[ptr[lev + 1] - 1] += a * zw
+            zw = wr2[1, i]
+            a = wr2[2, i]
             for t in range(K):
                 zt = rz[t, i]
                 bt = w * zt
@@ -404,20 +408,16 @@ def _pass(  # pragma: no cover - compiled
     elif system and XW.shape[0] > 0:  # many rows: phases, [X z]'W[X z] by BLAS
         _system_rows(data, eta, A11, vals, A22, XW, wr2)
     elif system:
+        # the columns of [X z] (z the working response) and w z₁ per row, then the sums
         for i in range(n):
-            lev = r1[i]
-            e = eta[i]
-            w = wr2[0, i]
-            wr = wr2[1, i]
             for j in range(p):
-                xy[j] = X[i, j]
-            xy[p] = e - fixed[i] + wr
-            zi = z1[i]
-            a = w * zi
-            A11[lev] += a * zi
-            xs = ptr[lev + 1] - nx
-            for c in range(nx):
-                vals[xs + c] += a * xy[c]
+                XC[j, i] = X[i, j]
+            XC[p, i] = eta[i] - fixed[i] + wr2[1, i]
+            wr2[2, i] = wr2[0, i] * z1[i]
+        _level_sums(r1, z1, ptr, wr2[2], XC, A11, vals)
+        for i in range(n if K > 0 else 0):  # the later terms
+            w = wr2[0, i]
+            a = wr2[2, i]
             for t in range(K):
                 zt = rz[t, i]
                 bt = w * zt
@@ -426,14 +426,91 @@ def _pass(  # pragma: no cover - compiled
                 for s in range(t + 1):
                     A22[rt, rrows[s, i]] += bt * rz[s, i]
                 for c in range(nx):
-                    A22[q + c, rt] += bt * xy[c]
-            for c in range(nx):  # few rows: the lower triangle of [X z]'W[X z] directly
-                wc = w * xy[c]
-                for d in range(c + 1):
-                    A22[q + c, q + d] += wc * xy[d]
+                    A22[q + c, rt] += bt * XC[c, i]
+        # few rows: the lower triangle of [X z]'W[X z] directly, from the columns of [X z]
+        _xy_triangle(XC, wr2[0], A22, q)
     if system and p == 0:
         A22[q, q] = zz
     return total
+
+
+@njit(cache=True, error_model="numpy")
+def _level_sums(r1, z1, ptr, a, XC, A11, vals):  # pragma: no cover - compiled
+    """The first term's sums of :func:`_pass` per level: A11 += Σ a_i z1_i and, for each
+    row c of ``XC`` (the columns of [X z], or z alone), its entry of the level's block
+    column (the last ``len(XC)`` of the level's pairs) += Σ a_i XC[c, i], a_i = w_i z1_i.
+    Each sum runs over the rows in order from the entry's value, in a register while
+    consecutive rows share the level (the row loop's additions, without a read-modify-write
+    of memory per row)."""
+    n = r1.shape[0]
+    nc = XC.shape[0]
+    cur = -1
+    s = 0.0
+    for i in range(n):
+        lev = r1[i]
+        if lev != cur:
+            if cur >= 0:
+                A11[cur] = s
+            cur = lev
+            s = A11[lev]
+        s += a[i] * z1[i]
+    if cur >= 0:
+        A11[cur] = s
+    for c in range(nc):
+        xc = XC[c]
+        cur = -1
+        e = 0
+        s = 0.0
+        for i in range(n):
+            lev = r1[i]
+            if lev != cur:
+                if cur >= 0:
+                    vals[e] = s
+                cur = lev
+                e = ptr[lev + 1] - nc + c
+                s = vals[e]
+            s += a[i] * xc[i]
+        if cur >= 0:
+            vals[e] = s
+
+
+@njit(cache=True, error_model="numpy")
+def _xy_triangle(XC, w, A22, q):  # pragma: no cover - compiled
+    """The lower triangle of [X z]'W[X z] into ``A22[q:, q:]`` (its zeros added to) from the
+    columns of [X z] (``XC``, (p + 1) × n): each entry Σ_i (w_i x_ic) x_id over the rows in
+    order, as :func:`_pass`'s row loop adds it, four entries of a row at a time (four
+    independent chains of additions, not one)."""
+    nx, n = XC.shape
+    for c in range(nx):
+        xc = XC[c]
+        d = 0
+        while d + 4 <= c + 1:
+            x0 = XC[d]
+            x1 = XC[d + 1]
+            x2 = XC[d + 2]
+            x3 = XC[d + 3]
+            s0 = A22[q + c, q + d]
+            s1 = A22[q + c, q + d + 1]
+            s2 = A22[q + c, q + d + 2]
+            s3 = A22[q + c, q + d + 3]
+            for i in range(n):
+                wc = w[i] * xc[i]
+                s0 += wc * x0[i]
+                s1 += wc * x1[i]
+                s2 += wc * x2[i]
+                s3 += wc * x3[i]
+            A22[q + c, q + d] = s0
+            A22[q + c, q + d + 1] = s1
+            A22[q + c, q + d + 2] = s2
+            A22[q + c, q + d + 3] = s3
+            d += 4
+        while d <= c:
+            x0 = XC[d]
+            s0 = A22[q + c, q + d]
+            for i in range(n):
+                s0 += (w[i] * xc[i]) * x0[i]
+            A22[q + c, q + d] = s0
+            d += 1
 
 
 @njit(cache=True, error_model="numpy")
@@ -592,6 +669,60 @@ def _rows_two_terms(X, r1, z1, r2, z2, pos2, ptr, A11, vals, A22, XW, wr2):  # p
 
 
 @njit(cache=True)
+def _uniform_levels(ptr, rows):  # pragma: no cover - compiled
+    """Whether every level of the first term pairs with the same trailing rows, in the same
+    order (one term beside the fixed effects, say): ``ptr`` evenly spaced from 0, ``rows``
+    the first level's repeated."""
+    n1 = ptr.shape[0] - 1
+    if n1 < 2 or ptr[0] != 0:
+        return False
+    L = ptr[1]
+    for lev in range(n1):
+        if ptr[lev + 1] - ptr[lev] != L:
+            return False
+    for a in range(L, rows.shape[0]):
+        if rows[a] != rows[a - L]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _schur_uniform(ptr, rows, P, scale, G):  # pragma: no cover - compiled
+    """:func:`_factor`'s sparse Schur update G −= S P P' S when every level pairs with the same
+    rows (:func:`_uniform_levels`): each entry's terms (P_a s_a) P_b s_b subtracted level by
+    level in order, as the level-by-level loop does, with up to four entries of a row at a
+    time in registers (four chains of subtractions, not read-modify-writes of G)."""
+    n1 = ptr.shape[0] - 1
+    L = ptr[1]
+    for a in range(L):
+        ra = rows[a]
+        sa = scale[ra]
+        b = 0
+        while b + 4 <= a + 1:
+            r0, r1_, r2, r3 = rows[b], rows[b + 1], rows[b + 2], rows[b + 3]
+            c0, c1, c2, c3 = scale[r0], scale[r1_], scale[r2], scale[r3]
+            g0, g1, g2, g3 = G[ra, r0], G[ra, r1_], G[ra, r2], G[ra, r3]
+            for lev in range(n1):
+                o = lev * L
+                pa = P[o + a] * sa
+                g0 -= pa * P[o + b] * c0
+                g1 -= pa * P[o + b + 1] * c1
+                g2 -= pa * P[o + b + 2] * c2
+                g3 -= pa * P[o + b + 3] * c3
+            G[ra, r0], G[ra, r1_], G[ra, r2], G[ra, r3] = g0, g1, g2, g3
+            b += 4
+        while b <= a:
+            rb = rows[b]
+            cb = scale[rb]
+            g0 = G[ra, rb]
+            for lev in range(n1):
+                o = lev * L
+                g0 -= P[o + a] * sa * P[o + b] * cb
+            G[ra, rb] = g0
+            b += 1
+
+
+@njit(cache=True)
 def _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, idx):  # pragma: no cover
     """Blocked Cholesky factor of the penalized system; returns (log|L_Z|, ok).
 
@@ -645,6 +776,8 @@ def _factor(A11, vals, A22, ptr, rows, theta1, scale, nx, L11, P, G, Sd, idx):  
             G[i, i] += 1.0
     if dense:
         G -= St.T @ St
+    elif _uniform_levels(ptr, rows):
+        _schur_uniform(ptr, rows, P, scale, G)
     else:
         for lev in range(n1):
             for a in range(ptr[lev], ptr[lev + 1]):
@@ -900,8 +1033,7 @@ def pirls_scalar(  # pragma: no cover - compiled
     o += p
     b_c = work[o : o + p]
     o += p
-    xy = work[o : o + nx]
-    o += nx
+    o += nx  # (unused: the layout of workspace_sizes)
     v = work[o : o + m]
     o += m
     wr2 = work[o : o + 5 * n].reshape((5, n))
@@ -910,7 +1042,10 @@ def pirls_scalar(  # pragma: no cover - compiled
     # √w [X z] for a BLAS cross-product when the rows are many (else accumulated per row)
     nxw = n if p > 0 and n * nx * nx >= _BLAS_ROWS else 0
     XW = work[o : o + nxw * nx].reshape((nxw, nx))
-    scratch = (xy, XW, wr2)
+    # otherwise (p > 0) the columns of [X z] for the lower triangle of its cross-product
+    nxc = n if p > 0 and nxw == 0 else 0
+    XC = work[o : o + nxc * nx].reshape((nx, nxc))
+    scratch = (XW, wr2, XC)
 
     npass = 0
     if cold:
@@ -1228,6 +1363,22 @@ def laplace_eval(x, hdr):  # pragma: no cover - compiled
     """The Laplace criterion (with the family's constant) at x, +inf where PIRLS finds no
     mode; counts the evaluation (and a failure). Stage 1 (``joint``) or stage 2 as the
     module's comment above describes, the predictor's ring and the last mode updated."""
+    return _laplace_at(x, hdr, False)
+
+
+@njit(cache=True)
+def laplace_polish(x, hdr):  # pragma: no cover - compiled
+    """The mode at x polished: PIRLS to its full tolerance (no stop short of the last step)
+    from the predicted mode only, or from the family's start (stage 1) or the last mode
+    (stage 2) when nothing is predicted, as :meth:`mixedfx.glm.pirls.PIRLS.fit_ub` /
+    ``fit_u`` from that start; the mode is left in the mode buffer and the factor in the
+    workspaces. Returns the criterion (+inf where PIRLS finds no mode)."""
+    return _laplace_at(x, hdr, True)
+
+
+@njit(cache=True)
+def _laplace_at(x, hdr, polish):  # pragma: no cover - compiled
+    """:func:`laplace_eval`, or with ``polish`` :func:`laplace_polish`."""
     joint = hdr[0] != 0
     fam, link, n, p, n1, m, nr, K, nu = hdr[1:10]
     nx, maxit, maxh, nsd, niw, nw, cap, qr, nm = hdr[10:19]
@@ -1291,7 +1442,9 @@ def laplace_eval(x, hdr):  # pragma: no cover - compiled
     for attempt in range(2):
         if attempt == 0 and not have:
             continue
-        stay = tol_stay
+        if attempt == 1 and have and polish:
+            break
+        stay = 0.0 if polish else tol_stay
         if attempt == 1 and joint:  # PIRLS.fit_ub without a warm start
             cold = True
             stay = 0.0

@@ -272,16 +272,25 @@ class Probe:
         """Probe the coordinates not on their lower bound (within ``boundary_tol``), with
         steps ``h`` kept inside the bounds. ``many`` evaluates ``fun`` at the rows of a matrix
         in one call (a compiled criterion), else ``fun`` is called point by point."""
-        free = ~((x - lower) < boundary_tol)
-        idx = np.flatnonzero(free)
-        steps = np.minimum(h, (x[idx] - lower[idx]) / 2.0)
+        # (a few values: Python floats beat numpy's calls; the same arithmetic)
+        xl, ll = x.tolist(), lower.tolist()
+        idx = [i for i, (a, lo) in enumerate(zip(xl, ll, strict=True)) if not a - lo < boundary_tol]
+        steps = []
+        for i in idx:
+            half = (xl[i] - ll[i]) / 2.0
+            steps.append(h if h <= half else half)  # np.minimum(h, half), NaN kept
         f0 = fun(x) if f0 is None else f0
-        k = idx.size
-        pts = np.repeat(x[None, :], 2 * k, axis=0)
-        pts[np.arange(k), idx] += steps
-        pts[k + np.arange(k), idx] -= steps
+        k = len(idx)
+        pts = np.empty((2 * k, x.size))
+        pts[:] = x
+        for r, (i, step) in enumerate(zip(idx, steps, strict=True)):
+            pts[r, i] = xl[i] + step
+            pts[k + r, i] = xl[i] - step
         vals = _evaluate(fun, many, pts)
-        return cls(x.copy(), idx, steps, float(f0), vals[:k], vals[k:])
+        return cls(
+            x.copy(), np.array(idx, dtype=np.intp), np.array(steps, dtype=float), float(f0),
+            vals[:k], vals[k:],
+        )  # fmt: skip
 
     @property
     def gradient(self) -> np.ndarray:
