@@ -58,22 +58,24 @@ def family_response(
     on the family's scale already and keeps the fit's weights.
     """
     n = design.n
-    prior = design.weights if design.weights is not None else np.ones(n)
+    prior = design.weights
     yraw = design.y
     if yraw.ndim == 2:
         trials = yraw.sum(axis=1)
-        yy = np.where(trials > 0, yraw[:, 0] / np.where(trials > 0, trials, 1.0), 0.0)
-        wt = prior * trials
+        some = trials > 0
+        yy = np.where(some, yraw[:, 0] / np.where(some, trials, 1.0), 0.0)
+        # (no weights: 1 x trials, the same values, as a copy)
+        wt = prior * trials if prior is not None else np.array(trials, dtype=float)
     else:
         yy = np.asarray(yraw, dtype=float)
         trials = np.ones(n)
-        wt = prior
+        wt = prior if prior is not None else np.ones(n)
     if y is not None:
         yy = np.asarray(y, dtype=float).reshape(-1)
         if yy.shape[0] != n:
             raise DataError(f"new response has {yy.shape[0]} values; the model has {n} rows")
     family.check_response(yy, design.response_name)
-    big = float(np.max(np.abs(yy * wt), initial=0.0))
+    big = float(np.abs(yy * wt).max(initial=0.0))
     if not family.has_dispersion and big > 1e15:
         raise DataError(
             f"response {design.response_name!r} has counts up to {big:.3g}: beyond about 1e15 "

@@ -266,9 +266,12 @@ class Binomial(Family):
         self, y: np.ndarray, n: np.ndarray, mu: np.ndarray, wt: np.ndarray, dev: float
     ) -> float:
         """−2 Σ (wt/m) log dbinom(m y, m, μ), m the number of trials (R's binomial()$aic)."""
-        m = n if np.any(n > 1) else wt
-        k = np.round(m * y)
-        mm = np.round(m)
+        # (array methods rather than np.any/np.round/np.sum: the same operations, fewer
+        # Python layers; the engine computes this once per model)
+        n = np.asarray(n, dtype=float)
+        m = n if (n > 1).any() else np.asarray(wt, dtype=float)
+        k = (m * y).round()
+        mm = m.round()
         logd = (
             special.gammaln(mm + 1.0)
             - special.gammaln(k + 1.0)
@@ -276,8 +279,9 @@ class Binomial(Family):
             + special.xlogy(k, mu)
             + special.xlog1py(mm - k, -mu)
         )
-        f = np.where(m > 0, wt / np.where(m > 0, m, 1.0), 0.0)
-        return float(-2.0 * np.sum(f * logd))
+        pos = m > 0
+        f = np.where(pos, wt / np.where(pos, m, 1.0), 0.0)
+        return float(-2.0 * (f * logd).sum())
 
     def mustart(self, y: np.ndarray, wt: np.ndarray) -> np.ndarray:
         return (wt * y + 0.5) / (wt + 1.0)
@@ -322,7 +326,7 @@ class Poisson(Family):
     ) -> float:
         """−2 Σ wt log dpois(y, μ)."""
         logd = special.xlogy(y, mu) - mu - special.gammaln(y + 1.0)
-        return float(-2.0 * np.sum(logd * wt))
+        return float(-2.0 * np.multiply(logd, wt).sum())
 
     def mustart(self, y: np.ndarray, wt: np.ndarray) -> np.ndarray:
         return y + 0.1

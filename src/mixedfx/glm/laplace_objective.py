@@ -42,6 +42,72 @@ def available(pirls: PIRLS, const: float | None, nx: int) -> bool:
     return compiled and const is not None and (nx == 1 or nlopt_c.available())
 
 
+def _static_inputs(
+    pirls: PIRLS, joint: bool, inp: dict[str, Any]
+) -> tuple[np.ndarray, tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """What every :class:`LaplaceObjective` of one PIRLS and stage binds the same way, made
+    once (:attr:`mixedfx.glm.pirls.PIRLS.laplace_static` keeps it): the header's integers
+    (the number of parameters and the predictor's capacity left to fill in), the data and
+    plan as the header's first arrays, and the buffers of μ, o + Xβ and the mode.
+
+    The buffers are shared by the stage's objectives as the workspaces are: an evaluation
+    overwrites them, and one objective's results are read before the next evaluates."""
+    plan = inp["plan"]
+    G, work, iwork, Sd = inp["workspace"]
+    fam, link = inp["codes"]
+    n, q = pirls.n, pirls.q
+    X = np.ascontiguousarray(pirls.X, dtype=float)
+    p = X.shape[1]
+    nm = q + p if joint else q
+    ints = np.array(
+        [
+            int(joint),
+            fam,
+            link,
+            n,
+            p,
+            plan.n1,
+            plan.m,
+            plan.rows.size,
+            plan.rrows.shape[0],
+            q,
+            0,  # nx
+            inp["maxit"],
+            inp["max_halvings"],
+            Sd.shape[1],
+            iwork.size,
+            work.size,
+            0,  # the predictor's capacity
+            plan.q_rest,
+            nm,
+        ],
+        dtype=np.int64,
+    )
+    f64, i64 = np.float64, np.int64
+    # the data (a refit's response may be a column of a matrix) read in place or copied
+    first = (
+        np.ascontiguousarray(pirls.y, dtype=f64),
+        np.ascontiguousarray(pirls.wt, dtype=f64),
+        np.ascontiguousarray(pirls.offset, dtype=f64),
+        X,
+        np.ascontiguousarray(plan.r1, dtype=i64),
+        np.ascontiguousarray(plan.z1, dtype=f64),
+        np.ascontiguousarray(plan.rrows, dtype=i64),
+        np.ascontiguousarray(plan.rz, dtype=f64),
+        np.ascontiguousarray(plan.pos21, dtype=i64),
+        np.ascontiguousarray(plan.ptr, dtype=i64),
+        np.ascontiguousarray(plan.rows, dtype=i64),
+        np.ones(plan.m),
+        np.ascontiguousarray(inp["scale_index"], dtype=i64),
+        np.empty(plan.n1),
+        np.empty(n),
+    )
+    bufs = (np.empty(n), np.empty(n), np.empty(nm))
+    if not all(a.flags.c_contiguous for a in first + bufs + (G, work, iwork, Sd)):
+        raise ValueError("the compiled PIRLS's workspaces must be C-contiguous")
+    return ints, first, bufs
+
+
 class LaplaceObjective:
     """The Laplace criterion of one stage, bound to its settings for compiled minimization.
 
@@ -85,9 +151,12 @@ class LaplaceObjective:
             raise ValueError("PIRLS does not run compiled for this model")
         plan = inp["plan"]
         G, work, iwork, Sd = inp["workspace"]
-        fam, link = inp["codes"]
         n, q = pirls.n, pirls.q
-        X = np.ascontiguousarray(pirls.X, dtype=float)
+        static = pirls.laplace_static.get(joint)
+        if static is None:
+            static = pirls.laplace_static[joint] = _static_inputs(pirls, joint, inp)
+        ints0, first, bufs = static
+        X = first[3]
         p = X.shape[1]
         nm = q + p if joint else q
         pxs, pms, ring = predictor.storage(nx, nm)
@@ -99,59 +168,19 @@ class LaplaceObjective:
         self.state = np.zeros(6 + nx)
         self.state[:3] = (inp["tol"], tol_stay, const)
         self.state[5] = math.inf
-        ints = np.array(
-            [
-                int(joint),
-                fam,
-                link,
-                n,
-                p,
-                plan.n1,
-                plan.m,
-                plan.rows.size,
-                plan.rrows.shape[0],
-                q,
-                nx,
-                inp["maxit"],
-                inp["max_halvings"],
-                Sd.shape[1],
-                iwork.size,
-                work.size,
-                pxs.shape[0],
-                plan.q_rest,
-                nm,
-            ],
-            dtype=np.int64,
-        )
-        f64, i64 = np.float64, np.int64
-        # the data (a refit's response may be a column of a matrix) read in place or copied
-        first = (
-            np.ascontiguousarray(pirls.y, dtype=f64),
-            np.ascontiguousarray(pirls.wt, dtype=f64),
-            np.ascontiguousarray(pirls.offset, dtype=f64),
-            X,
-            np.ascontiguousarray(plan.r1, dtype=i64),
-            np.ascontiguousarray(plan.z1, dtype=f64),
-            np.ascontiguousarray(plan.rrows, dtype=i64),
-            np.ascontiguousarray(plan.rz, dtype=f64),
-            np.ascontiguousarray(plan.pos21, dtype=i64),
-            np.ascontiguousarray(plan.ptr, dtype=i64),
-            np.ascontiguousarray(plan.rows, dtype=i64),
-            np.ones(plan.m),
-            np.ascontiguousarray(inp["scale_index"], dtype=i64),
-            np.empty(plan.n1),
-            np.empty(n),
-        )
+        ints = ints0.copy()
+        ints[10], ints[16] = nx, pxs.shape[0]
+        mu, fixed, ub = bufs
         second = (
-            np.empty(n),
+            mu,
             G,
             work,
             iwork,
             Sd,
             eta0,
             self.warm,
-            np.empty(n),
-            np.empty(nm),
+            fixed,
+            ub,
             b1,
             rinv,
             pxs,
@@ -159,14 +188,15 @@ class LaplaceObjective:
             ring,
             self.state,
         )
-        arrays = first + second
-        if not all(a.flags.c_contiguous for a in arrays):  # the workspaces are made so
-            raise ValueError("the compiled PIRLS's workspaces must be C-contiguous")
+        # (the bound data, workspaces and buffers were checked when first made; the arrays
+        # made above are C-ordered)
+        if not (pxs.flags.c_contiguous and pms.flags.c_contiguous and ring.flags.c_contiguous):
+            raise ValueError("the mode predictor's ring must be C-contiguous")
         self.hdr = PK.laplace_header(ints, first, second)
         assert self.hdr.size == PK.LAPLACE_HEADER
-        self._keep = arrays  # the addresses in hdr stay valid while self lives
+        self._keep = first + second  # the addresses in hdr stay valid while self lives
         self._pirls, self._joint, self._q, self._p = pirls, joint, q, p
-        self._G, self._L11, self._mode = G, first[13], second[8]
+        self._G, self._L11, self._mode = G, first[13], ub
         self._q_rest = plan.q_rest
 
     @property

@@ -124,11 +124,39 @@ class PIRLS:
         self._X0 = np.empty((self.n, 0))
         self._last_L11: np.ndarray | None = None  # of the last compiled joint PIRLS
         self._ws: dict[int, tuple[np.ndarray, ...]] = {}
+        self._zs: list[tuple[int, int, np.ndarray, np.ndarray]] | bool | None = None
+        self.laplace_static: dict[bool, Any] = {}
+        """For :class:`mixedfx.glm.laplace_objective.LaplaceObjective`: what its objectives
+        bind the same way, per stage (``joint``), made by the first."""
 
     # ------------------------------------------------------------------ pieces
     def zlam_u(self, lams: list[np.ndarray], u: np.ndarray) -> np.ndarray:
         """ZΛu, the random-effects part of η."""
+        scalar = self._scalar_z()
+        if scalar and u.ndim == 1:
+            # all-scalar terms: Σ_t z_t ∘ (λ_t u_t)[refs_t], the products and sums of
+            # z_times(b_blocks(...)) in their order, without their per-term reshapes
+            out: np.ndarray | None = None
+            for (pos, nl, z, refs), lam in zip(scalar, lams, strict=True):
+                part = z * (u[pos : pos + nl] * lam[0, 0])[refs]
+                out = part if out is None else out + part
+            assert out is not None
+            return out
         return z_times(self.terms, b_blocks(self.terms, lams, u))
+
+    def _scalar_z(self) -> list[tuple[int, int, np.ndarray, np.ndarray]] | None:
+        """Per scalar term (start in u, levels, its column, level of each row), when every
+        term is scalar and every row has a level (as in a fitted design); else None. Made on
+        first use."""
+        if self._zs is None:
+            zs: list[tuple[int, int, np.ndarray, np.ndarray]] | bool = False
+            if all(k == 1 for k in self.ks) and all(t.refs.min(initial=0) >= 0 for t in self.terms):
+                zs, pos = [], 0
+                for t in self.terms:
+                    zs.append((pos, t.nlevels, t.Zt[:, 0], t.refs))
+                    pos += t.q
+            self._zs = zs
+        return self._zs or None
 
     def evaluate(
         self, eta: np.ndarray, u: np.ndarray
