@@ -219,11 +219,14 @@ class PIRLS:
         """
         theta = np.asarray(theta, dtype=float)
         if self.compiled:
-            r = self.fit_u(theta, beta, u0)
+            # fit_u compiled, with o + Xβ made once for the mode and η at the mode
+            fixed = self.offset + self.X @ beta
+            beta = np.asarray(beta, dtype=float)
+            r = self._fit_u_compiled(theta, fixed, np.array(u0, dtype=float, copy=True), beta)
             if np.isfinite(r.pdev):
                 lams = lambda_blocks(theta, self.ks)
                 zu = self.zlam_u(lams, r.u)
-                eta = self.offset + self.X @ r.beta + zu
+                eta = fixed + zu
                 mu, sw, wr, pd = self.evaluate(eta, r.u)
                 self._plan_u.compute(sw, zu + wr, out=self._A_u, sum_log_w=False)
                 st = self.factor_u.update(theta)
