@@ -16,7 +16,7 @@ from mixedfx.glm.families import Binomial, Poisson
 from mixedfx.glm.laplace_objective import LaplaceObjective
 from mixedfx.glm.mode_predictor import ModePredictor
 from mixedfx.linalg.factor import lambda_blocks
-from mixedfx.linalg.triangular import SMALL, triangular_inverse
+from mixedfx.linalg.triangular import SMALL, lower_triangle, triangular_inverse
 from mixedfx.linalg.zmul import b_blocks, z_times
 
 
@@ -39,6 +39,16 @@ def test_small_triangular_inverse_is_numpys() -> None:
     )
     with pytest.raises(np.linalg.LinAlgError):
         triangular_inverse(np.array([[1.0, 2.0], [0.0, 0.0]]), lower=False)
+
+
+def test_lower_triangle_is_tril_of_a_view() -> None:
+    rng = np.random.default_rng(8)
+    G = rng.standard_normal((12, 12))
+    for a, b in ((0, 12), (3, 7), (5, 6), (4, 4)):
+        M = G[a:b, a:b]
+        want, got = np.tril(M), lower_triangle(M)
+        assert _same(got, want) and got.flags.c_contiguous and got.strides == want.strides
+        assert _same(got.T, want.T) and got.T.strides == want.T.strides
 
 
 def _aic_binomial_general(y, n, mu, wt):

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..linalg import nlopt_c
 from ..linalg.optimizer import OptimizerResult
+from ..linalg.triangular import lower_triangle
 from . import pirls_kernels as PK
 from .mode_predictor import ModePredictor
 from .pirls import PIRLS
@@ -241,7 +242,7 @@ class LaplaceObjective:
             self._pirls._last_L11 = self._L11.copy() if ok else None
             if ok:
                 r = self._q_rest
-                Rx = np.tril(self._G[r : r + p, r : r + p]).T
+                Rx = lower_triangle(self._G[r : r + p, r : r + p]).T
         return val, u, beta, Rx
 
     def bobyqa(self, x0: np.ndarray, lower: np.ndarray, **options: Any) -> OptimizerResult:

@@ -41,6 +41,7 @@ import numpy as np
 from ..frame.design import Design
 from ..linalg.crossprod import CrossProductPlan
 from ..linalg.factor import BlockedFactor, lambda_blocks
+from ..linalg.triangular import lower_triangle
 from ..linalg.zmul import b_blocks, z_times
 from . import pirls_kernels as PK
 from .families import Family, kernel_codes
@@ -118,8 +119,12 @@ class PIRLS:
         self.codes = kernel_codes(family)
         # all-scalar terms: PIRLS runs compiled end to end (pirls_kernels.pirls_scalar)
         self.compiled = self.codes is not None and all(t.k == 1 for t in self.terms)
-        self._scale_index = np.repeat(
-            np.arange(1, len(self.terms), dtype=np.intp), [t.nlevels for t in self.terms[1:]]
+        self._scale_index = (
+            np.repeat(
+                np.arange(1, len(self.terms), dtype=np.intp), [t.nlevels for t in self.terms[1:]]
+            )
+            if len(self.terms) > 1
+            else np.empty(0, dtype=np.intp)  # one term: no later random effects
         )
         self._X0 = np.empty((self.n, 0))
         self._last_L11: np.ndarray | None = None  # of the last compiled joint PIRLS
@@ -316,7 +321,7 @@ class PIRLS:
             self._last_L11 = L11 if np.isfinite(pd) else None
         if p and np.isfinite(pd):
             q = plan.q_rest
-            res.Rx = np.tril(G[q : q + p, q : q + p]).T
+            res.Rx = lower_triangle(G[q : q + p, q : q + p]).T
         return res
 
     def mode_slopes(self, theta: np.ndarray) -> np.ndarray | None:
