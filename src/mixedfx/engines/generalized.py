@@ -318,7 +318,6 @@ class GeneralizedEngine(Engine):
         with self.factor.blas_threads():
             # ---- stage 1: θ only, u and β by PIRLS
             # (u, β) start where the modes at the last θs predict; the first θ starts cold
-            q = d.q
             pred1 = ModePredictor(2 * ntheta + 1)
             # (nAGQ = 0: stage 1 is the fit, to BOBYQA's full tolerances)
             stay = self._tol_stay1 if self.nAGQ > 0 else self._tol_stay
@@ -344,6 +343,7 @@ class GeneralizedEngine(Engine):
                     _, u1, beta1, Rx1 = obj1.polish(theta1)
                 else:
                     ub = pred1.predict(theta1)
+                    q = d.q
                     u0, b0 = (None, None) if ub is None else (ub[:q], ub[q:])
                     res1 = pirls.fit_ub(theta1, u0, b0, eta_start)
                     beta1, u1, Rx1 = res1.beta, res1.u, res1.Rx
@@ -373,7 +373,8 @@ class GeneralizedEngine(Engine):
 
             # ---- stage 2: θ and β together, u by PIRLS
             warm_u = [u1]
-            x0 = np.concatenate([theta1, np.zeros(p)])
+            x0 = np.zeros(ntheta + p)  # (θ₁, 0)
+            x0[:ntheta] = theta1
             pred2 = ModePredictor(2 * (ntheta + p) + 1)
             # the slopes ∂û/∂δ at x0 from stage 1's factor: points one whitened step away in
             # δ (BOBYQA's first ones) then start from a first-order prediction of the mode:
@@ -390,13 +391,10 @@ class GeneralizedEngine(Engine):
                 pred2.fill(xs, ms)
             else:
                 pred2.add(x0, u1)
-            lower2 = np.concatenate([lower, np.full(d.fixed.p, -np.inf)])
-            step = np.concatenate(
-                [
-                    np.maximum(self._theta_step * np.abs(theta1), 0.05),
-                    np.full(d.fixed.p, self._delta_step),
-                ]
-            )
+            lower2 = np.full(ntheta + p, -np.inf)
+            lower2[:ntheta] = lower
+            step = np.full(ntheta + p, self._delta_step)
+            step[:ntheta] = np.maximum(self._theta_step * np.abs(theta1), 0.05)
             # the criterion compiled where it can be (the same evaluations), else in Python
             obj2 = self._stage2_compiled(pred2, u1, x0.size)
             if obj2 is None:
