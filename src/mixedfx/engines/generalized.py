@@ -11,7 +11,10 @@ stages:
 
 In stage 2, β is searched in the whitened coordinates δ = R_X (β − β₁) (R_X the fixed-effects
 block of stage 1's factor, so that the criterion's curvature in δ is about 2 I): BOBYQA's trust
-region is then equally sized in every direction however the predictors are scaled. Standard
+region is then equally sized in every direction however the predictors are scaled. For one
+scalar term with a canonical link (binomial-logit, Poisson-log) the criterion's gradient has
+a closed form, and stage 2 runs as BFGS with it (~7 evaluations instead of ~35), kept where
+the finite differences at its answer confirm the minimum, else BOBYQA as lme4. Standard
 errors are lme4's default for GLMMs: the β block of 2 H⁻¹, H the finite-difference Hessian of
 the criterion over (θ, β).
 """
