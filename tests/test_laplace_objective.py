@@ -23,7 +23,9 @@ from mixedfx.glm.mode_predictor import ModePredictor
 
 
 def _fit_both(formula, df, **kw):
-    """The fit with the compiled stages and the fit through Python (None: the fit failed)."""
+    """The fit with the compiled stages and the fit through Python (None: the fit failed),
+    both with stage 2 by BOBYQA: the route by the criterion's gradient (one scalar term,
+    canonical link) runs only compiled, and tests/test_laplace_gradient.py checks it."""
 
     def fit():
         with warnings.catch_warnings():
@@ -35,8 +37,9 @@ def _fit_both(formula, df, **kw):
             m.engine.hessian  # noqa: B018 - cached: made by this route
             return m
 
-    a = fit()
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(generalized.GeneralizedEngine, "_gradient_margin", np.inf)
+        a = fit()
         mp.setattr(generalized, "laplace_available", lambda *args: False)
         b = fit()
     return a, b

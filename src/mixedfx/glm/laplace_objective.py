@@ -33,7 +33,7 @@ from . import pirls_kernels as PK
 from .mode_predictor import ModePredictor
 from .pirls import PIRLS
 
-__all__ = ["LaplaceObjective", "available"]
+__all__ = ["LaplaceObjective", "available", "gradient_family"]
 
 
 def available(pirls: PIRLS, const: float | None, nx: int) -> bool:
@@ -107,6 +107,16 @@ def _static_inputs(
     if not all(a.flags.c_contiguous for a in first + bufs + (G, work, iwork, Sd)):
         raise ValueError("the compiled PIRLS's workspaces must be C-contiguous")
     return ints, first, bufs
+
+
+def gradient_family(pirls: PIRLS) -> int:
+    """Whether stage 2's criterion has a compiled gradient here
+    (:meth:`LaplaceObjective.quasi_newton`): its family code, 0 binomial-logit or 1
+    Poisson-log (canonical links: the observed information is the expected one), for one
+    scalar random-effects term; −1 otherwise."""
+    if len(pirls.terms) != 1 or pirls.terms[0].k != 1:
+        return -1
+    return {(0, 0): 0, (1, 3): 1}.get(pirls.codes or (-1, -1), -1)
 
 
 class LaplaceObjective:
@@ -253,6 +263,36 @@ class LaplaceObjective:
             PK.laplace_objective.address, self.hdr, self.state, 5, x0, lower, **options
         )
         return OptimizerResult(x=x, fun=fval, nfev=self.nevals - start, status=status)
+
+    def gradient(self, x: np.ndarray, gfam: int) -> tuple[float, np.ndarray]:
+        """Stage 2's criterion at x and its gradient (``gfam`` of :func:`gradient_family`),
+        in one compiled call; +inf where not computable."""
+        grad = np.empty(self.nx)
+        xx = np.array(x, dtype=float)
+        val = float(PK.laplace_gradient(self.hdr, gfam, xx, grad))
+        return val, grad
+
+    def quasi_newton(
+        self,
+        x0: np.ndarray,
+        lower: np.ndarray,
+        gfam: int,
+        ntheta: int = 1,
+        xtol: float = 1e-8,
+        max_iter: int = 40,
+        h: float = 1e-4,
+    ) -> tuple[OptimizerResult, bool]:
+        """Stage 2 by BFGS with the criterion's gradient
+        (:func:`mixedfx.glm.pirls_kernels.laplace_quasi_newton`) in one compiled call, from
+        x₀; returns the answer and whether the search converged (a step below ``xtol``)."""
+        start = self.nevals
+        x = np.array(x0, dtype=float)
+        lo = np.array(lower, dtype=float)
+        fx, ok = PK.laplace_quasi_newton(
+            self.hdr, gfam, x, lo, ntheta, float(xtol), int(max_iter), float(h)
+        )
+        res = OptimizerResult(x=x, fun=float(fx), nfev=self.nevals - start, status="gradient")
+        return res, bool(ok)
 
     def scalar(self, x0: np.ndarray, lower: np.ndarray, xtol_abs: float = 1e-8) -> OptimizerResult:
         """:func:`mixedfx.linalg.optimizer.bobyqa` for a single θ (bracketing and Brent's

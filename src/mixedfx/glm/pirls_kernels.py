@@ -1652,3 +1652,244 @@ def joint_solve(G, work, L11, ptr, rows, scale, nx, b, x):  # pragma: no cover -
         x[lev] = (y1[lev] - s) / L11[lev]
     for i in range(mm):
         x[n1 + i] = v[i]
+
+
+# ---------------------------------------------------------------- stage 2 by the gradient
+# (here, with the criterion's evaluation: numba's cache sees a compiled callee's changes only
+# in its caller's own file)
+
+
+@njit(cache=True, error_model="numpy")
+def _scalar_term_gradient(
+    gfam, x, u, X, y, wt, off, g, z, b1, rinv, q, grad
+):  # pragma: no cover - compiled
+    """∂f/∂x of the Laplace criterion f at x = (λ, δ), β = β₁ + R_X⁻¹ δ, û = ``u`` (the mode
+    there), for one scalar term ``(z | g)`` and a canonical link (``gfam`` 0 binomial-logit,
+    1 Poisson-log), into ``grad``.
+
+    The model: η = o + Xβ + λ z ∘ u[g], u ~ N(0, I). At the mode û,
+
+        f(λ, β) = Σ_i d_i(η̂_i) + ‖û‖² + Σ_g log d_g + const,    d_g = 1 + λ² S_g,
+
+    d_i the deviance residuals, w_i = wt_i μ_i (1 − μ_i) (binomial) or wt_i μ_i (Poisson) the
+    working weights, S_g = Σ_{i∈g} w_i z_i² (diag √d_g is the factor of Λ'Z'WZΛ + I). With a
+    canonical link the observed and expected information agree (∂²d_i/∂η_i² = 2 w_i), and at
+    the mode Σ_{i∈g} d'_i λ z_i + 2 û_g = 0, d'_i = ∂d_i/∂η_i = −2 wt_i (y_i − μ_i). Then
+
+    * the first two terms are a minimum over u: their derivative is the partial one (the
+      envelope theorem), Σ_i d'_i x_ij for β_j and Σ_i d'_i z_i û_g for λ;
+    * û moves by implicit differentiation of the mode equation:
+      ∂û_g/∂β_j = −λ Σ_{i∈g} w_i z_i x_ij / d_g,
+      ∂û_g/∂λ = −(2 λ û_g S_g + Σ_{i∈g} d'_i z_i) / (2 d_g);
+    * the log-determinant moves with λ directly and through the weights at η̂
+      (w'_i = ∂w_i/∂η_i: w_i (1 − 2 μ_i) binomial, w_i Poisson):
+      ∂ Σ_g log d_g / ∂p = [p = λ] Σ_g 2λ S_g / d_g + Σ_i h_i w'_i ∂η̂_i/∂p,
+      h_i = λ² z_i² / d_{g(i)}, ∂η̂_i/∂β_j = x_ij + λ z_i ∂û_g/∂β_j,
+      ∂η̂_i/∂λ = z_i û_g + λ z_i ∂û_g/∂λ.
+
+    The δ components are R_X⁻ᵀ times the β ones.
+    """
+    n, p = X.shape
+    lam = x[0]
+    beta = b1.copy()
+    for j in range(p):
+        for k in range(p):
+            beta[j] += rinv[j, k] * x[1 + k]
+    S = np.zeros(q)
+    T = np.zeros((q, p))
+    D = np.zeros(q)  # Σ_{i∈g} d'_i z_i
+    wp = np.empty(n)
+    gb = np.zeros(p)
+    glam = 0.0
+    for i in range(n):
+        e = off[i]
+        for j in range(p):
+            e += X[i, j] * beta[j]
+        ui = u[g[i]]
+        e += lam * z[i] * ui
+        if gfam == 0:
+            t = math.exp(-abs(e))
+            m = 1.0 / (1.0 + t) if e >= 0.0 else t / (1.0 + t)
+            wi = wt[i] * m * (1.0 - m)
+            wp[i] = wi * (1.0 - 2.0 * m)
+        else:
+            m = math.exp(e)
+            wi = wt[i] * m
+            wp[i] = wi
+        di = -2.0 * wt[i] * (y[i] - m)
+        gi = g[i]
+        zi = z[i]
+        S[gi] += wi * zi * zi
+        D[gi] += di * zi
+        for j in range(p):
+            T[gi, j] += wi * zi * X[i, j]
+            gb[j] += di * X[i, j]
+        glam += di * zi * ui
+    for k in range(q):
+        glam += 2.0 * lam * S[k] / (1.0 + lam * lam * S[k])
+    for i in range(n):
+        k = g[i]
+        zi = z[i]
+        dk = 1.0 + lam * lam * S[k]
+        hw = lam * lam * zi * zi / dk * wp[i]
+        dudl = -(2.0 * lam * u[k] * S[k] + D[k]) / (2.0 * dk)
+        glam += hw * (zi * u[k] + lam * zi * dudl)
+        for j in range(p):
+            gb[j] += hw * (X[i, j] - lam * lam * zi * T[k, j] / dk)
+    grad[0] = glam
+    for k in range(p):
+        s = 0.0
+        for j in range(p):
+            s += rinv[j, k] * gb[j]
+        grad[1 + k] = s
+
+
+@njit(cache=True)
+def _bfgs_direction(H, s, yv, grad, step):  # pragma: no cover - compiled
+    """The BFGS update of H by the step s and the change of gradient yv (skipped where
+    s'yv ≤ 0: it would lose positive definiteness), then step = −H⁻¹ grad by Cholesky.
+    Returns False where H is not positive definite."""
+    n = grad.size
+    sy = 0.0
+    for i in range(n):
+        sy += s[i] * yv[i]
+    if sy > 0.0:
+        Hs = H @ s
+        sHs = 0.0
+        for i in range(n):
+            sHs += s[i] * Hs[i]
+        if sHs > 0.0:
+            for i in range(n):
+                for j in range(n):
+                    H[i, j] += yv[i] * yv[j] / sy - Hs[i] * Hs[j] / sHs
+    L = np.zeros((n, n))
+    for j in range(n):
+        acc = H[j, j]
+        for k in range(j):
+            acc -= L[j, k] * L[j, k]
+        if not acc > 0.0:
+            return False
+        L[j, j] = math.sqrt(acc)
+        for i in range(j + 1, n):
+            acc = H[i, j]
+            for k in range(j):
+                acc -= L[i, k] * L[j, k]
+            L[i, j] = acc / L[j, j]
+    v = np.empty(n)
+    for i in range(n):
+        acc = -grad[i]
+        for k in range(i):
+            acc -= L[i, k] * v[k]
+        v[i] = acc / L[i, i]
+    for i in range(n - 1, -1, -1):
+        acc = v[i]
+        for k in range(i + 1, n):
+            acc -= L[k, i] * step[k]
+        step[i] = acc / L[i, i]
+    return True
+
+
+@njit(cache=True)
+def _value_gradient(hdr, gfam, x, grad):  # pragma: no cover - compiled
+    """Stage 2's criterion at x (:func:`laplace_eval`) and, where finite, its gradient."""
+    n, p = hdr[3], hdr[4]
+    nu = hdr[9]
+    f64, i64 = np.float64, np.int64
+    v = laplace_eval(x, hdr)
+    if not math.isfinite(v):
+        return v
+    _scalar_term_gradient(
+        gfam, x,
+        carray(_address(hdr[40]), (nu,), f64),  # the mode just found
+        carray(_address(hdr[22]), (n, p), f64),
+        carray(_address(hdr[19]), (n,), f64),
+        carray(_address(hdr[20]), (n,), f64),
+        carray(_address(hdr[21]), (n,), f64),
+        carray(_address(hdr[23]), (n,), i64),
+        carray(_address(hdr[24]), (n,), f64),
+        carray(_address(hdr[43]), (p,), f64),
+        carray(_address(hdr[44]), (p, p), f64),
+        nu, grad,
+    )  # fmt: skip
+    for i in range(x.size):
+        if not math.isfinite(grad[i]):
+            return math.inf
+    return v
+
+
+@njit(cache=True)
+def laplace_gradient(hdr, gfam, x, grad):  # pragma: no cover - compiled
+    """Stage 2's criterion at x and its gradient (into ``grad``): one scalar term, canonical
+    link (``gfam``, see :func:`_scalar_term_gradient`); +inf where not computable."""
+    return _value_gradient(hdr, gfam, x, grad)
+
+
+@njit(cache=True)
+def laplace_quasi_newton(hdr, gfam, x, lower, ntheta, xtol, max_iter, h):  # pragma: no cover
+    """Minimize stage 2's criterion from x (overwritten with the answer) by BFGS with its
+    gradient: the initial Hessian 2 I with the θ rows and columns from forward differences
+    of the gradient (step ``h``); a step leaving θ ≥ ``lower`` is shortened to half the way
+    to the bound, one that does not lower f (beyond its rounding) halved, at most 6 times.
+    Stops when every component of a step is below ``xtol``·max(1, |x_i|).
+
+    Returns (f(x), converged): not converged where the search stopped short (f or the
+    gradient not computable, H not positive definite, no decrease, ``max_iter`` steps).
+    """
+    n = x.size
+    grad = np.empty(n)
+    fx = _value_gradient(hdr, gfam, x, grad)
+    if not math.isfinite(fx):
+        return fx, False
+    H = np.zeros((n, n))
+    for i in range(n):
+        H[i, i] = 2.0
+    gj = np.empty(n)
+    xj = np.empty(n)
+    for j in range(ntheta):
+        xj[:] = x
+        xj[j] += h
+        if not math.isfinite(_value_gradient(hdr, gfam, xj, gj)):
+            return fx, False
+        for i in range(n):
+            c = (gj[i] - grad[i]) / h
+            H[i, j] = c
+            H[j, i] = c
+    s = np.zeros(n)
+    yv = np.zeros(n)
+    step = np.empty(n)
+    gnew = np.empty(n)
+    cand = np.empty(n)
+    eps = 2.220446049250313e-16
+    for _ in range(max_iter):
+        if not _bfgs_direction(H, s, yv, grad, step):
+            return fx, False
+        small = True
+        for i in range(n):
+            if abs(step[i]) > xtol * max(1.0, abs(x[i])):
+                small = False
+        if small:
+            return fx, True
+        alpha = 1.0
+        for i in range(ntheta):
+            if step[i] < 0.0 and x[i] + step[i] < lower[i]:
+                alpha = min(alpha, 0.5 * (x[i] - lower[i]) / -step[i])
+        noise = 16.0 * eps * max(1.0, abs(fx))
+        moved = False
+        fc = math.inf
+        for _ in range(6):
+            for i in range(n):
+                cand[i] = x[i] + alpha * step[i]
+            fc = _value_gradient(hdr, gfam, cand, gnew)
+            if fc <= fx + noise:
+                moved = True
+                break
+            alpha *= 0.5
+        if not moved:
+            return fx, False
+        for i in range(n):
+            s[i] = cand[i] - x[i]
+            yv[i] = gnew[i] - grad[i]
+            x[i] = cand[i]
+            grad[i] = gnew[i]
+        fx = fc
+    return fx, False
