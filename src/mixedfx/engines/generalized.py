@@ -41,6 +41,7 @@ from ..linalg.optimizer import (
     check_convergence,
     fd_gradient_hessian,
     minimize,
+    scalar_from_start,
 )
 from ..linalg.triangular import triangular_inverse
 from .base import Engine
@@ -328,7 +329,10 @@ class GeneralizedEngine(Engine):
                     r1 = self._stage1_compiled(obj1, theta0, lower, opts)
                 else:
                     f1 = self._stage1_criterion(pred1, stay, eta_start)
-                    r1 = bobyqa(f1, theta0, lower, **opts)
+                    if theta0.size == 1 and opts:  # a seed for stage 2: from the start
+                        r1 = scalar_from_start(f1, theta0, lower, opts["xtol_abs"])
+                    else:
+                        r1 = bobyqa(f1, theta0, lower, **opts)
                 if not r1.fun < 1e300:
                     raise ModelError(
                         "PIRLS found no conditional mode at any θ tried: the penalized "
@@ -479,7 +483,9 @@ class GeneralizedEngine(Engine):
     ) -> OptimizerResult:
         """Stage 1's minimization with every evaluation compiled (``obj`` of
         :meth:`_stage1_objective`)."""
-        if theta0.size == 1:  # as bobyqa(): Brent's method for one parameter
+        if theta0.size == 1 and opts:  # as scalar_from_start(): a seed for stage 2
+            return obj.scalar_from_start(theta0, lower, opts["xtol_abs"])
+        if theta0.size == 1:  # nAGQ = 0, as bobyqa(): Brent's method for one parameter
             return obj.scalar(theta0, lower, opts.get("xtol_abs", 1e-8))
         return obj.bobyqa(theta0, lower, **opts)
 
