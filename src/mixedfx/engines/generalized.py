@@ -111,6 +111,8 @@ class GeneralizedEngine(Engine):
     gaussian: ClassVar[bool] = False
     REML = False
     # stage 1 only seeds stage 2: a looser stop saves evaluations without moving the optimum
+    # (a single θ: from the start by scalar_from_start to xtol_abs, not bobyqa()'s search
+    # over [0, 4 max(1, |θ₀|)] to xtol_abs/100, about half the evaluations)
     _stage1_options: ClassVar[dict[str, float]] = {"ftol_abs": 1e-4, "xtol_abs": 1e-4}
     # stage 2's initial trust region: θ relative, δ = R_X(β − β₁) in units of about one SE
     _theta_step = 0.05
