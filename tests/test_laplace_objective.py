@@ -90,6 +90,34 @@ def test_nagq_variants(nagq):
     _assert_same_fit(*_fit_both(f, df, family="binomial", nAGQ=nagq))
 
 
+@pytest.mark.parametrize("start", [None, 0.0, 0.3, 5.0, 300.0])
+def test_single_theta_seed_from_any_start(start):
+    """Stage 1's single θ (a seed: a bracket grown from the start, then Brent's method) takes
+    the same steps compiled and through Python from starts at the bound, below and far above
+    θ̂, and ends near the full-tolerance nAGQ = 0 optimum (0.6418)."""
+    df = mfx.datasets.load("cbpp")
+    f = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    a, b = _fit_both(f, df, family="binomial", start=None if start is None else [start])
+    assert a is not None
+    _assert_same_fit(a, b)
+    assert a.engine.stage1.x[0] == b.engine.stage1.x[0]
+    assert abs(a.engine.stage1.x[0] - 0.641815) < 1e-3
+    assert a.objective == pytest.approx(184.0525637, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_single_theta_seed_at_the_bound(seed):
+    """Data with no group effect: stage 1's θ is the bound itself, by both routes."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"g": np.repeat(np.arange(10), 6).astype(str), "x": rng.standard_normal(60)})
+    df["y"] = rng.poisson(np.exp(0.5 + 0.3 * df["x"]))
+    a, b = _fit_both("y ~ x + (1 | g)", df, family="poisson")
+    assert a is not None
+    _assert_same_fit(a, b)
+    assert a.engine.stage1.x[0] == 0.0
+    assert a.theta[0] == 0.0
+
+
 def test_two_terms_stage1_by_bobyqa():
     """Two θ: stage 1 by BOBYQA through nlopt's C interface too."""
     df = mfx.datasets.load("grouseticks")

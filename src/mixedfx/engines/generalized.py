@@ -44,6 +44,7 @@ from ..linalg.optimizer import (
     check_convergence,
     fd_gradient_hessian,
     minimize,
+    scalar_from_start,
 )
 from ..linalg.triangular import triangular_inverse
 from .base import Engine
@@ -115,6 +116,8 @@ class GeneralizedEngine(Engine):
     gaussian: ClassVar[bool] = False
     REML = False
     # stage 1 only seeds stage 2: a looser stop saves evaluations without moving the optimum
+    # (a single θ: from the start by scalar_from_start to xtol_abs, not bobyqa()'s search
+    # over [0, 4 max(1, |θ₀|)] to xtol_abs/100, about half the evaluations)
     _stage1_options: ClassVar[dict[str, float]] = {"ftol_abs": 1e-4, "xtol_abs": 1e-4}
     # stage 2's initial trust region: θ relative, δ = R_X(β − β₁) in units of about one SE
     _theta_step = 0.05
@@ -334,7 +337,10 @@ class GeneralizedEngine(Engine):
                     r1 = self._stage1_compiled(obj1, theta0, lower, opts)
                 else:
                     f1 = self._stage1_criterion(pred1, stay, eta_start)
-                    r1 = bobyqa(f1, theta0, lower, **opts)
+                    if theta0.size == 1 and opts:  # a seed for stage 2: from the start
+                        r1 = scalar_from_start(f1, theta0, lower, opts["xtol_abs"])
+                    else:
+                        r1 = bobyqa(f1, theta0, lower, **opts)
                 if not r1.fun < 1e300:
                     raise ModelError(
                         "PIRLS found no conditional mode at any θ tried: the penalized "
@@ -492,7 +498,9 @@ class GeneralizedEngine(Engine):
     ) -> OptimizerResult:
         """Stage 1's minimization with every evaluation compiled (``obj`` of
         :meth:`_stage1_objective`)."""
-        if theta0.size == 1:  # as bobyqa(): Brent's method for one parameter
+        if theta0.size == 1 and opts:  # as scalar_from_start(): a seed for stage 2
+            return obj.scalar_from_start(theta0, lower, opts["xtol_abs"])
+        if theta0.size == 1:  # nAGQ = 0, as bobyqa(): Brent's method for one parameter
             return obj.scalar(theta0, lower, opts.get("xtol_abs", 1e-8))
         return obj.bobyqa(theta0, lower, **opts)
 

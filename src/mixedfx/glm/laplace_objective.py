@@ -6,9 +6,9 @@ the compiled PIRLS's 29 arguments, nlopt's call into Python) costs several times
 :class:`LaplaceObjective` binds everything an evaluation reads once, in an int64 header of
 addresses (:func:`mixedfx.glm.pirls_kernels.laplace_header`), so that the whole minimization
 is one call: nlopt's BOBYQA through its C interface (:func:`mixedfx.linalg.nlopt_c.bobyqa_c`)
-calling the compiled callback ``laplace_objective``, or Brent's bounded method for a single
-θ (``laplace_scalar``). An evaluation is exactly the engine's Python one
-(:class:`mixedfx.engines.generalized.GeneralizedEngine`):
+calling the compiled callback ``laplace_objective``, or Brent's method for a single θ
+(``laplace_scalar``; ``laplace_scalar_from_start`` for stage 1's seed). An evaluation is
+exactly the engine's Python one (:class:`mixedfx.engines.generalized.GeneralizedEngine`):
 
 * stage 1 (``joint``), x = θ: (u, β) by PIRLS from the mode the predictor gives, else from
   the family's starting η; −2ℓ = Σ d_i + ‖û‖² + aic constant + 2 log|L|;
@@ -300,6 +300,20 @@ class LaplaceObjective:
         start = self.nevals
         lo = float(lower[0]) if math.isfinite(lower[0]) else -50.0
         x, fx = PK.laplace_scalar(self.hdr, float(x0[0]), lo, float(xtol_abs))
+        return OptimizerResult(
+            x=np.array([x]), fun=float(fx), nfev=self.nevals - start, status="success"
+        )
+
+    def scalar_from_start(
+        self, x0: np.ndarray, lower: np.ndarray, xtol: float = 1e-4, step: float = 0.25
+    ) -> OptimizerResult:
+        """:func:`mixedfx.linalg.optimizer.scalar_from_start` (stage 1's single θ, a seed:
+        a bracket grown from the start, then Brent's method) in one compiled call."""
+        start = self.nevals
+        lo = float(lower[0]) if math.isfinite(lower[0]) else -50.0
+        x, fx, _ = PK.laplace_scalar_from_start(
+            self.hdr, float(x0[0]), lo, float(xtol), float(step)
+        )
         return OptimizerResult(
             x=np.array([x]), fun=float(fx), nfev=self.nevals - start, status="success"
         )

@@ -39,6 +39,7 @@ __all__ = [
     "laplace_objective",
     "laplace_polish",
     "laplace_scalar",
+    "laplace_scalar_from_start",
     "mode_slopes",
     "pirls_scalar",
     "predict_mode",
@@ -1605,6 +1606,131 @@ def laplace_scalar(hdr, x0, lo, xtol):  # pragma: no cover - compiled
     if f_lo <= fx + 1e-12 * max(1.0, abs(fx)):
         return lo, f_lo
     return xf, fx
+
+
+@njit(cache=True)
+def laplace_scalar_from_start(hdr, x0, lo, xtol, step):  # pragma: no cover - compiled
+    """:func:`mixedfx.linalg.optimizer.scalar_from_start` (a bracket grown from the start,
+    then Brent's method; stage 1's single θ, which only seeds stage 2) in compiled code, the
+    same steps. Returns (x, f(x), evaluations)."""
+    maxeval = 500
+    grow = 0.5 * (1.0 + math.sqrt(5.0))
+    cgold = 0.5 * (3.0 - math.sqrt(5.0))
+    sqrt_eps = math.sqrt(2.2e-16)
+    xb = max(x0, lo)
+    fb = _scalar_value(hdr, xb)
+    xa = xb + step * max(abs(xb), 1.0)
+    fa = _scalar_value(hdr, xa)
+    num = 2
+    if fa < fb:  # downhill to the right
+        xa, fa, xb, fb = xb, fb, xa, fa
+    xp, fp = xa, fa
+    xc, fc = xb, fb
+    end = False
+    walked = 0
+    while num < maxeval:
+        if xb == lo:  # still falling at the bound
+            end = True
+            break
+        xc = xb + grow * (xb - xa)
+        if xp != xa and fp < 1e150:  # the parabola through xp, xa, xb
+            s1 = (fa - fp) / (xa - xp)
+            s2 = (fb - fa) / (xb - xa)
+            curv = 2.0 * (s2 - s1) / (xb - xp)
+            if curv > 0.0:
+                w = 0.5 * (xa + xb) - s2 / curv
+                r = (w - xb) / (xb - xa)
+                if r < 0.0 and num < maxeval:
+                    fw = _scalar_value(hdr, w)
+                    num += 1
+                    if fw < fb:
+                        xc, fc = xa, fa
+                        xp, fp, xa, fa, xb, fb = xa, fa, xb, fb, w, fw
+                        break
+                    xp, fp, xa, fa = xa, fa, w, fw
+                    xc = xb + grow * (xb - xa)
+                else:
+                    xc = xb + min(max(r, 0.1 if walked == 1 else grow), 10.0) * (xb - xa)
+            else:
+                xc = xb + 4.0 * (xb - xa)
+        xc = max(xc, lo)
+        if xc > 1e15:
+            end = True
+            break
+        fc = _scalar_value(hdr, xc)
+        num += 1
+        if fc > fb or (fc == fb and fb < 1e150):
+            break
+        xp, fp, xa, fa, xb, fb = xa, fa, xb, fb, xc, fc
+        walked += 1
+    # Brent's method on [a, c] from x = b
+    if end:
+        xc, fc = xp, fp
+        if xb < xa:
+            a, c = xb, xa
+        else:
+            a, c = xa, xb
+    elif xa < xc:
+        a, c = xa, xc
+    else:
+        a, c = xc, xa
+    x, fx = xb, fb
+    if fa <= fc:
+        w, fw, v, fv = xa, fa, xc, fc
+    else:
+        w, fw, v, fv = xc, fc, xa, fa
+    deltax = c - a
+    rat = deltax
+    while num < maxeval:
+        tol1 = sqrt_eps * abs(x) + xtol / 3.0
+        tol2 = 2.0 * tol1
+        xmid = 0.5 * (a + c)
+        if abs(x - xmid) <= tol2 - 0.5 * (c - a):
+            break
+        parabolic = False
+        if abs(deltax) > tol1:
+            t1 = (x - w) * (fx - fv)
+            t2 = (x - v) * (fx - fw)
+            p = (x - v) * t2 - (x - w) * t1
+            q = 2.0 * (t2 - t1)
+            if q > 0.0:
+                p = -p
+            q = abs(q)
+            prev = deltax
+            deltax = rat
+            if p > q * (a - x) and p < q * (c - x) and abs(p) < abs(0.5 * q * prev):
+                parabolic = True
+                rat = p / q
+                if abs(rat) < tol1 and abs(x - w) < 30.0 * tol1:
+                    break
+                u = x + rat
+                if (u - a) < tol2 or (c - u) < tol2:
+                    rat = tol1 if xmid >= x else -tol1
+        if not parabolic:
+            deltax = (a - x) if x >= xmid else (c - x)
+            rat = cgold * deltax
+        if abs(rat) >= tol1:
+            u = x + rat
+        else:
+            u = x + tol1 if rat >= 0.0 else x - tol1
+        fu = _scalar_value(hdr, u)
+        num += 1
+        if fu <= fx:
+            if u >= x:
+                a = x
+            else:
+                c = x
+            v, fv, w, fw, x, fx = w, fw, x, fx, u, fu
+        else:
+            if u < x:
+                a = u
+            else:
+                c = u
+            if fu <= fw or w == x:
+                v, fv, w, fw = w, fw, u, fu
+            elif fu <= fv or v == x or v == w:
+                v, fv = u, fu
+    return x, fx, num
 
 
 @njit(cache=True)

@@ -203,6 +203,155 @@ def _scalar(fun, x0, lower, upper, xtol):
     return OptimizerResult(x=np.array([x]), fun=fx, nfev=count[0], status="success")
 
 
+_GROW = 0.5 * (1.0 + math.sqrt(5.0))  # the bracket's growth factor (golden ratio)
+_CGOLD = 0.5 * (3.0 - math.sqrt(5.0))  # golden-section fraction of an interval
+_SQRT_EPS = math.sqrt(2.2e-16)
+
+
+def scalar_from_start(
+    fun: Callable[[np.ndarray], float],
+    x0: np.ndarray,
+    lower: np.ndarray,
+    xtol: float = 1e-4,
+    step: float = 0.25,
+    maxeval: int = 500,
+) -> OptimizerResult:
+    """Minimize ``fun`` of one parameter near ``x0`` (≥ ``lower``): a bracket grown from the
+    start, then Brent's method from it to about ``xtol``.
+
+    For a start near the minimum of a smooth criterion (a GLMM's first stage over a single θ,
+    which only seeds the second; :func:`bobyqa`'s bracket from [lower, 4 max(1, |x0|)] costs
+    twice the evaluations there): f at x0 and x0 + h, h = ``step``·max(1, |x0|); then steps
+    downhill (the golden ratio times the last, or to the vertex of the parabola through the
+    last three points), clipped at the bound, until f rises (a bracket a < b < c with
+    f(b) ≤ f(a), f(c)) or the bound is reached with f still falling (the bound is then the
+    bracket's best end). Brent's method (parabolic steps through the
+    three best points, the bracket's own parabola first; golden sections where they fail) then
+    shrinks the bracket to 4·tol₁, tol₁ = √ε·|x| + ``xtol``/3, or stops at the best point x
+    when the parabola through it and a point within 30·tol₁ puts the minimum within tol₁ of
+    it. The bound is returned exactly when it stays best (a singular fit). Non-finite values
+    count as 1e150.
+
+    ``mixedfx.glm.pirls_kernels.laplace_scalar_from_start`` takes the same steps in compiled
+    code.
+    """
+    lo = float(lower[0]) if math.isfinite(lower[0]) else -50.0
+    count = [0]
+
+    def g(t: float) -> float:
+        count[0] += 1
+        v = fun(np.array([t]))
+        return v if math.isfinite(v) else 1e150  # large, yet the parabolas stay finite
+
+    xb = max(float(x0[0]), lo)
+    fb = g(xb)
+    xa = xb + step * max(abs(xb), 1.0)
+    fa = g(xa)
+    if fa < fb:  # downhill to the right
+        xa, fa, xb, fb = xb, fb, xa, fa
+    xp, fp = xa, fa  # the point before xa (none yet)
+    end = False  # whether xb ends the bracket (the bound, or θ too large to evaluate)
+    walked = 0  # steps taken downhill beyond the first two points
+    while count[0] < maxeval:
+        if xb == lo:  # still falling at the bound: the bound is the bracket's best end
+            end = True
+            break
+        xc = xb + _GROW * (xb - xa)
+        if xp != xa and fp < 1e150:
+            # the parabola through xp, xa, xb: where convex, its vertex w (f' = 0) replaces
+            # the golden step, from 0.1 (the first; later the golden ratio: the minimum is
+            # far) to 10 times the last one beyond xb, and a vertex between xa and xb is
+            # evaluated (below f(xb): a bracket xa, w, xb); where concave, steps grow by 4
+            s1 = (fa - fp) / (xa - xp)
+            s2 = (fb - fa) / (xb - xa)
+            curv = 2.0 * (s2 - s1) / (xb - xp)
+            if curv > 0.0:
+                w = 0.5 * (xa + xb) - s2 / curv
+                r = (w - xb) / (xb - xa)  # the step beyond xb, in units of the last
+                if r < 0.0 and count[0] < maxeval:
+                    fw = g(w)
+                    if fw < fb:
+                        xc, fc = xa, fa
+                        xp, fp, xa, fa, xb, fb = xa, fa, xb, fb, w, fw
+                        break
+                    xp, fp, xa, fa = xa, fa, w, fw  # the bracket lies beyond xb
+                    xc = xb + _GROW * (xb - xa)
+                else:
+                    xc = xb + min(max(r, 0.1 if walked == 1 else _GROW), 10.0) * (xb - xa)
+            else:
+                xc = xb + 4.0 * (xb - xa)
+        xc = max(xc, lo)
+        if xc > 1e15:  # θ beyond ~1e16 cannot be evaluated in double precision anyway
+            end = True
+            break
+        fc = g(xc)
+        if fc > fb or (fc == fb and fb < 1e150):
+            break
+        xp, fp, xa, fa, xb, fb = xa, fa, xb, fb, xc, fc
+        walked += 1
+    # Brent's method on [a, c] from x = b; w and v the other two points (w the better)
+    if end:
+        xc, fc = xp, fp
+        a, c = (xb, xa) if xb < xa else (xa, xb)
+    else:
+        a, c = (xa, xc) if xa < xc else (xc, xa)
+    x, fx = xb, fb
+    if fa <= fc:
+        w, fw, v, fv = xa, fa, xc, fc
+    else:
+        w, fw, v, fv = xc, fc, xa, fa
+    deltax = rat = c - a  # the bracket's parabola may be tried at once
+    while count[0] < maxeval:
+        tol1 = _SQRT_EPS * abs(x) + xtol / 3.0
+        tol2 = 2.0 * tol1
+        xmid = 0.5 * (a + c)
+        if abs(x - xmid) <= tol2 - 0.5 * (c - a):
+            break
+        parabolic = False
+        if abs(deltax) > tol1:
+            t1 = (x - w) * (fx - fv)
+            t2 = (x - v) * (fx - fw)
+            p = (x - v) * t2 - (x - w) * t1
+            q = 2.0 * (t2 - t1)
+            if q > 0.0:
+                p = -p
+            q = abs(q)
+            prev = deltax
+            deltax = rat
+            if p > q * (a - x) and p < q * (c - x) and abs(p) < abs(0.5 * q * prev):
+                parabolic = True
+                rat = p / q
+                if abs(rat) < tol1 and abs(x - w) < 30.0 * tol1:
+                    break  # a local parabola's vertex within tol₁ of x: x is the answer
+                u = x + rat
+                if (u - a) < tol2 or (c - u) < tol2:
+                    rat = tol1 if xmid >= x else -tol1
+        if not parabolic:
+            deltax = (a - x) if x >= xmid else (c - x)
+            rat = _CGOLD * deltax
+        if abs(rat) >= tol1:
+            u = x + rat
+        else:
+            u = x + tol1 if rat >= 0.0 else x - tol1
+        fu = g(u)
+        if fu <= fx:
+            if u >= x:
+                a = x
+            else:
+                c = x
+            v, fv, w, fw, x, fx = w, fw, x, fx, u, fu
+        else:
+            if u < x:
+                a = u
+            else:
+                c = u
+            if fu <= fw or w == x:
+                v, fv, w, fw = w, fw, u, fu
+            elif fu <= fv or v == x or v == w:
+                v, fv = u, fu
+    return OptimizerResult(x=np.array([x]), fun=fx, nfev=count[0], status="success")
+
+
 def fd_gradient_hessian(
     fun: Callable[[np.ndarray], float], x: np.ndarray, lower: np.ndarray, h: float = 1e-4
 ) -> tuple[np.ndarray, np.ndarray]:
