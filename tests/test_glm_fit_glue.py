@@ -157,3 +157,39 @@ def test_laplace_objectives_of_one_pirls_share_their_bound_inputs() -> None:
         for _ in range(2)
     ]
     assert _same(got[0], got[1])
+
+
+@pytest.mark.parametrize(
+    ("formula", "family", "kw"),
+    [
+        ("cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial", {}),
+        ("cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial", {"nAGQ": 0}),
+        ("TICKS ~ YEAR + (1 | BROOD) + (1 | LOCATION)", "poisson", {}),
+        ("T1 ~ YEAR + (1 | BROOD)", "Gamma", {}),
+    ],
+)
+def test_lazy_factor_equals_the_factored_install(formula, family, kw) -> None:
+    """With compiled PIRLS the fit installs the compiled mode and makes factor_u only when
+    conditional variances ask: the same modes, the criterion to rounding, and the factor a
+    factored install (PIRLS.fit_u_factored at the fitted state) leaves."""
+    data = mfx.datasets.load("cbpp" if "herd" in formula else "grouseticks")
+    if "T1" in formula:
+        data = data.assign(T1=data["TICKS"] + 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = mfx.glmer(formula, data, family=family, **kw)
+    e = m.engine
+    assert e.pirls.compiled and not e._factored  # the lazy route is taken
+    cv = [c.copy() for c in e.cond_var]
+    assert e._factored
+    res = e.pirls.fit_u_factored(e._theta, e._beta, e._u)  # one more step from the mode
+    np.testing.assert_allclose(res.u, e._u, rtol=1e-12, atol=1e-14)
+    obj = e.laplace(res) if e.nAGQ == 0 else e.criterion(e._theta, res)
+    assert e.objective == pytest.approx(obj, rel=1e-14)
+    if e.family.has_dispersion:
+        pearson = float(np.sum(e._wt * (e._y - res.mu) ** 2 / e.family.variance(res.mu)))
+        assert e.sigma == pytest.approx(np.sqrt((pearson + res.u @ res.u) / e.n), rel=1e-14)
+    s2 = e.sigma**2
+    blocks = e.factor.conditional_variances()
+    for c, lam, V in zip(cv, e.lambdas(), blocks, strict=True):
+        assert _same(c, s2 * (lam @ V @ lam.T))

@@ -227,6 +227,10 @@ class Engine(ABC):
         s2 = self.sigma**2
         return [s2 * (lam @ lam.T) for lam in self.lambdas()]
 
+    def factor_at_optimum(self) -> BlockedFactor:
+        """The blocked factor at the fitted state (conditional variances read it)."""
+        return self.factor
+
     def b_blocks(self, u: np.ndarray | None = None) -> list[np.ndarray]:
         """Random effects b = Λu per term, each (levels, k); u defaults to the modes."""
         return b_blocks(self.design.terms, self.lambdas(), self._u if u is None else u)
@@ -237,7 +241,7 @@ class Engine(ABC):
         σ² λ V_l λ' with V_l from the factor at the optimum (lme4's ``condVar``)."""
         self.require_fit()
         s2 = self.sigma**2
-        blocks = self.factor.conditional_variances()
+        blocks = self.factor_at_optimum().conditional_variances()
         return [s2 * (lam @ V @ lam.T) for lam, V in zip(self.lambdas(), blocks, strict=True)]
 
     # ---------------------------------------------------- linear predictor

@@ -36,7 +36,7 @@ from ..glm.laplace_objective import LaplaceObjective, gradient_family
 from ..glm.laplace_objective import available as laplace_available
 from ..glm.mode_predictor import ModePredictor
 from ..glm.pirls import PIRLS, PirlsResult, agq_correction, gauss_hermite
-from ..linalg.factor import rx_crossprod_inverse
+from ..linalg.factor import BlockedFactor, rx_crossprod_inverse
 from ..linalg.optimizer import (
     OptimizerResult,
     Probe,
@@ -159,6 +159,7 @@ class GeneralizedEngine(Engine):
         self._beta1: np.ndarray | None = None
         self._theta1 = design.theta_start()
         self.pirls_result: PirlsResult | None = None
+        self._factored = False  # factor_u at the fitted mode (install)
 
     # ----------------------------------------------------------- interface
     @property
@@ -675,12 +676,20 @@ class GeneralizedEngine(Engine):
         return f2, pred
 
     def install(self, theta: np.ndarray, beta: np.ndarray, u: np.ndarray) -> None:
-        """Set the state at (θ, β): conditional modes, μ, the factor at the mode, criterion."""
+        """Set the state at (θ, β): conditional modes, μ, criterion. With compiled PIRLS the
+        factor at the mode is made only when read (:meth:`factor_at_optimum`); otherwise
+        PIRLS runs through it and leaves it there."""
         self._clear_cache()
         theta = np.asarray(theta, dtype=float).copy()
         beta = np.asarray(beta, dtype=float).copy()
-        # the final state through BlockedFactor: conditional variances read factor_u
-        res = self.pirls.fit_u_factored(theta, beta, u)
+        res = None
+        if getattr(self.pirls, "compiled", False):
+            res = self.pirls.fit_u(theta, beta, u)
+            if not (math.isfinite(res.pdev) and math.isfinite(res.logdet_L)):
+                res = None
+        self._factored = res is None
+        if res is None:
+            res = self.pirls.fit_u_factored(theta, beta, u)
         self._theta, self._beta, self._u = theta, beta, res.u.copy()
         self._objective = self.laplace(res) if self.nAGQ == 0 else self.criterion(theta, res)
         self.pirls_result = res
@@ -693,6 +702,15 @@ class GeneralizedEngine(Engine):
             self._sigma = 1.0
 
     # ------------------------------------------------------------ results
+    def factor_at_optimum(self) -> BlockedFactor:
+        """``factor_u`` at the fitted mode: made here, once per fit, where :meth:`install`
+        found the mode compiled (the same mode and factor as a factored install)."""
+        self.require_fit()
+        if not self._factored:
+            self.pirls.fit_u_factored(self._theta, self._beta, self._u)
+            self._factored = True
+        return self.factor
+
     @cached_property
     def hessian(self) -> np.ndarray:
         """Finite-difference Hessian of the criterion over (θ, β) at the optimum (lme4's
