@@ -68,7 +68,6 @@ class DaskGeneralizedEngine(GeneralizedEngine):
         self._offset = empty
         self.pirls = pirls if pirls is not None else DaskPIRLS(design, family, family_response)
         self._aic_const = self.pirls.aic_const
-        self.factor = self.pirls.factor_u
         self.stage1 = None
         self._Rx1 = np.eye(design.fixed.p)
         self._Rx1_inv = self._Rx1

@@ -152,7 +152,6 @@ class GeneralizedEngine(Engine):
         self._offset = design.offset if design.offset is not None else np.zeros(n)
         self.pirls = PIRLS(design, family, self._y, self._wt, self._offset)
         self._aic_const = family.saturated_aic(self._y, self.ntrials, self._wt)
-        self.factor = self.pirls.factor_u
         self.stage1: OptimizerResult | None = None
         self._Rx1 = np.eye(design.fixed.p)
         self._Rx1_inv = self._Rx1
@@ -162,6 +161,11 @@ class GeneralizedEngine(Engine):
         self._factored = False  # factor_u at the fitted mode (install)
 
     # ----------------------------------------------------------- interface
+    @property
+    def factor(self) -> BlockedFactor:  # type: ignore[override]
+        """PIRLS's factor over u (made when first read; see :meth:`factor_at_optimum`)."""
+        return self.pirls.factor_u
+
     @property
     def y(self) -> np.ndarray:
         return self._y
@@ -324,7 +328,7 @@ class GeneralizedEngine(Engine):
         fam = self.family
         eta_start = np.asarray(fam.linkfun(fam.mustart(self._y, self._wt)), dtype=float)
         msgs: list[str] = []
-        with self.factor.blas_threads():
+        with self.pirls.blas_threads():
             # ---- stage 1: θ only, u and β by PIRLS
             # (u, β) start where the modes at the last θs predict; the first θ starts cold
             pred1 = ModePredictor(2 * ntheta + 1)
@@ -605,7 +609,7 @@ class GeneralizedEngine(Engine):
         f2, _ = self._stage2_criterion(warm)
         x0 = np.concatenate([self._theta1, np.zeros(p)])
         lower2 = np.concatenate([self.design.theta_lower(), np.full(p, -np.inf)])
-        with self.factor.blas_threads():
+        with self.pirls.blas_threads():
             res = minimize(f2, x0, lower2, method)
         theta, beta = res.x[:ntheta], self._to_beta(res.x[ntheta:])
         self.install(theta, beta, self.pirls.fit_u(theta, beta, warm[0]).u)

@@ -195,6 +195,10 @@ class DaskPIRLS:
         return int(st.get("extreme", 0.0))
 
     # ------------------------------------------------------------ iterations
+    def blas_threads(self) -> Any:
+        """:meth:`BlockedFactor.blas_threads` of the factor over u."""
+        return self.factor_u.blas_threads()
+
     def fit_u_factored(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray) -> PirlsResult:
         """:meth:`fit_u` (its factor is ``factor_u``, at the mode it returns)."""
         return self.fit_u(theta, beta, u0)

@@ -34,13 +34,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from ..frame.design import Design
 from ..linalg.crossprod import CrossProductPlan
-from ..linalg.factor import BlockedFactor, lambda_blocks
+from ..linalg.factor import BlockedFactor, blas_threads_for, lambda_blocks
 from ..linalg.triangular import lower_triangle
 from ..linalg.zmul import b_blocks, z_times
 from . import pirls_kernels as PK
@@ -102,8 +103,8 @@ class PIRLS:
         self.q = design.q
         # u alone (β held fixed): X has no columns
         self._plan_u = CrossProductPlan(design, X=np.empty((n, 0)))
-        self._A_u = self._plan_u.empty()
-        self.factor_u = BlockedFactor(self._A_u, self.terms, grouped=False)
+        # (the factor over u, _A_u and factor_u, is made when first read: compiled PIRLS
+        # needs it only for the fitted state's conditional variances)
         # u and β together (the nAGQ = 0 stage), made when first needed
         self._plan_b: CrossProductPlan | None = None
         self.factor_b: BlockedFactor | None = None
@@ -135,6 +136,22 @@ class PIRLS:
         bind the same way, per stage (``joint``), made by the first."""
 
     # ------------------------------------------------------------------ pieces
+    @cached_property
+    def _A_u(self) -> Any:
+        """The cross-products over u alone (β held fixed), filled by the factored routes."""
+        return self._plan_u.empty()
+
+    @cached_property
+    def factor_u(self) -> BlockedFactor:
+        """The blocked factor over u alone: at the mode after :meth:`fit_u_factored` (and
+        after :meth:`fit_u` through Python)."""
+        return BlockedFactor(self._A_u, self.terms, grouped=False)
+
+    def blas_threads(self) -> Any:
+        """The BLAS threading context for many evaluations (:meth:`BlockedFactor.blas_threads`
+        of the factor over u, without making it)."""
+        return blas_threads_for(self._plan_u.m)
+
     def zlam_u(self, lams: list[np.ndarray], u: np.ndarray) -> np.ndarray:
         """ZΛu, the random-effects part of η."""
         scalar = self._scalar_z()

@@ -130,6 +130,14 @@ _NO_SCALE = np.empty(0)
 _NO_SCALE.flags.writeable = False
 
 
+def blas_threads_for(m: int) -> Any:
+    """The context :meth:`BlockedFactor.blas_threads` gives a factor whose dense trailing
+    block has ``m`` rows: LAPACK held to one thread for 64 ≤ m < 1000, else unchanged."""
+    if m >= 1000 or m < 64:
+        return contextlib.nullcontext()
+    return one_thread("blas")
+
+
 class BlockedFactor:
     """The blocked Cholesky factor of the penalized least-squares system, updated in place.
 
@@ -379,9 +387,7 @@ class BlockedFactor:
         cost far more (spinning threads competing with the compiled kernels). Below
         ``m = 1000`` LAPACK is therefore held to one thread while optimizing.
         """
-        if self.A.m >= 1000 or self.A.m < 64:
-            return contextlib.nullcontext()
-        return one_thread("blas")
+        return blas_threads_for(self.A.m)
 
     # --------------------------------------------------------------- solutions
     @property
