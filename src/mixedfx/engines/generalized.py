@@ -320,133 +320,163 @@ class GeneralizedEngine(Engine):
         warnings.warn(msg, ConvergenceWarning, stacklevel=4)
 
     def _fit(self, start: Any, check_conv: bool) -> None:
-        d = self.design
-        pirls = self.pirls
-        lower = d.theta_lower()
-        ntheta = lower.size
+        lower = self.design.theta_lower()
         theta0, beta_start = self._start(start)
         fam = self.family
         eta_start = np.asarray(fam.linkfun(fam.mustart(self._y, self._wt)), dtype=float)
-        msgs: list[str] = []
         with self.pirls.blas_threads():
-            # ---- stage 1: θ only, u and β by PIRLS
-            # (u, β) start where the modes at the last θs predict; the first θ starts cold
-            pred1 = ModePredictor(2 * ntheta + 1)
-            # (nAGQ = 0: stage 1 is the fit, to BOBYQA's full tolerances)
-            stay = self._tol_stay1 if self.nAGQ > 0 else self._tol_stay
-            Rx1: np.ndarray | None
-            if beta_start is None:
-                opts = self._stage1_options if self.nAGQ > 0 else {}
-                obj1 = self._stage1_objective(pred1, theta0.size, eta_start, stay)
-                if obj1 is not None:
-                    r1 = self._stage1_compiled(obj1, theta0, lower, opts)
-                else:
-                    f1 = self._stage1_criterion(pred1, stay, eta_start)
-                    if theta0.size == 1 and opts:  # a seed for stage 2: from the start
-                        r1 = scalar_from_start(f1, theta0, lower, opts["xtol_abs"])
-                    else:
-                        r1 = bobyqa(f1, theta0, lower, **opts)
-                if not r1.fun < 1e300:
-                    raise ModelError(
-                        "PIRLS found no conditional mode at any θ tried: the penalized "
-                        "least-squares system cannot be solved in double precision for these "
-                        "data (check the response's scale and the model)"
-                    )
-                theta1 = r1.x
-                self.stage1 = r1
-                # the mode at θ₁ polished, from the mode there (θ₁ was evaluated)
-                if obj1 is not None:  # in compiled code: the same as fit_ub below
-                    _, u1, beta1, Rx1 = obj1.polish(theta1)
-                else:
-                    ub = pred1.predict(theta1)
-                    q = d.q
-                    u0, b0 = (None, None) if ub is None else (ub[:q], ub[q:])
-                    res1 = pirls.fit_ub(theta1, u0, b0, eta_start)
-                    beta1, u1, Rx1 = res1.beta, res1.u, res1.Rx
-            else:
-                theta1, beta1 = theta0, beta_start
-                u1 = pirls.fit_u(theta1, beta1, np.zeros(d.q)).u
-                res1 = pirls.fit_ub(theta1, u1, beta1, eta_start)
-                Rx1 = res1.Rx
+            theta1, beta1, u1, Rx1 = self._stage1(theta0, beta_start, lower, eta_start)
             if self.nAGQ == 0:
                 self.optinfo = self.stage1
                 self.install(theta1, beta1, u1)
                 return
-            if Rx1 is not None:  # the compiled PIRLS's R_X at the mode
-                Rx = Rx1
-            elif pirls.factor_b is not None:  # factor_b is at the mode
-                Rx = pirls.factor_b.Rx()
-            else:  # the compiled PIRLS found no mode at θ₁: unwhitened
-                Rx = np.eye(d.fixed.p)
-            p = d.fixed.p
-            # (Python floats: numpy's calls cost more than the few values)
-            if not all(map(math.isfinite, Rx.ravel().tolist())) or not all(
-                abs(v) >= 1e-12 for v in Rx.diagonal().tolist()
-            ):
-                Rx = np.eye(p)
-            self._Rx1, self._beta1, self._theta1 = Rx, beta1, theta1
-            self._Rx1_inv = triangular_inverse(Rx, lower=False)
+            msgs = self._stage2(theta1, beta1, u1, Rx1, lower, check_conv)
+        self.convergence_messages = msgs
+        for msg in msgs:
+            warnings.warn(msg, ConvergenceWarning, stacklevel=4)
 
-            # ---- stage 2: θ and β together, u by PIRLS
-            warm_u = [u1]
-            x0 = np.zeros(ntheta + p)  # (θ₁, 0)
-            x0[:ntheta] = theta1
-            pred2 = ModePredictor(2 * (ntheta + p) + 1)
-            # the slopes ∂û/∂δ at x0 from stage 1's factor: points one whitened step away in
-            # δ (BOBYQA's first ones) then start from a first-order prediction of the mode:
-            # x0 + 10⁻³ e_j with û + 10⁻³ ∂û/∂δ_j, after x0 with its mode
-            J = pirls.mode_slopes(theta1)
-            if J is not None and np.isfinite(J).all():
-                xs = np.empty((p + 1, x0.size))
-                xs[:, :ntheta] = theta1
-                xs[0, ntheta:] = 0.0
-                xs[1:, ntheta:] = 1e-3 * np.eye(p)
-                ms = np.empty((p + 1, u1.size))
-                ms[0] = u1
-                ms[1:] = u1 + 1e-3 * (J @ self._Rx1_inv).T
-                pred2.fill(xs, ms)
+    def _stage1(
+        self,
+        theta0: np.ndarray,
+        beta_start: np.ndarray | None,
+        lower: np.ndarray,
+        eta_start: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Stage 1: θ only, u and β by PIRLS (lme4's nAGQ = 0 fit), or with a given β the
+        modes there; returns (θ₁, β₁, û₁, R_X at the mode or None)."""
+        d = self.design
+        pirls = self.pirls
+        # (u, β) start where the modes at the last θs predict; the first θ starts cold
+        pred1 = ModePredictor(2 * theta0.size + 1)
+        # (nAGQ = 0: stage 1 is the fit, to BOBYQA's full tolerances)
+        stay = self._tol_stay1 if self.nAGQ > 0 else self._tol_stay
+        Rx1: np.ndarray | None
+        if beta_start is not None:
+            u1 = pirls.fit_u(theta0, beta_start, np.zeros(d.q)).u
+            res1 = pirls.fit_ub(theta0, u1, beta_start, eta_start)
+            return theta0, beta_start, u1, res1.Rx
+        opts = self._stage1_options if self.nAGQ > 0 else {}
+        obj1 = self._stage1_objective(pred1, theta0.size, eta_start, stay)
+        if obj1 is not None:
+            r1 = self._stage1_compiled(obj1, theta0, lower, opts)
+        else:
+            f1 = self._stage1_criterion(pred1, stay, eta_start)
+            if theta0.size == 1 and opts:  # a seed for stage 2: from the start
+                r1 = scalar_from_start(f1, theta0, lower, opts["xtol_abs"])
             else:
-                pred2.add(x0, u1)
-            lower2 = np.full(ntheta + p, -np.inf)
-            lower2[:ntheta] = lower
+                r1 = bobyqa(f1, theta0, lower, **opts)
+        if not r1.fun < 1e300:
+            raise ModelError(
+                "PIRLS found no conditional mode at any θ tried: the penalized "
+                "least-squares system cannot be solved in double precision for these "
+                "data (check the response's scale and the model)"
+            )
+        theta1 = r1.x
+        self.stage1 = r1
+        # the mode at θ₁ polished, from the mode there (θ₁ was evaluated)
+        if obj1 is not None:  # in compiled code: the same as fit_ub below
+            _, u1, beta1, Rx1 = obj1.polish(theta1)
+        else:
+            ub = pred1.predict(theta1)
+            q = d.q
+            u0, b0 = (None, None) if ub is None else (ub[:q], ub[q:])
+            res1 = pirls.fit_ub(theta1, u0, b0, eta_start)
+            beta1, u1, Rx1 = res1.beta, res1.u, res1.Rx
+        return theta1, beta1, u1, Rx1
+
+    def _whiten(self, theta1: np.ndarray, beta1: np.ndarray, Rx1: np.ndarray | None) -> None:
+        """Stage 2's coordinates δ = R_X (β − β₁) from stage 1's answer and R_X (the compiled
+        PIRLS's at the mode, else factor_b's; the identity where neither is usable)."""
+        pirls = self.pirls
+        p = self.design.fixed.p
+        if Rx1 is not None:  # the compiled PIRLS's R_X at the mode
+            Rx = Rx1
+        elif pirls.factor_b is not None:  # factor_b is at the mode
+            Rx = pirls.factor_b.Rx()
+        else:  # the compiled PIRLS found no mode at θ₁: unwhitened
+            Rx = np.eye(p)
+        # (Python floats: numpy's calls cost more than the few values)
+        if not all(map(math.isfinite, Rx.ravel().tolist())) or not all(
+            abs(v) >= 1e-12 for v in Rx.diagonal().tolist()
+        ):
+            Rx = np.eye(p)
+        self._Rx1, self._beta1, self._theta1 = Rx, beta1, theta1
+        self._Rx1_inv = triangular_inverse(Rx, lower=False)
+
+    def _stage2(
+        self,
+        theta1: np.ndarray,
+        beta1: np.ndarray,
+        u1: np.ndarray,
+        Rx1: np.ndarray | None,
+        lower: np.ndarray,
+        check_conv: bool,
+    ) -> list[str]:
+        """Stage 2 from (θ₁, β₁) with the mode û₁ there: θ and β together, u by PIRLS; the
+        state is installed at the answer and the convergence check's messages returned."""
+        pirls = self.pirls
+        ntheta = theta1.size
+        p = self.design.fixed.p
+        self._whiten(theta1, beta1, Rx1)
+        warm_u = [u1]
+        x0 = np.zeros(ntheta + p)  # (θ₁, 0)
+        x0[:ntheta] = theta1
+        pred2 = ModePredictor(2 * (ntheta + p) + 1)
+        # the slopes ∂û/∂δ at x0 from stage 1's factor: points one whitened step away in
+        # δ (BOBYQA's first ones) then start from a first-order prediction of the mode:
+        # x0 + 10⁻³ e_j with û + 10⁻³ ∂û/∂δ_j, after x0 with its mode
+        J = pirls.mode_slopes(theta1)
+        if J is not None and np.isfinite(J).all():
+            xs = np.empty((p + 1, x0.size))
+            xs[:, :ntheta] = theta1
+            xs[0, ntheta:] = 0.0
+            xs[1:, ntheta:] = 1e-3 * np.eye(p)
+            ms = np.empty((p + 1, u1.size))
+            ms[0] = u1
+            ms[1:] = u1 + 1e-3 * (J @ self._Rx1_inv).T
+            pred2.fill(xs, ms)
+        else:
+            pred2.add(x0, u1)
+        lower2 = np.full(ntheta + p, -np.inf)
+        lower2[:ntheta] = lower
+        # the criterion compiled where it can be (the same evaluations), else in Python
+        obj2 = self._stage2_compiled(pred2, u1, x0.size)
+        # one scalar term, canonical link: quasi-Newton with the criterion's gradient,
+        # kept where the finite-difference gradient confirms its minimum
+        r2, probe = self._stage2_gradient(obj2, pred2, x0, lower2)
+        if r2 is not None:
+            assert obj2 is not None
+            warm_u[0] = obj2.warm.copy()
+        else:
             step = np.full(ntheta + p, self._delta_step)
             step[:ntheta] = np.maximum(self._theta_step * np.abs(theta1), 0.05)
-            # the criterion compiled where it can be (the same evaluations), else in Python
-            obj2 = self._stage2_compiled(pred2, u1, x0.size)
-            # one scalar term, canonical link: quasi-Newton with the criterion's gradient,
-            # kept where the finite-difference gradient confirms its minimum
-            r2, probe = self._stage2_gradient(obj2, pred2, x0, lower2)
-            if r2 is not None:
-                assert obj2 is not None
-                warm_u[0] = obj2.warm.copy()
-            elif obj2 is None:
+            if obj2 is None:
                 f2, _ = self._stage2_criterion(warm_u, predictor=pred2, tol_stay=self._tol_stay)
                 r2 = bobyqa(f2, x0, lower2, initial_step=step)
             else:
                 obj2.tol_stay = self._tol_stay
                 r2 = obj2.bobyqa(x0, lower2, initial_step=step)
                 warm_u[0] = obj2.warm.copy()
-            self.optinfo = r2
-            u2 = pred2.predict(r2.x)  # the mode at r2.x: it was evaluated
-            if check_conv:  # finite differences: the criterion with every mode polished
-                many = None
-                if obj2 is None:
-                    f2c, _ = self._stage2_criterion(warm_u, predictor=pred2)
-                else:
-                    obj2.tol_stay = 0.0
-                    f2c, many = obj2, obj2.many
-                if probe is None:
-                    probe = Probe.at(f2c, r2.x, lower2, f0=r2.fun, many=many)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    msgs = check_convergence(f2c, r2.x, lower2, warn=False, probe=probe, many=many)
-                if obj2 is not None:
-                    warm_u[0] = obj2.warm.copy()
-            theta, beta = r2.x[:ntheta], self._to_beta(r2.x[ntheta:])
-            self.install(theta, beta, warm_u[0] if u2 is None else u2)
-        self.convergence_messages = msgs
-        for msg in msgs:
-            warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+        self.optinfo = r2
+        u2 = pred2.predict(r2.x)  # the mode at r2.x: it was evaluated
+        msgs: list[str] = []
+        if check_conv:  # finite differences: the criterion with every mode polished
+            many = None
+            if obj2 is None:
+                f2c, _ = self._stage2_criterion(warm_u, predictor=pred2)
+            else:
+                obj2.tol_stay = 0.0
+                f2c, many = obj2, obj2.many
+            if probe is None:
+                probe = Probe.at(f2c, r2.x, lower2, f0=r2.fun, many=many)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                msgs = check_convergence(f2c, r2.x, lower2, warn=False, probe=probe, many=many)
+            if obj2 is not None:
+                warm_u[0] = obj2.warm.copy()
+        theta, beta = r2.x[:ntheta], self._to_beta(r2.x[ntheta:])
+        self.install(theta, beta, warm_u[0] if u2 is None else u2)
+        return msgs
 
     def _stage1_criterion(
         self, pred1: ModePredictor, stay: float, eta_start: np.ndarray
@@ -567,7 +597,9 @@ class GeneralizedEngine(Engine):
         saved = (xs.copy(), ms.copy(), ring.copy(), obj.warm.copy())
         obj.tol_stay = 0.0  # every mode to PIRLS's full tolerance: the gradient reads it
         start = obj.nevals
-        res, ok = obj.quasi_newton(x0, lower, gfam)
+        qlower = lower.copy()  # a step below the margin ends the search
+        qlower[:1] = self._gradient_margin
+        res, ok = obj.quasi_newton(x0, qlower, gfam)
         probe = self._confirming_probe(obj, res, lower) if ok else None
         if probe is not None:
             res.nfev = obj.nevals - start

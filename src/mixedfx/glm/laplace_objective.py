@@ -116,7 +116,7 @@ def gradient_family(pirls: PIRLS) -> int:
     scalar random-effects term; −1 otherwise."""
     if len(pirls.terms) != 1 or pirls.terms[0].k != 1:
         return -1
-    return {(0, 0): 0, (1, 3): 1}.get(pirls.codes or (-1, -1), -1)
+    return {(0, 0): 0, (1, 3): 1}.get(getattr(pirls, "codes", None) or (-1, -1), -1)
 
 
 class LaplaceObjective:

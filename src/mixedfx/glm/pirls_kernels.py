@@ -1954,12 +1954,14 @@ def laplace_gradient(hdr, gfam, x, grad):  # pragma: no cover - compiled
 def laplace_quasi_newton(hdr, gfam, x, lower, ntheta, xtol, max_iter, h):  # pragma: no cover
     """Minimize stage 2's criterion from x (overwritten with the answer) by BFGS with its
     gradient: the initial Hessian 2 I with the θ rows and columns from forward differences
-    of the gradient (step ``h``); a step leaving θ ≥ ``lower`` is shortened to half the way
-    to the bound, one that does not lower f (beyond its rounding) halved, at most 6 times.
-    Stops when every component of a step is below ``xtol``·max(1, |x_i|).
+    of the gradient (step ``h``); a step that does not lower f (beyond its rounding) is
+    halved, at most 6 times. Stops when every component of a step is below
+    ``xtol``·max(1, |x_i|).
 
     Returns (f(x), converged): not converged where the search stopped short (f or the
-    gradient not computable, H not positive definite, no decrease, ``max_iter`` steps).
+    gradient not computable, H not positive definite, no decrease, ``max_iter`` steps) or
+    where a step would take a θ below ``lower`` (the caller's margin above θ's bound: a
+    minimum near the bound is left to a bounded optimizer).
     """
     n = x.size
     grad = np.empty(n)
@@ -1997,8 +1999,8 @@ def laplace_quasi_newton(hdr, gfam, x, lower, ntheta, xtol, max_iter, h):  # pra
             return fx, True
         alpha = 1.0
         for i in range(ntheta):
-            if step[i] < 0.0 and x[i] + step[i] < lower[i]:
-                alpha = min(alpha, 0.5 * (x[i] - lower[i]) / -step[i])
+            if x[i] + step[i] < lower[i]:
+                return fx, False
         noise = 16.0 * eps * max(1.0, abs(fx))
         moved = False
         fc = math.inf
