@@ -708,11 +708,13 @@ def _full_rank_small(X: np.ndarray, tol: float) -> bool:
     qr, _, _, info = lapack.dgeqrf(X)
     if info != 0:
         return False
-    R = qr[:p].tolist() if (p := X.shape[1]) else []
-    for j in range(p):
-        col = [R[i][j] for i in range(j + 1)]  # the upper triangle only (reflectors below)
-        norm = math.sqrt(sum(v * v for v in col))
-        if not abs(col[j]) > tol * norm:
+    # R's columns as Python lists (the rows of R'); each column's upper triangle only (the
+    # reflectors are below), its squares added in order as sum() adds them
+    for j, col in enumerate(qr[: X.shape[1]].T.tolist()):
+        s = 0.0
+        for v in col[: j + 1]:
+            s += v * v
+        if not abs(col[j]) > tol * math.sqrt(s):
             return False
     return True
 
