@@ -430,3 +430,100 @@ def test_infinite_values_reported_where_first_met() -> None:
         D.build_design("y ~ z + (z | g)", df)
     d = D.build_design("y ~ x + z0 + (x | g)", df.assign(z0=df["x"] ** 2))
     assert d.terms[0].columns == ["(Intercept)", "x"]
+
+
+def _old_main_effects(maker: D.ColumnMaker, frame: object, n: int) -> np.ndarray:
+    """The main-effects columns as made before the treatment tables: zeros, a column of
+    ones, numbers as floats and each factor's dummies by comparing its codes with 1..K-1."""
+    assert maker.pieces is not None
+    ncol = 1 + sum(len(lv) - 1 if lv is not None else 1 for _, lv in maker.pieces)
+    out = np.zeros((n, ncol))
+    out[:, 0] = 1.0
+    j = 1
+    for c, levels in maker.pieces:
+        col = frame[c]
+        if levels is None:
+            out[:, j] = D._floats(col)
+            j += 1
+            continue
+        codes = D._level_codes(col, levels, c)
+        out[:, j : j + len(levels) - 1] = codes[:, None] == np.arange(1, len(levels))
+        j += len(levels) - 1
+    return out if maker.keep is None else out[:, maker.keep]
+
+
+@pytest.mark.parametrize("nlevels", [1, 2, 4, 64, 65, 130, 300])  # tables; int8, int16 codes
+@pytest.mark.parametrize("with_x", [False, True])
+def test_treatment_tables_give_the_dummies_as_before(nlevels: int, with_x: bool) -> None:
+    import pandas as pd
+
+    rng = np.random.default_rng(nlevels)
+    n = max(3 * nlevels, 50)
+    levels = [f"l{i}" for i in range(nlevels)]
+    codes = np.concatenate([np.arange(nlevels), rng.integers(0, nlevels, n - nlevels)])
+    cat = pd.Categorical.from_codes(codes, categories=levels)
+    frame = pd.DataFrame({"f": cat, "x": rng.standard_normal(n), "s": cat.astype(str)})
+    pieces: list = [("f", levels)] + ([("x", None), ("s", levels)] if with_x else [])
+    names = ["(Intercept)"] + [f"f{lv}" for lv in levels[1:]]
+    if with_x:
+        names += ["x"] + [f"s{lv}" for lv in levels[1:]]
+    maker = D.ColumnMaker(names=names, intercept=True, pieces=pieces)
+    for data in (frame, {c: frame[c].array for c in frame}):  # Series or the arrays
+        X = maker.make(data if isinstance(data, pd.DataFrame) else _Cols(data, n))
+        old = _old_main_effects(maker, data, n)
+        assert X.dtype == old.dtype and X.flags.c_contiguous
+        assert np.array_equal(X, old)
+    # a kept subset of the columns (after a rank-deficient drop)
+    maker.keep = np.arange(0, len(names), 2)
+    assert np.array_equal(maker.make(frame), _old_main_effects(maker, frame, n))
+
+
+class _Cols(dict):
+    """Columns by name with a row count (as a model frame offers them)."""
+
+    def __init__(self, cols: dict, n: int) -> None:
+        super().__init__(cols)
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def test_treatment_tables_new_data_errors_as_before() -> None:
+    import pandas as pd
+
+    maker = D.ColumnMaker(
+        names=["(Intercept)", "fb", "fc"], intercept=True, pieces=[("f", ["a", "b", "c"])]
+    )
+    two = D.ColumnMaker(
+        names=["(Intercept)", "fb", "fc", "x"],
+        intercept=True,
+        pieces=[("f", ["a", "b", "c"]), ("x", None)],
+    )
+    x = [1.0, 2.0, 3.0]
+    for m in (maker, two):
+        # a missing value, in int8 and in int16 codes
+        for cats in (["a", "b", "c"], ["a", "b", "c"] + [f"z{i}" for i in range(200)]):
+            frame = pd.DataFrame({"f": pd.Categorical(["a", None, "c"], categories=cats), "x": x})
+            with pytest.raises(DataError, match="column 'f' has level 'NA'"):
+                m.make(frame)
+        # a level the fit did not see, categories in another order, strings
+        frame = pd.DataFrame({"f": pd.Categorical(["a", "d", "c"]), "x": x})
+        with pytest.raises(DataError, match="column 'f' has level 'd', which the fitted"):
+            m.make(frame)
+        frame = pd.DataFrame({"f": pd.Categorical(["c", "a", "b"], categories=["c", "b", "a"])})
+        frame["x"] = x
+        assert np.array_equal(m.make(frame), _old_main_effects(m, frame, 3))
+        frame = pd.DataFrame({"f": np.array(["c", "a", "b"], dtype=object), "x": x})
+        assert np.array_equal(m.make(frame), _old_main_effects(m, frame, 3))
+    # int64 codes (wider than the unsigned view allows) take the general route
+    cat = pd.Categorical(["b", "a", "c", "b"], categories=["a", "b", "c"])
+    wide = pd.Categorical.from_codes(np.asarray(cat.codes, dtype=np.int64), dtype=cat.dtype)
+    rows = D._treatment_rows(wide, ["a", "b", "c"], "f", True)
+    assert rows.tolist() == [[1, 1, 0], [1, 0, 0], [1, 0, 1], [1, 1, 0]]
+    assert D._treatment_rows(wide, ["a", "b", "c"], "f", False).tolist() == [
+        [1, 0],
+        [0, 0],
+        [0, 1],
+        [1, 0],
+    ]

@@ -352,13 +352,19 @@ class ColumnMaker:
         return values
 
     def _make_main_effects(self, frame: Frame, n: int) -> np.ndarray:
-        """Intercept, numeric columns and treatment dummies (see :meth:`_main_effects`)."""
+        """Intercept, numeric columns and treatment dummies (see :meth:`_main_effects`; an
+        intercept and one factor: the whole matrix from :func:`_treatment_rows`)."""
         assert self.pieces is not None
-        ncol = 1 + sum(len(lv) - 1 if lv is not None else 1 for _, lv in self.pieces)
-        out = np.zeros((n, ncol))
+        pieces = self.pieces
+        if len(pieces) == 1 and pieces[0][1] is not None:
+            c, levels = pieces[0]
+            out = _treatment_rows(frame[c], levels, c, True)
+            return out if self.keep is None else out[:, self.keep]
+        ncol = 1 + sum(len(lv) - 1 if lv is not None else 1 for _, lv in pieces)
+        out = np.empty((n, ncol))
         out[:, 0] = 1.0
         j = 1
-        for c, levels in self.pieces:
+        for c, levels in pieces:
             col = frame[c]
             if levels is None:
                 try:
@@ -370,11 +376,71 @@ class ColumnMaker:
                     ) from None
                 j += 1
                 continue
-            codes = _level_codes(col, levels, c)
             # the dummies of levels 1.. (level 0, the reference, has none)
-            out[:, j : j + len(levels) - 1] = codes[:, None] == _level_range(len(levels))
+            out[:, j : j + len(levels) - 1] = _treatment_rows(col, levels, c, False)
             j += len(levels) - 1
         return out if self.keep is None else out[:, self.keep]
+
+
+_UNSIGNED = {
+    t.itemsize: t
+    for t in map(np.dtype, (np.uint8, np.uint16, np.uint32))
+    if t.itemsize < np.dtype(np.intp).itemsize
+}
+"""Unsigned integer types narrower than intp, by size (the views of categorical codes)."""
+
+_TABLE_LEVELS = 64
+"""The most levels a factor's dummies are taken from a treatment table for (a table holds
+K x K values; more levels are compared with their codes)."""
+
+
+@functools.lru_cache(maxsize=2 * _TABLE_LEVELS)
+def _treatment_table(nlevels: int, intercept: bool) -> np.ndarray:
+    """Row i: the treatment-contrast columns of level i (zeros for level 0, the reference; a
+    one in column i - 1 for the others), after a column of ones with ``intercept``
+    (read-only, made once)."""
+    k = max(nlevels, 1)
+    first = int(intercept)
+    table = np.zeros((k, k - 1 + first))
+    if intercept:
+        table[:, 0] = 1.0
+    for i in range(1, k):
+        table[i, first + i - 1] = 1.0
+    table.flags.writeable = False
+    return table
+
+
+def _treatment_rows(col: object, levels: list[str], name: str, intercept: bool) -> np.ndarray:
+    """The treatment dummies of the factor column ``col`` (the fit's ``levels``): one row per
+    value, the columns of levels 1.. (level 0, the reference, has none), after a column of
+    ones with ``intercept``; floats (without intercept possibly booleans, for assignment).
+
+    Up to :data:`_TABLE_LEVELS` levels the rows are taken from :func:`_treatment_table`; a
+    categorical with the fit's levels as its categories is then read by its stored codes
+    viewed unsigned: a missing value's code −1 lies beyond any table (255 for int8 codes,
+    which hold at most 127 categories), so ``take`` refuses it and :func:`_level_codes`
+    reports it as before. (Codes as wide as intp are not read so: they would wrap.)"""
+    if isinstance(col, pd.Series):
+        col = col.array
+    k = len(levels)
+    if k <= _TABLE_LEVELS:
+        table = _treatment_table(k, intercept)
+        if type(col) is pd.Categorical and index_strings(col.categories) == tuple(levels):
+            codes = col.codes
+            unsigned = _UNSIGNED.get(codes.itemsize)
+            if unsigned is not None:
+                try:
+                    return table.take(codes.view(unsigned), axis=0)
+                except IndexError:
+                    pass
+        return table.take(_level_codes(col, levels, name), axis=0)
+    dummies = _level_codes(col, levels, name)[:, None] == _level_range(k)
+    if not intercept:
+        return dummies
+    out = np.empty((dummies.shape[0], k))
+    out[:, 0] = 1.0
+    out[:, 1:] = dummies
+    return out
 
 
 @functools.cache
