@@ -527,3 +527,118 @@ def test_treatment_tables_new_data_errors_as_before() -> None:
         [0, 1],
         [1, 0],
     ]
+
+
+def _old_binomial_counts(frame: object, text: str) -> np.ndarray:
+    """binomial_response's cbind() as before the whole-number route: every part evaluated
+    under np.errstate, every check made."""
+    from mixedfx.frame.design import has_column, numeric_column, response_values
+    from mixedfx.frame.expressions import evaluate_arithmetic
+    from mixedfx.frame.formula import split_top_level, unquote
+    from mixedfx.frame.responses import CBIND
+
+    m = CBIND.match(text)
+    assert m is not None
+    cols = []
+    for _, p, _ in split_top_level(m.group(1), ","):
+        p = p.strip()
+        if has_column(frame, unquote(p)):
+            cols.append(response_values(frame, unquote(p)))
+            continue
+        value = evaluate_arithmetic(p, lambda name: numeric_column(frame, name))
+        if value is not None and np.ndim(value) == 1:
+            cols.append(np.asarray(value, dtype=float))
+            continue
+        _, v = D.ColumnMaker.build(f"0 + I({p})", frame, "response")
+        cols.append(v[:, 0])
+    out = np.column_stack(cols).astype(float)
+    ok = np.isfinite(out).all(axis=1)
+    if np.any(out[ok] < 0):
+        i = int(np.flatnonzero(ok & (out < 0).any(axis=1))[0])
+        raise DataError(f"cbind(successes, failures) in {text!r} has negative counts (row {i + 1})")
+    frac = ok[:, None] & (np.abs(out - np.round(out)) > 1e-7 * np.maximum(1.0, np.abs(out)))
+    if frac.any():
+        i = int(np.flatnonzero(frac.any(axis=1))[0])
+        raise DataError(
+            f"cbind(successes, failures) in {text!r} must be whole numbers of successes and "
+            f"failures; row {i + 1} has {out[i, 0]:g} and {out[i, 1]:g}. For proportions "
+            "give the proportion as the response and the number of trials as weights"
+        )
+    return out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cbind(s, n - s)",
+        "cbind(s, f)",
+        "cbind(s, (n - s) + 0)",
+        "cbind(s, -(s - n))",
+        "cbind(s, n - s + 2.0)",
+        "cbind(s, n - s - 3)",  # negative counts
+        "cbind(s, n - s + 0.5)",  # not whole
+        "cbind(s, n - s + 1e300)",  # huge constant: the checks made
+        "cbind(s, 2 * n - s)",  # products: the checks made
+        "cbind(s, n / 2)",
+        "cbind(u, big - u)",
+        "cbind(b, 1 - b)",
+        "cbind(s, x - s)",  # float column with whole values
+        "cbind(s, y - s)",  # float column with fractions
+        "cbind(s, z - s)",  # float column with an infinity
+        "cbind(s, big + big)",
+        "cbind(s, k - s)",  # nullable integers (a missing value dropped)
+    ],
+)
+def test_binomial_counts_whole_number_route_as_before(text: str) -> None:
+    import warnings
+
+    import pandas as pd
+
+    from mixedfx.frame.data import model_frame
+    from mixedfx.frame.responses import binomial_response
+
+    n = np.array([5, 3, 4, 6, 2])
+    s = np.array([1, 0, 4, 2, 2])
+    df = pd.DataFrame(
+        {
+            "n": n,
+            "s": s,
+            "f": n - s,
+            "u": s.astype(np.uint8),
+            "big": np.full(5, 2**62, dtype=np.uint64),
+            "b": np.array([True, False, True, True, False]),
+            "x": (n + 0.0),
+            "y": n + 0.25,
+            "z": np.array([5.0, np.inf, 4.0, 6.0, 2.0]),
+            "k": pd.array([5, 3, None, 6, 2], dtype="Int64"),
+        }
+    )
+    mf = model_frame(df, [text], warn=False)
+
+    def run(fn: object) -> tuple[object, list[str]]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                got: object = fn(mf, text)  # type: ignore[operator]
+            except DataError as exc:
+                got = str(exc)
+        return got, [f"{w.category.__name__}: {w.message}" for w in caught]
+
+    new, new_warnings = run(binomial_response)
+    old, old_warnings = run(_old_binomial_counts)
+    assert new_warnings == old_warnings
+    if isinstance(old, str):
+        assert new == old
+    else:
+        assert isinstance(new, np.ndarray) and new.dtype == old.dtype and new.shape == old.shape
+        assert np.array_equal(new, old, equal_nan=True)
+
+
+def test_whole_number_sum() -> None:
+    from mixedfx.frame.expressions import whole_number_sum
+
+    ints = {"a", "b"}.__contains__
+    for text in ("a - b", "a + b - 3", "-(a - b)", "+a", "a - 2.0", " a "):
+        assert whole_number_sum(text, ints)
+    for text in ("a * b", "a / b", "a - 0.5", "a + 1e300", "a - x", "log(a)", "a -", "a ** 2"):
+        assert not whole_number_sum(text, ints)
