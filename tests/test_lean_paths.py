@@ -642,3 +642,66 @@ def test_whole_number_sum() -> None:
         assert whole_number_sum(text, ints)
     for text in ("a * b", "a / b", "a - 0.5", "a + 1e300", "a - x", "log(a)", "a -", "a ** 2"):
         assert not whole_number_sum(text, ints)
+
+
+def test_one_factor_columns_need_no_qr() -> None:
+    """An intercept and one factor's dummies (every level present) pass the QR's full-rank
+    test, however unbalanced the levels; the finiteness check of such X is skipped too."""
+    import pandas as pd
+
+    from mixedfx.frame.data import model_frame
+
+    rng = np.random.default_rng(11)
+    checked = 0
+    for trial in range(400):
+        k = int(rng.integers(1, 65))
+        n = int(rng.integers(k, min(9_999 // k, 400) + 1))
+        codes = np.concatenate([np.arange(k), rng.integers(0, k, n - k)])
+        if trial % 3 == 0:  # one level holds nearly every row
+            codes = np.concatenate([np.arange(k), np.zeros(n - k, dtype=int)])
+        elif trial % 3 == 1:
+            codes = np.concatenate([np.arange(k), np.full(n - k, k - 1)])
+        df = pd.DataFrame({"f": pd.Categorical.from_codes(rng.permutation(codes), range(k))})
+        mf = model_frame(df, ["f"], warn=False)
+        maker, X = D.ColumnMaker.build("f", mf, "fixed-effects")
+        assert D._factor_columns_full_rank(maker, mf, X)
+        names = list(maker.names)
+        assert D.drop_rank_deficient(X, names).tolist() == list(range(X.shape[1]))
+        assert np.isfinite(X).all()
+        checked += 1
+    assert checked == 400
+    # not claimed: two factors, a numeric column, no intercept, a plain data frame
+    df = pd.DataFrame(
+        {"f": pd.Categorical(["a", "b"] * 5), "g": pd.Categorical(["u", "v"] * 5), "x": 1.0}
+    )
+    mf = model_frame(df, ["f", "g", "x"], warn=False)
+    for rhs in ("f + g", "f + x", "0 + f"):
+        maker, X = D.ColumnMaker.build(rhs, mf, "fixed-effects")
+        assert not D._factor_columns_full_rank(maker, mf, X)
+    maker, X = D.ColumnMaker.build("f", df, "fixed-effects")
+    assert not D._factor_columns_full_rank(maker, df, X)
+
+
+def test_confounded_factors_still_dropped() -> None:
+    import warnings
+
+    import pandas as pd
+
+    from mixedfx.errors import RankDeficiencyWarning
+
+    df = pd.DataFrame(
+        {
+            "y": np.arange(12.0) % 5,
+            "f": pd.Categorical(["a", "b", "c"] * 4),
+            "g": pd.Categorical(["u", "v", "w"] * 4),
+            "h": pd.Categorical(["p", "q"] * 6),
+        }
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        d = D.build_design("y ~ f + g + (1 | h)", df, check_nobs_vs_nre=False)
+    assert d.fixed.names == ["(Intercept)", "fb", "fc"]
+    assert d.fixed.dropped == ["gv", "gw"]
+    assert any(issubclass(w.category, RankDeficiencyWarning) for w in caught)
+    d = D.build_design("y ~ f + (1 | h)", df, check_nobs_vs_nre=False)
+    assert d.fixed.names == ["(Intercept)", "fb", "fc"] and d.fixed.dropped == []
