@@ -705,3 +705,66 @@ def test_confounded_factors_still_dropped() -> None:
     assert any(issubclass(w.category, RankDeficiencyWarning) for w in caught)
     d = D.build_design("y ~ f + (1 | h)", df, check_nobs_vs_nre=False)
     assert d.fixed.names == ["(Intercept)", "fb", "fc"] and d.fixed.dropped == []
+
+
+def _old_categorical_missing(cat: object) -> tuple[object, bool]:
+    codes = cat.codes  # type: ignore[attr-defined]
+    counts = np.bincount(np.add(codes, 1, dtype=np.intp), minlength=len(cat.categories) + 1)  # type: ignore[attr-defined]
+    if counts[0]:
+        return np.asarray(codes) < 0, False
+    return None, codes.size > 0 and bool(np.logical_and.reduce(counts[1:]))
+
+
+@pytest.mark.parametrize("ncat", [0, 1, 3, 126, 127, 200])  # int8 and int16 codes
+def test_categorical_missing_as_before(ncat: int) -> None:
+    import pandas as pd
+
+    from mixedfx.frame.data import _categorical_missing
+
+    rng = np.random.default_rng(ncat)
+    cats = [f"c{i}" for i in range(ncat)]
+    for n in (0, 1, 5, 300):
+        for missing in (0.0, 0.1, 1.0):
+            for unused in (False, True):
+                hi = max(ncat - int(unused), 0)
+                codes = rng.integers(0, hi, n) if hi else np.full(n, -1)
+                codes = np.where(rng.random(n) < missing, -1, codes)
+                if not unused and ncat and n >= ncat and missing == 0.0:
+                    codes[:ncat] = np.arange(ncat)
+                cat = pd.Categorical.from_codes(codes, categories=cats)
+                got, want = _categorical_missing(cat), _old_categorical_missing(cat)
+                assert got[1] == want[1]
+                assert (got[0] is None) == (want[0] is None)
+                if want[0] is not None:
+                    assert np.array_equal(got[0], want[0])
+
+
+def test_frame_columns_as_frame_column() -> None:
+    import pandas as pd
+
+    from mixedfx.frame.data import frame_column, frame_columns
+
+    n = 4
+    df = pd.DataFrame(
+        {
+            "x": np.arange(n, dtype=float),
+            "i": np.arange(n),
+            "b": [True, False, True, True],
+            "I": pd.array([1, None, 3, 4], dtype="Int64"),
+            "s": ["a", "b", None, "d"],
+            "o": np.array(["a", 1, None, 2.5], dtype=object),
+            "c": pd.Categorical(["u", "v", "u", None]),
+            "t": pd.date_range("2024-01-01", periods=n),
+            "td": pd.to_timedelta(np.arange(n), unit="D"),
+            "tz": pd.date_range("2024-01-01", periods=n, tz="UTC"),
+        }
+    )
+    names = list(df.columns)
+    got = frame_columns(df, names)
+    assert list(got) == names
+    for name in names:
+        want = frame_column(df, name)
+        assert type(got[name]) is type(want) and got[name].dtype == want.dtype
+        assert pd.Series(got[name]).equals(pd.Series(want)), name
+    dup = pd.DataFrame(np.ones((3, 3)), columns=["a", "a", "b"])
+    assert np.array_equal(frame_columns(dup, ["b"])["b"], frame_column(dup, "b"))
