@@ -58,20 +58,30 @@ def whole_number_sum(text: str, integer_column: Callable[[str], bool]) -> bool:
     silences there): the floats of integers are whole, and a float sum of whole floats is
     whole (exact below 2**53, and every float above is whole) and stays far below overflow.
     """
-    tree = _parse(text.strip())
-    return tree is not None and _whole_sum(tree.body, integer_column)
+    names = _sum_names(text.strip())
+    return names is not None and all(integer_column(name) for name in names)
 
 
-def _whole_sum(node: ast.AST, integer_column: Callable[[str], bool]) -> bool:
+@functools.lru_cache(maxsize=256)
+def _sum_names(text: str) -> tuple[str, ...] | None:
+    """The column names of ``text`` when it is a sum of names and whole constants below
+    2**53 (see :func:`whole_number_sum`), else None; worked out once per text."""
+    tree = _parse(text)
+    names: list[str] = []
+    return tuple(names) if tree is not None and _whole_sum(tree.body, names) else None
+
+
+def _whole_sum(node: ast.AST, names: list[str]) -> bool:
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub):
-        return _whole_sum(node.left, integer_column) and _whole_sum(node.right, integer_column)
+        return _whole_sum(node.left, names) and _whole_sum(node.right, names)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        return _whole_sum(node.operand, integer_column)
+        return _whole_sum(node.operand, names)
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         value = node.value
         return abs(value) < 2.0**53 and float(value).is_integer()
     if isinstance(node, ast.Name):
-        return integer_column(node.id)
+        names.append(node.id)
+        return True
     return False
 
 
