@@ -39,19 +39,27 @@ def binomial_response(frame: Frame, text: str) -> np.ndarray:
             )
         cols = []
         whole = True  # every part a sum of integer columns and whole numbers
+        floats: dict[str, np.ndarray | None] = {}  # numeric_column's answers, each made once
+
+        def column(name: str) -> np.ndarray | None:
+            if name not in floats:
+                floats[name] = numeric_column(frame, name)
+            return floats[name]
+
         for p in parts:
             p = p.strip()
             if has_column(frame, unquote(p)):
                 p = unquote(p)
-                whole = whole and _integer_column(frame, p)
+                if _integer_column(frame, p):  # (response_values' floats, as numeric_column's)
+                    cols.append(column(p))
+                    continue
+                whole = False
                 cols.append(response_values(frame, p))
                 continue
             # "size - incidence" is arithmetic here, not a formula's term removal: numpy for
             # plain arithmetic of numeric columns, else formulaic's I()
             sums = whole_number_sum(p, lambda name: _integer_column(frame, name))
-            value = evaluate_arithmetic(
-                p, lambda name: numeric_column(frame, name), silence=not sums
-            )
+            value = evaluate_arithmetic(p, column, silence=not sums)
             if value is not None and np.ndim(value) == 1:
                 whole = whole and sums
                 cols.append(np.asarray(value, dtype=float))
