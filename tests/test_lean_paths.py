@@ -768,3 +768,37 @@ def test_frame_columns_as_frame_column() -> None:
         assert pd.Series(got[name]).equals(pd.Series(want)), name
     dup = pd.DataFrame(np.ones((3, 3)), columns=["a", "a", "b"])
     assert np.array_equal(frame_columns(dup, ["b"])["b"], frame_column(dup, "b"))
+
+
+@pytest.mark.parametrize("ks", [(1,), (2,), (1, 1, 1), (3, 1, 2), (4, 2)])
+def test_theta_bounds_per_term_sizes_as_each_term_gives_them(ks: tuple[int, ...]) -> None:
+    """The bounds made once per list of term sizes equal the terms' own, concatenated; the
+    design hands out copies, so a caller's change reaches neither the cache nor another
+    design."""
+    import pandas as pd
+
+    rng = np.random.default_rng(len(ks))
+    n = 60
+    cols = {f"x{j}": rng.standard_normal(n) for j in range(max(ks))}
+    cols.update({f"g{i}": rng.integers(0, 6, n).astype(str) for i in range(len(ks))})
+    cols["y"] = rng.standard_normal(n)
+    df = pd.DataFrame(cols)
+    parts = []
+    for i, k in enumerate(ks):
+        expr = " + ".join(["1", *[f"x{j}" for j in range(k - 1)]])
+        parts.append(f"({expr} | g{i})")
+    formula = "y ~ 1 + " + " + ".join(parts)
+    d1 = D.build_design(formula, df, check_nobs_vs_nre=False)
+    d2 = D.build_design(formula, df, check_nobs_vs_nre=False)
+    want_lower = np.concatenate([t.theta_lower() for t in d1.terms])
+    assert np.array_equal(d1.theta_lower(), want_lower)
+    want_start = np.where(want_lower == 0.0, 1.0, 0.0)
+    assert np.array_equal(d1.theta_start(), want_start)
+    assert d1.bounded_theta() == tuple(np.flatnonzero(want_lower == 0.0).tolist())
+    lower = d1.theta_lower()
+    lower[:] = 5.0
+    start = d1.theta_start()
+    start[:] = 7.0
+    assert np.array_equal(d1.theta_lower(), want_lower)
+    assert np.array_equal(d2.theta_lower(), want_lower)
+    assert np.array_equal(d2.theta_start(), want_start)

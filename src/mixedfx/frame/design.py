@@ -673,18 +673,27 @@ class Design:
         terms = self.terms
         cached = self.__dict__.get("_bounds")
         if cached is None or cached[0] is not terms or cached[1] != len(terms):
-            # each term's RandomEffectsTerm.theta_lower, concatenated: 0 on the diagonal of
-            # its Λ block, −∞ below, column by column (made in Python: a few values)
-            diagonal = [r == c for t in terms for c in range(t.k) for r in range(c, t.k)]
-            lower = np.array([0.0 if d else -math.inf for d in diagonal], dtype=float)
-            start = np.array([1.0 if d else 0.0 for d in diagonal], dtype=float)
-            bounded = tuple(i for i, d in enumerate(diagonal) if d)
-            cached = (terms, len(terms), lower, start, bounded)
+            cached = (terms, len(terms), *_theta_bounds_of(tuple(t.k for t in terms)))
             self.__dict__["_bounds"] = cached
         return cached
 
     def theta_names(self) -> list[str]:
         return [name for t in self.terms for name in t.theta_names()]
+
+
+@functools.lru_cache(maxsize=64)
+def _theta_bounds_of(ks: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """(lower, start, bounded) of θ for terms of ``ks`` columns: each term's
+    RandomEffectsTerm.theta_lower, concatenated: 0 on the diagonal of its Λ block, −∞ below,
+    column by column; start 1 on the diagonals, 0 below; the diagonals' positions. Made in
+    Python once per list of sizes; the arrays are read-only (:class:`Design` hands out
+    copies)."""
+    diagonal = [r == c for k in ks for c in range(k) for r in range(c, k)]
+    lower = np.array([0.0 if d else -math.inf for d in diagonal], dtype=float)
+    start = np.array([1.0 if d else 0.0 for d in diagonal], dtype=float)
+    lower.flags.writeable = False
+    start.flags.writeable = False
+    return lower, start, tuple(i for i, d in enumerate(diagonal) if d)
 
 
 def response_values(frame: Frame, response: str) -> np.ndarray:
