@@ -430,3 +430,375 @@ def test_infinite_values_reported_where_first_met() -> None:
         D.build_design("y ~ z + (z | g)", df)
     d = D.build_design("y ~ x + z0 + (x | g)", df.assign(z0=df["x"] ** 2))
     assert d.terms[0].columns == ["(Intercept)", "x"]
+
+
+def _old_main_effects(maker: D.ColumnMaker, frame: object, n: int) -> np.ndarray:
+    """The main-effects columns as made before the treatment tables: zeros, a column of
+    ones, numbers as floats and each factor's dummies by comparing its codes with 1..K-1."""
+    assert maker.pieces is not None
+    ncol = 1 + sum(len(lv) - 1 if lv is not None else 1 for _, lv in maker.pieces)
+    out = np.zeros((n, ncol))
+    out[:, 0] = 1.0
+    j = 1
+    for c, levels in maker.pieces:
+        col = frame[c]
+        if levels is None:
+            out[:, j] = D._floats(col)
+            j += 1
+            continue
+        codes = D._level_codes(col, levels, c)
+        out[:, j : j + len(levels) - 1] = codes[:, None] == np.arange(1, len(levels))
+        j += len(levels) - 1
+    return out if maker.keep is None else out[:, maker.keep]
+
+
+@pytest.mark.parametrize("nlevels", [1, 2, 4, 64, 65, 130, 300])  # tables; int8, int16 codes
+@pytest.mark.parametrize("with_x", [False, True])
+def test_treatment_tables_give_the_dummies_as_before(nlevels: int, with_x: bool) -> None:
+    import pandas as pd
+
+    rng = np.random.default_rng(nlevels)
+    n = max(3 * nlevels, 50)
+    levels = [f"l{i}" for i in range(nlevels)]
+    codes = np.concatenate([np.arange(nlevels), rng.integers(0, nlevels, n - nlevels)])
+    cat = pd.Categorical.from_codes(codes, categories=levels)
+    frame = pd.DataFrame({"f": cat, "x": rng.standard_normal(n), "s": cat.astype(str)})
+    pieces: list = [("f", levels)] + ([("x", None), ("s", levels)] if with_x else [])
+    names = ["(Intercept)"] + [f"f{lv}" for lv in levels[1:]]
+    if with_x:
+        names += ["x"] + [f"s{lv}" for lv in levels[1:]]
+    maker = D.ColumnMaker(names=names, intercept=True, pieces=pieces)
+    for data in (frame, {c: frame[c].array for c in frame}):  # Series or the arrays
+        X = maker.make(data if isinstance(data, pd.DataFrame) else _Cols(data, n))
+        old = _old_main_effects(maker, data, n)
+        assert X.dtype == old.dtype and X.flags.c_contiguous
+        assert np.array_equal(X, old)
+    # a kept subset of the columns (after a rank-deficient drop)
+    maker.keep = np.arange(0, len(names), 2)
+    assert np.array_equal(maker.make(frame), _old_main_effects(maker, frame, n))
+
+
+class _Cols(dict):
+    """Columns by name with a row count (as a model frame offers them)."""
+
+    def __init__(self, cols: dict, n: int) -> None:
+        super().__init__(cols)
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def test_treatment_tables_new_data_errors_as_before() -> None:
+    import pandas as pd
+
+    maker = D.ColumnMaker(
+        names=["(Intercept)", "fb", "fc"], intercept=True, pieces=[("f", ["a", "b", "c"])]
+    )
+    two = D.ColumnMaker(
+        names=["(Intercept)", "fb", "fc", "x"],
+        intercept=True,
+        pieces=[("f", ["a", "b", "c"]), ("x", None)],
+    )
+    x = [1.0, 2.0, 3.0]
+    for m in (maker, two):
+        # a missing value, in int8 and in int16 codes
+        for cats in (["a", "b", "c"], ["a", "b", "c"] + [f"z{i}" for i in range(200)]):
+            frame = pd.DataFrame({"f": pd.Categorical(["a", None, "c"], categories=cats), "x": x})
+            with pytest.raises(DataError, match="column 'f' has level 'NA'"):
+                m.make(frame)
+        # a level the fit did not see, categories in another order, strings
+        frame = pd.DataFrame({"f": pd.Categorical(["a", "d", "c"]), "x": x})
+        with pytest.raises(DataError, match="column 'f' has level 'd', which the fitted"):
+            m.make(frame)
+        frame = pd.DataFrame({"f": pd.Categorical(["c", "a", "b"], categories=["c", "b", "a"])})
+        frame["x"] = x
+        assert np.array_equal(m.make(frame), _old_main_effects(m, frame, 3))
+        frame = pd.DataFrame({"f": np.array(["c", "a", "b"], dtype=object), "x": x})
+        assert np.array_equal(m.make(frame), _old_main_effects(m, frame, 3))
+    # int64 codes (wider than the unsigned view allows) take the general route
+    cat = pd.Categorical(["b", "a", "c", "b"], categories=["a", "b", "c"])
+    wide = pd.Categorical.from_codes(np.asarray(cat.codes, dtype=np.int64), dtype=cat.dtype)
+    rows = D._treatment_rows(wide, ["a", "b", "c"], "f", True)
+    assert rows.tolist() == [[1, 1, 0], [1, 0, 0], [1, 0, 1], [1, 1, 0]]
+    assert D._treatment_rows(wide, ["a", "b", "c"], "f", False).tolist() == [
+        [1, 0],
+        [0, 0],
+        [0, 1],
+        [1, 0],
+    ]
+
+
+def _old_binomial_counts(frame: object, text: str) -> np.ndarray:
+    """binomial_response's cbind() as before the whole-number route: every part evaluated
+    under np.errstate, every check made."""
+    from mixedfx.frame.design import has_column, numeric_column, response_values
+    from mixedfx.frame.expressions import evaluate_arithmetic
+    from mixedfx.frame.formula import split_top_level, unquote
+    from mixedfx.frame.responses import CBIND
+
+    m = CBIND.match(text)
+    assert m is not None
+    cols = []
+    for _, p, _ in split_top_level(m.group(1), ","):
+        p = p.strip()
+        if has_column(frame, unquote(p)):
+            cols.append(response_values(frame, unquote(p)))
+            continue
+        value = evaluate_arithmetic(p, lambda name: numeric_column(frame, name))
+        if value is not None and np.ndim(value) == 1:
+            cols.append(np.asarray(value, dtype=float))
+            continue
+        _, v = D.ColumnMaker.build(f"0 + I({p})", frame, "response")
+        cols.append(v[:, 0])
+    out = np.column_stack(cols).astype(float)
+    ok = np.isfinite(out).all(axis=1)
+    if np.any(out[ok] < 0):
+        i = int(np.flatnonzero(ok & (out < 0).any(axis=1))[0])
+        raise DataError(f"cbind(successes, failures) in {text!r} has negative counts (row {i + 1})")
+    frac = ok[:, None] & (np.abs(out - np.round(out)) > 1e-7 * np.maximum(1.0, np.abs(out)))
+    if frac.any():
+        i = int(np.flatnonzero(frac.any(axis=1))[0])
+        raise DataError(
+            f"cbind(successes, failures) in {text!r} must be whole numbers of successes and "
+            f"failures; row {i + 1} has {out[i, 0]:g} and {out[i, 1]:g}. For proportions "
+            "give the proportion as the response and the number of trials as weights"
+        )
+    return out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cbind(s, n - s)",
+        "cbind(s, f)",
+        "cbind(s, (n - s) + 0)",
+        "cbind(s, -(s - n))",
+        "cbind(s, n - s + 2.0)",
+        "cbind(s, n - s - 3)",  # negative counts
+        "cbind(s, n - s + 0.5)",  # not whole
+        "cbind(s, n - s + 1e300)",  # huge constant: the checks made
+        "cbind(s, 2 * n - s)",  # products: the checks made
+        "cbind(s, n / 2)",
+        "cbind(u, big - u)",
+        "cbind(b, 1 - b)",
+        "cbind(s, x - s)",  # float column with whole values
+        "cbind(s, y - s)",  # float column with fractions
+        "cbind(s, z - s)",  # float column with an infinity
+        "cbind(s, big + big)",
+        "cbind(s, k - s)",  # nullable integers (a missing value dropped)
+    ],
+)
+def test_binomial_counts_whole_number_route_as_before(text: str) -> None:
+    import warnings
+
+    import pandas as pd
+
+    from mixedfx.frame.data import model_frame
+    from mixedfx.frame.responses import binomial_response
+
+    n = np.array([5, 3, 4, 6, 2])
+    s = np.array([1, 0, 4, 2, 2])
+    df = pd.DataFrame(
+        {
+            "n": n,
+            "s": s,
+            "f": n - s,
+            "u": s.astype(np.uint8),
+            "big": np.full(5, 2**62, dtype=np.uint64),
+            "b": np.array([True, False, True, True, False]),
+            "x": (n + 0.0),
+            "y": n + 0.25,
+            "z": np.array([5.0, np.inf, 4.0, 6.0, 2.0]),
+            "k": pd.array([5, 3, None, 6, 2], dtype="Int64"),
+        }
+    )
+    mf = model_frame(df, [text], warn=False)
+
+    def run(fn: object) -> tuple[object, list[str]]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                got: object = fn(mf, text)  # type: ignore[operator]
+            except DataError as exc:
+                got = str(exc)
+        return got, [f"{w.category.__name__}: {w.message}" for w in caught]
+
+    new, new_warnings = run(binomial_response)
+    old, old_warnings = run(_old_binomial_counts)
+    assert new_warnings == old_warnings
+    if isinstance(old, str):
+        assert new == old
+    else:
+        assert isinstance(new, np.ndarray) and new.dtype == old.dtype and new.shape == old.shape
+        assert np.array_equal(new, old, equal_nan=True)
+
+
+def test_whole_number_sum() -> None:
+    from mixedfx.frame.expressions import whole_number_sum
+
+    ints = {"a", "b"}.__contains__
+    for text in ("a - b", "a + b - 3", "-(a - b)", "+a", "a - 2.0", " a "):
+        assert whole_number_sum(text, ints)
+    for text in ("a * b", "a / b", "a - 0.5", "a + 1e300", "a - x", "log(a)", "a -", "a ** 2"):
+        assert not whole_number_sum(text, ints)
+
+
+def test_one_factor_columns_need_no_qr() -> None:
+    """An intercept and one factor's dummies (every level present) pass the QR's full-rank
+    test, however unbalanced the levels; the finiteness check of such X is skipped too."""
+    import pandas as pd
+
+    from mixedfx.frame.data import model_frame
+
+    rng = np.random.default_rng(11)
+    checked = 0
+    for trial in range(400):
+        k = int(rng.integers(1, 65))
+        n = int(rng.integers(k, min(9_999 // k, 400) + 1))
+        codes = np.concatenate([np.arange(k), rng.integers(0, k, n - k)])
+        if trial % 3 == 0:  # one level holds nearly every row
+            codes = np.concatenate([np.arange(k), np.zeros(n - k, dtype=int)])
+        elif trial % 3 == 1:
+            codes = np.concatenate([np.arange(k), np.full(n - k, k - 1)])
+        df = pd.DataFrame({"f": pd.Categorical.from_codes(rng.permutation(codes), range(k))})
+        mf = model_frame(df, ["f"], warn=False)
+        maker, X = D.ColumnMaker.build("f", mf, "fixed-effects")
+        assert D._factor_columns_full_rank(maker, mf, X)
+        names = list(maker.names)
+        assert D.drop_rank_deficient(X, names).tolist() == list(range(X.shape[1]))
+        assert np.isfinite(X).all()
+        checked += 1
+    assert checked == 400
+    # not claimed: two factors, a numeric column, no intercept, a plain data frame
+    df = pd.DataFrame(
+        {"f": pd.Categorical(["a", "b"] * 5), "g": pd.Categorical(["u", "v"] * 5), "x": 1.0}
+    )
+    mf = model_frame(df, ["f", "g", "x"], warn=False)
+    for rhs in ("f + g", "f + x", "0 + f"):
+        maker, X = D.ColumnMaker.build(rhs, mf, "fixed-effects")
+        assert not D._factor_columns_full_rank(maker, mf, X)
+    maker, X = D.ColumnMaker.build("f", df, "fixed-effects")
+    assert not D._factor_columns_full_rank(maker, df, X)
+
+
+def test_confounded_factors_still_dropped() -> None:
+    import warnings
+
+    import pandas as pd
+
+    from mixedfx.errors import RankDeficiencyWarning
+
+    df = pd.DataFrame(
+        {
+            "y": np.arange(12.0) % 5,
+            "f": pd.Categorical(["a", "b", "c"] * 4),
+            "g": pd.Categorical(["u", "v", "w"] * 4),
+            "h": pd.Categorical(["p", "q"] * 6),
+        }
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        d = D.build_design("y ~ f + g + (1 | h)", df, check_nobs_vs_nre=False)
+    assert d.fixed.names == ["(Intercept)", "fb", "fc"]
+    assert d.fixed.dropped == ["gv", "gw"]
+    assert any(issubclass(w.category, RankDeficiencyWarning) for w in caught)
+    d = D.build_design("y ~ f + (1 | h)", df, check_nobs_vs_nre=False)
+    assert d.fixed.names == ["(Intercept)", "fb", "fc"] and d.fixed.dropped == []
+
+
+def _old_categorical_missing(cat: object) -> tuple[object, bool]:
+    codes = cat.codes  # type: ignore[attr-defined]
+    counts = np.bincount(np.add(codes, 1, dtype=np.intp), minlength=len(cat.categories) + 1)  # type: ignore[attr-defined]
+    if counts[0]:
+        return np.asarray(codes) < 0, False
+    return None, codes.size > 0 and bool(np.logical_and.reduce(counts[1:]))
+
+
+@pytest.mark.parametrize("ncat", [0, 1, 3, 126, 127, 200])  # int8 and int16 codes
+def test_categorical_missing_as_before(ncat: int) -> None:
+    import pandas as pd
+
+    from mixedfx.frame.data import _categorical_missing
+
+    rng = np.random.default_rng(ncat)
+    cats = [f"c{i}" for i in range(ncat)]
+    for n in (0, 1, 5, 300):
+        for missing in (0.0, 0.1, 1.0):
+            for unused in (False, True):
+                hi = max(ncat - int(unused), 0)
+                codes = rng.integers(0, hi, n) if hi else np.full(n, -1)
+                codes = np.where(rng.random(n) < missing, -1, codes)
+                if not unused and ncat and n >= ncat and missing == 0.0:
+                    codes[:ncat] = np.arange(ncat)
+                cat = pd.Categorical.from_codes(codes, categories=cats)
+                got, want = _categorical_missing(cat), _old_categorical_missing(cat)
+                assert got[1] == want[1]
+                assert (got[0] is None) == (want[0] is None)
+                if want[0] is not None:
+                    assert np.array_equal(got[0], want[0])
+
+
+def test_frame_columns_as_frame_column() -> None:
+    import pandas as pd
+
+    from mixedfx.frame.data import frame_column, frame_columns
+
+    n = 4
+    df = pd.DataFrame(
+        {
+            "x": np.arange(n, dtype=float),
+            "i": np.arange(n),
+            "b": [True, False, True, True],
+            "I": pd.array([1, None, 3, 4], dtype="Int64"),
+            "s": ["a", "b", None, "d"],
+            "o": np.array(["a", 1, None, 2.5], dtype=object),
+            "c": pd.Categorical(["u", "v", "u", None]),
+            "t": pd.date_range("2024-01-01", periods=n),
+            "td": pd.to_timedelta(np.arange(n), unit="D"),
+            "tz": pd.date_range("2024-01-01", periods=n, tz="UTC"),
+        }
+    )
+    names = list(df.columns)
+    got = frame_columns(df, names)
+    assert list(got) == names
+    for name in names:
+        want = frame_column(df, name)
+        assert type(got[name]) is type(want) and got[name].dtype == want.dtype
+        assert pd.Series(got[name]).equals(pd.Series(want)), name
+    dup = pd.DataFrame(np.ones((3, 3)), columns=["a", "a", "b"])
+    assert np.array_equal(frame_columns(dup, ["b"])["b"], frame_column(dup, "b"))
+
+
+@pytest.mark.parametrize("ks", [(1,), (2,), (1, 1, 1), (3, 1, 2), (4, 2)])
+def test_theta_bounds_per_term_sizes_as_each_term_gives_them(ks: tuple[int, ...]) -> None:
+    """The bounds made once per list of term sizes equal the terms' own, concatenated; the
+    design hands out copies, so a caller's change reaches neither the cache nor another
+    design."""
+    import pandas as pd
+
+    rng = np.random.default_rng(len(ks))
+    n = 60
+    cols = {f"x{j}": rng.standard_normal(n) for j in range(max(ks))}
+    cols.update({f"g{i}": rng.integers(0, 6, n).astype(str) for i in range(len(ks))})
+    cols["y"] = rng.standard_normal(n)
+    df = pd.DataFrame(cols)
+    parts = []
+    for i, k in enumerate(ks):
+        expr = " + ".join(["1", *[f"x{j}" for j in range(k - 1)]])
+        parts.append(f"({expr} | g{i})")
+    formula = "y ~ 1 + " + " + ".join(parts)
+    d1 = D.build_design(formula, df, check_nobs_vs_nre=False)
+    d2 = D.build_design(formula, df, check_nobs_vs_nre=False)
+    want_lower = np.concatenate([t.theta_lower() for t in d1.terms])
+    assert np.array_equal(d1.theta_lower(), want_lower)
+    want_start = np.where(want_lower == 0.0, 1.0, 0.0)
+    assert np.array_equal(d1.theta_start(), want_start)
+    assert d1.bounded_theta() == tuple(np.flatnonzero(want_lower == 0.0).tolist())
+    lower = d1.theta_lower()
+    lower[:] = 5.0
+    start = d1.theta_start()
+    start[:] = 7.0
+    assert np.array_equal(d1.theta_lower(), want_lower)
+    assert np.array_equal(d2.theta_lower(), want_lower)
+    assert np.array_equal(d2.theta_start(), want_start)

@@ -311,6 +311,28 @@ def frame_column(df: pd.DataFrame, name: str) -> Column:
     return column_values(df[name])
 
 
+def frame_columns(df: pd.DataFrame, names: Iterable[str]) -> dict[str, Column]:
+    """:func:`frame_column` of each name (the column positions and pandas' accessor looked
+    up once for all of them)."""
+    getter = getattr(df, "_get_column_array", None)
+    positions = _column_positions(df.columns) if getter is not None else {}
+    out: dict[str, Column] = {}
+    for name in names:
+        loc = positions.get(name)
+        if loc is not None:
+            try:
+                values = getter(loc)  # type: ignore[misc]
+            except (KeyError, TypeError, ValueError, IndexError):
+                pass
+            else:
+                if isinstance(values.dtype, np.dtype) and not isinstance(values, np.ndarray):
+                    values = values.to_numpy()  # datetimes: numpy's, as a Series gives them
+                out[name] = values
+                continue
+        out[name] = frame_column(df, name)
+    return out
+
+
 _POSITIONS_CACHE: list[tuple[pd.Index, dict[object, int]]] = []
 
 
@@ -351,7 +373,15 @@ def _categorical_missing(cat: pd.Categorical) -> tuple[np.ndarray | None, bool]:
     """(:func:`missing_mask`, whether every category is used) of a categorical, from one
     count of its codes: None for the mask when no value is missing."""
     codes = cat.codes
-    counts = np.bincount(np.add(codes, 1, dtype=np.intp), minlength=len(cat.categories) + 1)
+    k = len(cat.dtype.categories)
+    if codes.itemsize == 1:
+        # int8 codes (at most 127 categories) viewed unsigned: a missing value's −1 is 255,
+        # counted past the categories' k counts
+        counts = np.bincount(codes.view(np.uint8), minlength=k)
+        if counts.size > k:
+            return np.asarray(codes) < 0, False
+        return None, codes.size > 0 and bool(np.logical_and.reduce(counts))
+    counts = np.bincount(np.add(codes, 1, dtype=np.intp), minlength=k + 1)
     if counts[0]:
         return np.asarray(codes) < 0, False
     return None, codes.size > 0 and bool(np.logical_and.reduce(counts[1:]))
@@ -502,7 +532,7 @@ def model_frame(
     n = len(df)
     if n == 0:
         raise DataError("the data have no rows")
-    cols: dict[str, Column] = {c: frame_column(df, c) for c in used}
+    cols: dict[str, Column] = frame_columns(df, used)
     for key, value in (extra or {}).items():
         if value is not None:
             cols[f"({key})"] = _vector_column(value, key, n, df)

@@ -352,13 +352,19 @@ class ColumnMaker:
         return values
 
     def _make_main_effects(self, frame: Frame, n: int) -> np.ndarray:
-        """Intercept, numeric columns and treatment dummies (see :meth:`_main_effects`)."""
+        """Intercept, numeric columns and treatment dummies (see :meth:`_main_effects`; an
+        intercept and one factor: the whole matrix from :func:`_treatment_rows`)."""
         assert self.pieces is not None
-        ncol = 1 + sum(len(lv) - 1 if lv is not None else 1 for _, lv in self.pieces)
-        out = np.zeros((n, ncol))
+        pieces = self.pieces
+        if len(pieces) == 1 and pieces[0][1] is not None:
+            c, levels = pieces[0]
+            out = _treatment_rows(frame[c], levels, c, True)
+            return out if self.keep is None else out[:, self.keep]
+        ncol = 1 + sum(len(lv) - 1 if lv is not None else 1 for _, lv in pieces)
+        out = np.empty((n, ncol))
         out[:, 0] = 1.0
         j = 1
-        for c, levels in self.pieces:
+        for c, levels in pieces:
             col = frame[c]
             if levels is None:
                 try:
@@ -370,11 +376,71 @@ class ColumnMaker:
                     ) from None
                 j += 1
                 continue
-            codes = _level_codes(col, levels, c)
             # the dummies of levels 1.. (level 0, the reference, has none)
-            out[:, j : j + len(levels) - 1] = codes[:, None] == _level_range(len(levels))
+            out[:, j : j + len(levels) - 1] = _treatment_rows(col, levels, c, False)
             j += len(levels) - 1
         return out if self.keep is None else out[:, self.keep]
+
+
+_UNSIGNED = {
+    t.itemsize: t
+    for t in map(np.dtype, (np.uint8, np.uint16, np.uint32))
+    if t.itemsize < np.dtype(np.intp).itemsize
+}
+"""Unsigned integer types narrower than intp, by size (the views of categorical codes)."""
+
+_TABLE_LEVELS = 64
+"""The most levels a factor's dummies are taken from a treatment table for (a table holds
+K x K values; more levels are compared with their codes)."""
+
+
+@functools.lru_cache(maxsize=2 * _TABLE_LEVELS)
+def _treatment_table(nlevels: int, intercept: bool) -> np.ndarray:
+    """Row i: the treatment-contrast columns of level i (zeros for level 0, the reference; a
+    one in column i - 1 for the others), after a column of ones with ``intercept``
+    (read-only, made once)."""
+    k = max(nlevels, 1)
+    first = int(intercept)
+    table = np.zeros((k, k - 1 + first))
+    if intercept:
+        table[:, 0] = 1.0
+    for i in range(1, k):
+        table[i, first + i - 1] = 1.0
+    table.flags.writeable = False
+    return table
+
+
+def _treatment_rows(col: object, levels: list[str], name: str, intercept: bool) -> np.ndarray:
+    """The treatment dummies of the factor column ``col`` (the fit's ``levels``): one row per
+    value, the columns of levels 1.. (level 0, the reference, has none), after a column of
+    ones with ``intercept``; floats (without intercept possibly booleans, for assignment).
+
+    Up to :data:`_TABLE_LEVELS` levels the rows are taken from :func:`_treatment_table`; a
+    categorical with the fit's levels as its categories is then read by its stored codes
+    viewed unsigned: a missing value's code −1 lies beyond any table (255 for int8 codes,
+    which hold at most 127 categories), so ``take`` refuses it and :func:`_level_codes`
+    reports it as before. (Codes as wide as intp are not read so: they would wrap.)"""
+    if isinstance(col, pd.Series):
+        col = col.array
+    k = len(levels)
+    if k <= _TABLE_LEVELS:
+        table = _treatment_table(k, intercept)
+        if type(col) is pd.Categorical and index_strings(col.categories) == tuple(levels):
+            codes = col.codes
+            unsigned = _UNSIGNED.get(codes.itemsize)
+            if unsigned is not None:
+                try:
+                    return table.take(codes.view(unsigned), axis=0)
+                except IndexError:
+                    pass
+        return table.take(_level_codes(col, levels, name), axis=0)
+    dummies = _level_codes(col, levels, name)[:, None] == _level_range(k)
+    if not intercept:
+        return dummies
+    out = np.empty((dummies.shape[0], k))
+    out[:, 0] = 1.0
+    out[:, 1:] = dummies
+    return out
 
 
 @functools.cache
@@ -607,18 +673,27 @@ class Design:
         terms = self.terms
         cached = self.__dict__.get("_bounds")
         if cached is None or cached[0] is not terms or cached[1] != len(terms):
-            # each term's RandomEffectsTerm.theta_lower, concatenated: 0 on the diagonal of
-            # its Λ block, −∞ below, column by column (made in Python: a few values)
-            diagonal = [r == c for t in terms for c in range(t.k) for r in range(c, t.k)]
-            lower = np.array([0.0 if d else -math.inf for d in diagonal], dtype=float)
-            start = np.array([1.0 if d else 0.0 for d in diagonal], dtype=float)
-            bounded = tuple(i for i, d in enumerate(diagonal) if d)
-            cached = (terms, len(terms), lower, start, bounded)
+            cached = (terms, len(terms), *_theta_bounds_of(tuple(t.k for t in terms)))
             self.__dict__["_bounds"] = cached
         return cached
 
     def theta_names(self) -> list[str]:
         return [name for t in self.terms for name in t.theta_names()]
+
+
+@functools.lru_cache(maxsize=64)
+def _theta_bounds_of(ks: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """(lower, start, bounded) of θ for terms of ``ks`` columns: each term's
+    RandomEffectsTerm.theta_lower, concatenated: 0 on the diagonal of its Λ block, −∞ below,
+    column by column; start 1 on the diagonals, 0 below; the diagonals' positions. Made in
+    Python once per list of sizes; the arrays are read-only (:class:`Design` hands out
+    copies)."""
+    diagonal = [r == c for k in ks for c in range(k) for r in range(c, k)]
+    lower = np.array([0.0 if d else -math.inf for d in diagonal], dtype=float)
+    start = np.array([1.0 if d else 0.0 for d in diagonal], dtype=float)
+    lower.flags.writeable = False
+    start.flags.writeable = False
+    return lower, start, tuple(i for i, d in enumerate(diagonal) if d)
 
 
 def response_values(frame: Frame, response: str) -> np.ndarray:
@@ -698,6 +773,32 @@ _SMALL_P = 8
 Python floats (a small model's X: fewer numpy calls than the test on arrays)."""
 
 
+def _factor_columns_full_rank(maker: ColumnMaker, frame: Frame, X: np.ndarray) -> bool:
+    """Whether ``X``, made by ``maker`` from a model frame, is known to pass
+    :func:`drop_rank_deficient`'s test without a QR: an intercept and the treatment dummies of
+    one factor whose every level has rows (as :func:`mixedfx.frame.data.model_frame` leaves
+    its factors), with fewer than 10,000 values.
+
+    Column j (the dummy of level j, with c_j rows) then has, exactly, the relative residual
+    sqrt((m - c_j) / m) >= sqrt(c_0 / m) >= 1 / sqrt(n) > 1e-2 on the columns before it (they
+    span the indicators of levels 1..j-1 and of the set of the other m rows); Householder's
+    R is that of X perturbed by about n p 2^-53 (< 1e-12) in each column's relative size, so
+    the test's 1e-7 is 10 orders of magnitude away.
+    """
+    pieces = maker.pieces
+    return (
+        pieces is not None
+        and len(pieces) == 1
+        and pieces[0][1] is not None
+        and maker.intercept
+        and maker.keep is None
+        and isinstance(frame, ModelFrame)
+        and frame.cleaned
+        and X.size < 10_000
+        and X.shape[0] >= X.shape[1]
+    )
+
+
 def _full_rank_small(X: np.ndarray, tol: float) -> bool:
     """Whether X (n x p, n >= p, p <= ``_SMALL_P``) passes :func:`drop_rank_deficient`'s
     full-rank test: |R[j, j]| > tol ||R[:j+1, j]|| for every column j of X's Householder R
@@ -708,11 +809,13 @@ def _full_rank_small(X: np.ndarray, tol: float) -> bool:
     qr, _, _, info = lapack.dgeqrf(X)
     if info != 0:
         return False
-    R = qr[:p].tolist() if (p := X.shape[1]) else []
-    for j in range(p):
-        col = [R[i][j] for i in range(j + 1)]  # the upper triangle only (reflectors below)
-        norm = math.sqrt(sum(v * v for v in col))
-        if not abs(col[j]) > tol * norm:
+    # R's columns as Python lists (the rows of R'); each column's upper triangle only (the
+    # reflectors are below), its squares added in order as sum() adds them
+    for j, col in enumerate(qr[: X.shape[1]].T.tolist()):
+        s = 0.0
+        for v in col[: j + 1]:
+            s += v * v
+        if not abs(col[j]) > tol * math.sqrt(s):
             return False
     return True
 
@@ -905,9 +1008,14 @@ def build_design(
 
     fmaker, X = ColumnMaker.build(parsed.fixed, frame, "fixed-effects")
     fnames = list(fmaker.names)
-    _check_finite(X, "fixed-effects model matrix", fnames)
+    if fmaker.pieces is None or any(lv is None for _, lv in fmaker.pieces):
+        # (an intercept and factor dummies only: ones and zeros, finite)
+        _check_finite(X, "fixed-effects model matrix", fnames)
     finite = set(fmaker.plain or ())  # data columns whose values are now known finite
-    keep = drop_rank_deficient(X, fnames)
+    if _factor_columns_full_rank(fmaker, frame, X):
+        keep = np.arange(X.shape[1])
+    else:
+        keep = drop_rank_deficient(X, fnames)
     dropped: list[str] = []
     if len(keep) < X.shape[1]:
         dropped = [fnames[j] for j in range(X.shape[1]) if j not in set(keep.tolist())]
