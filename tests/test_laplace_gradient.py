@@ -157,8 +157,8 @@ def test_declined_route_leaves_bobyqa_unchanged():
         real = LaplaceObjective.quasi_newton
 
         def fails(self, *args, **kwargs):
-            res, _ = real(self, *args, **kwargs)
-            return res, False
+            res, grad, _ = real(self, *args, **kwargs)
+            return res, grad, False
 
         mp.setattr(LaplaceObjective, "quasi_newton", fails)
         a = _fit(CBPP, df)
@@ -231,3 +231,44 @@ def test_route_never_worse_than_bobyqa(n_groups, per_group, family, slope, offse
         assert a.objective <= bb.objective + 1e-10 * max(1.0, abs(bb.objective))
     else:
         assert a.objective == bb.objective
+
+
+def test_a_wrong_gradient_is_caught_by_the_differences():
+    """The answer is confirmed along two directions by central differences: a gradient off
+    by 1e-3 in any one component sends the fit to BOBYQA (bit for bit its fit)."""
+    df = mfx.datasets.load("cbpp")
+    b = _fit(CBPP, df, route=False)
+    real = LaplaceObjective.quasi_newton
+    for k in range(5):
+
+        def off(self, *args, k=k, **kwargs):
+            res, grad, ok = real(self, *args, **kwargs)
+            grad = grad.copy()
+            grad[k] += 1e-3
+            return res, grad, ok
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(LaplaceObjective, "quasi_newton", off)
+            a = _fit(CBPP, df)
+        assert a.engine.optinfo.status == b.engine.optinfo.status != "gradient"
+        assert a.objective == b.objective
+
+
+def test_gradient_is_nan_where_the_criterion_clamps_mu():
+    """Binomial |η| > 30 and Poisson μ ≤ ε, where R's formulas clamp μ (the closed form is
+    not the criterion's derivative there): NaN, and the fit is BOBYQA's (bit for bit)."""
+    for family, far in (("binomial", 120.0), ("poisson", -150.0)):
+        df, f, kw = _random_data(4, family)
+        df.loc[0, "x"] = far  # one row's η beyond the clamp at the estimates
+        df.loc[0, "y"] = 1.0 if family == "binomial" else 0.0
+        m = _fit(f, df, family=family, **kw)
+        e = m.engine
+        eta = e.linear_predictor()
+        assert (abs(eta[0]) > 30.0) if family == "binomial" else (np.exp(eta[0]) < 2.2e-16)
+        obj = _stage2(m)
+        assert np.isfinite(obj(_x(m)))
+        val, grad = obj.gradient(_x(m), gradient_family(e.pirls))
+        assert val == np.inf and np.isnan(grad).all()  # not computable: the search stops
+        assert e.optinfo.status != "gradient"
+        b = _fit(f, df, family=family, route=False, **kw)
+        assert m.objective == b.objective

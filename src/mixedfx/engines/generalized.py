@@ -443,7 +443,7 @@ class GeneralizedEngine(Engine):
         obj2 = self._stage2_compiled(pred2, u1, x0.size)
         # one scalar term, canonical link: quasi-Newton with the criterion's gradient,
         # kept where the finite-difference gradient confirms its minimum
-        r2, probe = self._stage2_gradient(obj2, pred2, x0, lower2)
+        r2, grad = self._stage2_gradient(obj2, pred2, x0, lower2)
         if r2 is not None:
             assert obj2 is not None
             warm_u[0] = obj2.warm.copy()
@@ -467,11 +467,13 @@ class GeneralizedEngine(Engine):
             else:
                 obj2.tol_stay = 0.0
                 f2c, many = obj2, obj2.many
-            if probe is None:
-                probe = Probe.at(f2c, r2.x, lower2, f0=r2.fun, many=many)
+            # (the gradient route's exact gradient settles the check without evaluations)
+            probe = None if grad is not None else Probe.at(f2c, r2.x, lower2, f0=r2.fun, many=many)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                msgs = check_convergence(f2c, r2.x, lower2, warn=False, probe=probe, many=many)
+                msgs = check_convergence(
+                    f2c, r2.x, lower2, warn=False, probe=probe, many=many, gradient=grad
+                )
             if obj2 is not None:
                 warm_u[0] = obj2.warm.copy()
         theta, beta = r2.x[:ntheta], self._to_beta(r2.x[ntheta:])
@@ -575,18 +577,21 @@ class GeneralizedEngine(Engine):
         pred: ModePredictor,
         x0: np.ndarray,
         lower: np.ndarray,
-    ) -> tuple[OptimizerResult | None, Probe | None]:
+    ) -> tuple[OptimizerResult | None, np.ndarray | None]:
         """Stage 2 by quasi-Newton steps with the criterion's gradient
         (:meth:`~mixedfx.glm.laplace_objective.LaplaceObjective.quasi_newton`) where it has a
         closed form: one scalar random-effects term, binomial-logit or Poisson-log, Laplace,
-        the criterion compiled (``obj``), θ₁ and the answer's θ at least
-        ``_gradient_margin`` (off the boundary, where the minimum may sit on it).
+        the criterion compiled (``obj``), θ₁ and the path's θ at least ``_gradient_margin``
+        (off the boundary, where the minimum may sit on it). Returns the answer and the
+        gradient there.
 
-        The answer is kept only when the search converged and the central differences there
-        (the convergence check's probe, also returned) put it within 1e-10 (relative) of the
-        minimum, Σ g_i² / (2 H_ii) below that: the gradient is then the criterion's, whatever
-        the data. Otherwise (None, None), with the predictor ``pred`` of the modes and the
-        last mode as they were: BOBYQA then runs from x₀ exactly as lme4's second stage.
+        The answer is kept only when the search converged (steps below 1e-8 relative: the
+        gradient is then ~1e-9) and the gradient is confirmed independently of its formula:
+        along two fixed directions d, the central difference (f(x + hd) − f(x − hd)) / 2h
+        (h = 1e-4) agrees with g·d to 1e-6 + 1e-8 |f| (a wrong gradient misses by O(1)), and
+        f curves upwards. Otherwise (None, None), with the predictor ``pred`` of the modes
+        and the last mode as they were: BOBYQA then runs from x₀ exactly as lme4's second
+        stage.
         """
         if obj is None or self._ghq is not None or not x0[0] >= self._gradient_margin:
             return None, None
@@ -599,35 +604,34 @@ class GeneralizedEngine(Engine):
         start = obj.nevals
         qlower = lower.copy()  # a step below the margin ends the search
         qlower[:1] = self._gradient_margin
-        res, ok = obj.quasi_newton(x0, qlower, gfam)
-        probe = self._confirming_probe(obj, res, lower) if ok else None
-        if probe is not None:
+        res, grad, ok = obj.quasi_newton(x0, qlower, gfam)
+        if ok and self._gradient_confirmed(obj, res, grad):
             res.nfev = obj.nevals - start
-            return res, probe
+            return res, grad
         xs[:], ms[:], ring[:], obj.warm[:] = saved
         return None, None
 
-    def _confirming_probe(
-        self, obj: LaplaceObjective, res: OptimizerResult, lower: np.ndarray
-    ) -> Probe | None:
-        """The central differences at ``res.x`` where they put it within 1e-10 (relative)
-        of the minimum, Σ g_i² / (2 H_ii) below that, with every coordinate free and curved
-        upwards and θ at least ``_gradient_margin``; else None."""
+    @staticmethod
+    def _gradient_confirmed(obj: LaplaceObjective, res: OptimizerResult, grad: np.ndarray) -> bool:
+        """Whether central differences along two fixed directions (unit length, every
+        coordinate moved, signs and sizes mixed) agree with ``grad`` at ``res.x`` and find
+        the criterion curved upwards there (:meth:`_stage2_gradient`)."""
         x, fx = res.x, res.fun
-        if not x[0] >= self._gradient_margin:
-            return None
-        probe = Probe.at(obj, x, lower, f0=fx, many=obj.many)
-        if probe.idx.size != x.size:
-            return None
-        fp, fm, f0, h = probe.fp.tolist(), probe.fm.tolist(), probe.f0, probe.steps.tolist()
-        decrease = 0.0  # what a Newton step on the differences would gain
-        for a, b, s in zip(fp, fm, h, strict=True):
-            curv = (a - 2.0 * f0 + b) / (s * s)
-            g = (a - b) / (2.0 * s)
-            if not (math.isfinite(g) and curv > 0.0):
-                return None
-            decrease += g * g / (2.0 * curv)
-        return probe if decrease <= 1e-10 * max(1.0, abs(fx)) else None
+        n = x.size
+        h = 1e-4
+        k = np.arange(1, n + 1, dtype=float)
+        dirs = np.array([np.cos(2.0 * k), np.sin(3.0 * k + 1.0)])
+        dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+        pts = np.concatenate([x + h * dirs, x - h * dirs])
+        vals = obj.many(pts).tolist()
+        tol = 1e-6 + 1e-8 * abs(fx)
+        for r in range(2):
+            fp, fm = vals[r], vals[2 + r]
+            slope = (fp - fm) / (2.0 * h)
+            curv = (fp - 2.0 * fx + fm) / (h * h)
+            if not (abs(slope - float(grad @ dirs[r])) <= tol and curv > 0.0):
+                return False
+        return True
 
     def reoptimize(self, method: str) -> OptimizerResult:
         """Stage 2 (θ and β, u by PIRLS) by another optimizer from stage 1's answer, as lme4's

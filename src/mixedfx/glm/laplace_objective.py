@@ -266,7 +266,8 @@ class LaplaceObjective:
 
     def gradient(self, x: np.ndarray, gfam: int) -> tuple[float, np.ndarray]:
         """Stage 2's criterion at x and its gradient (``gfam`` of :func:`gradient_family`),
-        in one compiled call; +inf where not computable."""
+        in one compiled call; +inf where either is not computable (the gradient then NaN
+        where the criterion clamps μ)."""
         grad = np.empty(self.nx)
         xx = np.array(x, dtype=float)
         val = float(PK.laplace_gradient(self.hdr, gfam, xx, grad))
@@ -281,18 +282,20 @@ class LaplaceObjective:
         xtol: float = 1e-8,
         max_iter: int = 40,
         h: float = 1e-4,
-    ) -> tuple[OptimizerResult, bool]:
+    ) -> tuple[OptimizerResult, np.ndarray, bool]:
         """Stage 2 by BFGS with the criterion's gradient
         (:func:`mixedfx.glm.pirls_kernels.laplace_quasi_newton`) in one compiled call, from
-        x₀; returns the answer and whether the search converged (a step below ``xtol``)."""
+        x₀; returns the answer, the gradient there and whether the search converged (a step
+        below ``xtol``)."""
         start = self.nevals
         x = np.array(x0, dtype=float)
         lo = np.array(lower, dtype=float)
+        grad = np.empty(x.size)
         fx, ok = PK.laplace_quasi_newton(
-            self.hdr, gfam, x, lo, ntheta, float(xtol), int(max_iter), float(h)
+            self.hdr, gfam, x, lo, ntheta, float(xtol), int(max_iter), float(h), grad
         )
         res = OptimizerResult(x=x, fun=float(fx), nfev=self.nevals - start, status="gradient")
-        return res, bool(ok)
+        return res, grad, bool(ok)
 
     def scalar(self, x0: np.ndarray, lower: np.ndarray, xtol_abs: float = 1e-8) -> OptimizerResult:
         """:func:`mixedfx.linalg.optimizer.bobyqa` for a single θ (bracketing and Brent's

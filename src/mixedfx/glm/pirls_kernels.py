@@ -1791,7 +1791,8 @@ def _scalar_term_gradient(
 ):  # pragma: no cover - compiled
     """∂f/∂x of the Laplace criterion f at x = (λ, δ), β = β₁ + R_X⁻¹ δ, û = ``u`` (the mode
     there), for one scalar term ``(z | g)`` and a canonical link (``gfam`` 0 binomial-logit,
-    1 Poisson-log), into ``grad``.
+    1 Poisson-log), into ``grad``; NaN where some η is where the criterion clamps μ (binomial
+    |η| > 30, Poisson μ ≤ ε: the closed form is not its derivative there).
 
     The model: η = o + Xβ + λ z ∘ u[g], u ~ N(0, I). At the mode û,
 
@@ -1834,12 +1835,18 @@ def _scalar_term_gradient(
         ui = u[g[i]]
         e += lam * z[i] * ui
         if gfam == 0:
+            if abs(e) > 30.0:  # the criterion's μ and dμ/dη are clamped here (R's)
+                grad[:] = np.nan
+                return
             t = math.exp(-abs(e))
             m = 1.0 / (1.0 + t) if e >= 0.0 else t / (1.0 + t)
             wi = wt[i] * m * (1.0 - m)
             wp[i] = wi * (1.0 - 2.0 * m)
         else:
             m = math.exp(e)
+            if not m > _EPS:  # the criterion's μ is floored here (R's)
+                grad[:] = np.nan
+                return
             wi = wt[i] * m
             wp[i] = wi
         di = -2.0 * wt[i] * (y[i] - m)
@@ -1951,20 +1958,19 @@ def laplace_gradient(hdr, gfam, x, grad):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def laplace_quasi_newton(hdr, gfam, x, lower, ntheta, xtol, max_iter, h):  # pragma: no cover
+def laplace_quasi_newton(hdr, gfam, x, lower, ntheta, xtol, max_iter, h, grad):  # pragma: no cover
     """Minimize stage 2's criterion from x (overwritten with the answer) by BFGS with its
     gradient: the initial Hessian 2 I with the θ rows and columns from forward differences
     of the gradient (step ``h``); a step that does not lower f (beyond its rounding) is
     halved, at most 6 times. Stops when every component of a step is below
     ``xtol``·max(1, |x_i|).
 
-    Returns (f(x), converged): not converged where the search stopped short (f or the
-    gradient not computable, H not positive definite, no decrease, ``max_iter`` steps) or
-    where a step would take a θ below ``lower`` (the caller's margin above θ's bound: a
-    minimum near the bound is left to a bounded optimizer).
+    Returns (f(x), converged), the gradient at x in ``grad``: not converged where the search
+    stopped short (f or the gradient not computable, H not positive definite, no decrease,
+    ``max_iter`` steps) or where a step would take a θ below ``lower`` (the caller's margin
+    above θ's bound: a minimum near the bound is left to a bounded optimizer).
     """
     n = x.size
-    grad = np.empty(n)
     fx = _value_gradient(hdr, gfam, x, grad)
     if not math.isfinite(fx):
         return fx, False
