@@ -589,7 +589,7 @@ def _old_binomial_counts(frame: object, text: str) -> np.ndarray:
         "cbind(s, k - s)",  # nullable integers (a missing value dropped)
     ],
 )
-def test_binomial_counts_whole_number_route_as_before(text: str) -> None:
+def test_binomial_counts_as_before(text: str) -> None:
     import warnings
 
     import pandas as pd
@@ -632,16 +632,6 @@ def test_binomial_counts_whole_number_route_as_before(text: str) -> None:
     else:
         assert isinstance(new, np.ndarray) and new.dtype == old.dtype and new.shape == old.shape
         assert np.array_equal(new, old, equal_nan=True)
-
-
-def test_whole_number_sum() -> None:
-    from mixedfx.frame.expressions import whole_number_sum
-
-    ints = {"a", "b"}.__contains__
-    for text in ("a - b", "a + b - 3", "-(a - b)", "+a", "a - 2.0", " a "):
-        assert whole_number_sum(text, ints)
-    for text in ("a * b", "a / b", "a - 0.5", "a + 1e300", "a - x", "log(a)", "a -", "a ** 2"):
-        assert not whole_number_sum(text, ints)
 
 
 def test_one_factor_columns_need_no_qr() -> None:

@@ -11,20 +11,12 @@ import pandas as pd
 from ..errors import DataError, FormulaError
 from .data import column_values
 from .design import ColumnMaker, Frame, has_column, numeric_column, response_values
-from .expressions import evaluate_arithmetic, whole_number_sum
+from .expressions import evaluate_arithmetic
 from .formula import split_top_level, unquote
 
 __all__ = ["CBIND", "binomial_response"]
 
 CBIND = re.compile(r"^\s*cbind\s*\((.*)\)\s*$", re.S)
-
-
-def _integer_column(frame: Frame, name: str) -> bool:
-    """Whether ``name`` is a column of numpy integers or booleans (whole numbers, finite)."""
-    if not has_column(frame, name):
-        return False
-    col = frame[name]
-    return type(col) is np.ndarray and col.dtype.kind in "iub"
 
 
 def binomial_response(frame: Frame, text: str) -> np.ndarray:
@@ -38,7 +30,6 @@ def binomial_response(frame: Frame, text: str) -> np.ndarray:
                 f"cbind() in the response needs two arguments (successes, failures): {text!r}"
             )
         cols = []
-        whole = True  # every part a sum of integer columns and whole numbers
         floats: dict[str, np.ndarray | None] = {}  # numeric_column's answers, each made once
 
         def column(name: str) -> np.ndarray | None:
@@ -49,33 +40,21 @@ def binomial_response(frame: Frame, text: str) -> np.ndarray:
         for p in parts:
             p = p.strip()
             if has_column(frame, unquote(p)):
-                p = unquote(p)
-                if _integer_column(frame, p):  # (response_values' floats, as numeric_column's)
-                    cols.append(column(p))
-                    continue
-                whole = False
-                cols.append(response_values(frame, p))
+                cols.append(response_values(frame, unquote(p)))
                 continue
             # "size - incidence" is arithmetic here, not a formula's term removal: numpy for
             # plain arithmetic of numeric columns, else formulaic's I()
-            sums = whole_number_sum(p, lambda name: _integer_column(frame, name))
-            value = evaluate_arithmetic(p, column, silence=not sums)
+            value = evaluate_arithmetic(p, column)
             if value is not None and np.ndim(value) == 1:
-                whole = whole and sums
                 cols.append(np.asarray(value, dtype=float))
                 continue
-            whole = False
             _, v = ColumnMaker.build(f"0 + I({p})", frame, "response")
             cols.append(v[:, 0])
         out = np.empty((len(cols[0]), 2))  # np.column_stack(cols) as floats, without its wrapper
         out[:, 0] = cols[0]
         out[:, 1] = cols[1]
-        # finite, non-negative whole numbers (the usual counts): the checks below pass. Sums
-        # of integer columns are finite whole numbers already: only their sign is read.
-        if whole:
-            if out.size == 0 or np.minimum.reduce(out, axis=None) >= 0.0:
-                return out
-        elif (
+        # finite, non-negative whole numbers (the usual counts): the checks below pass
+        if (
             np.logical_and.reduce(np.isfinite(out), axis=None)
             and not np.logical_or.reduce(out < 0.0, axis=None)
             and np.logical_and.reduce(out == np.rint(out), axis=None)
