@@ -773,32 +773,6 @@ _SMALL_P = 8
 Python floats (a small model's X: fewer numpy calls than the test on arrays)."""
 
 
-def _factor_columns_full_rank(maker: ColumnMaker, frame: Frame, X: np.ndarray) -> bool:
-    """Whether ``X``, made by ``maker`` from a model frame, is known to pass
-    :func:`drop_rank_deficient`'s test without a QR: an intercept and the treatment dummies of
-    one factor whose every level has rows (as :func:`mixedfx.frame.data.model_frame` leaves
-    its factors), with fewer than 10,000 values.
-
-    Column j (the dummy of level j, with c_j rows) then has, exactly, the relative residual
-    sqrt((m - c_j) / m) >= sqrt(c_0 / m) >= 1 / sqrt(n) > 1e-2 on the columns before it (they
-    span the indicators of levels 1..j-1 and of the set of the other m rows); Householder's
-    R is that of X perturbed by about n p 2^-53 (< 1e-12) in each column's relative size, so
-    the test's 1e-7 is 10 orders of magnitude away.
-    """
-    pieces = maker.pieces
-    return (
-        pieces is not None
-        and len(pieces) == 1
-        and pieces[0][1] is not None
-        and maker.intercept
-        and maker.keep is None
-        and isinstance(frame, ModelFrame)
-        and frame.cleaned
-        and X.size < 10_000
-        and X.shape[0] >= X.shape[1]
-    )
-
-
 def _full_rank_small(X: np.ndarray, tol: float) -> bool:
     """Whether X (n x p, n >= p, p <= ``_SMALL_P``) passes :func:`drop_rank_deficient`'s
     full-rank test: |R[j, j]| > tol ||R[:j+1, j]|| for every column j of X's Householder R
@@ -1012,10 +986,7 @@ def build_design(
         # (an intercept and factor dummies only: ones and zeros, finite)
         _check_finite(X, "fixed-effects model matrix", fnames)
     finite = set(fmaker.plain or ())  # data columns whose values are now known finite
-    if _factor_columns_full_rank(fmaker, frame, X):
-        keep = np.arange(X.shape[1])
-    else:
-        keep = drop_rank_deficient(X, fnames)
+    keep = drop_rank_deficient(X, fnames)
     dropped: list[str] = []
     if len(keep) < X.shape[1]:
         dropped = [fnames[j] for j in range(X.shape[1]) if j not in set(keep.tolist())]
