@@ -7,10 +7,9 @@ the parked threads costs a scheduler quantum, measured here at 2-18 ms for a 4 x
 numpy's LU (``np.linalg.inv``: no pivoting happens on a triangular matrix, so it is
 back-substitution to rounding) and the products by numpy; larger problems go to scipy.
 
-The small inverse calls numpy's compiled inverse directly (what ``np.linalg.inv`` calls, under
-the same floating-point error state) and zeroes the other triangle by a cached index
-(``np.triu``/``np.tril`` build their mask every call): the same numbers for a few µs less,
-which counts where a small model's fit takes a millisecond.
+The small inverse zeroes the other triangle by a cached index (``np.triu``/``np.tril`` build
+their mask every call): the same numbers for a few µs less, which counts where a small model's
+fit takes a millisecond.
 """
 
 from __future__ import annotations
@@ -19,13 +18,6 @@ from functools import cache
 
 import numpy as np
 import scipy.linalg as sla
-
-try:  # numpy's gufunc behind np.linalg.inv (private: fall back to the public function)
-    from numpy.linalg import _umath_linalg
-
-    _gufunc_inv = _umath_linalg.inv
-except (ImportError, AttributeError):  # pragma: no cover - other numpy layouts
-    _gufunc_inv = None
 
 __all__ = ["SMALL", "lower_triangle", "triangular_inverse", "triangular_solve"]
 
@@ -39,7 +31,7 @@ def triangular_inverse(T: np.ndarray, lower: bool) -> np.ndarray:
     if n == 0:
         return np.zeros((0, 0))
     if n < SMALL:
-        inv = _small_inverse(T)
+        inv = np.linalg.inv(T)
         inv[_other_triangle(n, lower)] = 0.0  # as np.tril / np.triu: +0.0 there
         return inv
     return sla.solve_triangular(T, np.eye(n), lower=lower, check_finite=False)
@@ -51,21 +43,6 @@ def lower_triangle(M: np.ndarray) -> np.ndarray:
     out = np.array(M, order="C")
     out[_other_triangle(M.shape[0], True)] = 0.0
     return out
-
-
-def _raise_singular(err: str, flag: int) -> None:
-    raise np.linalg.LinAlgError("Singular matrix")
-
-
-def _small_inverse(T: np.ndarray) -> np.ndarray:
-    """``np.linalg.inv(T)`` of a real 2-d T: its gufunc called directly, in its error state
-    (a singular T raises LinAlgError), without the wrapper's checks."""
-    if _gufunc_inv is None or T.ndim != 2 or T.dtype.kind not in "biuf":
-        return np.linalg.inv(T)  # pragma: no cover - other numpy layouts, other types
-    with np.errstate(
-        call=_raise_singular, invalid="call", over="ignore", divide="ignore", under="ignore"
-    ):
-        return _gufunc_inv(T, signature="d->d")
 
 
 @cache
