@@ -46,13 +46,10 @@ def available(pirls: PIRLS, const: float | None, nx: int) -> bool:
 def _static_inputs(
     pirls: PIRLS, joint: bool, inp: dict[str, Any]
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-    """What every :class:`LaplaceObjective` of one PIRLS and stage binds the same way, made
-    once (:attr:`mixedfx.glm.pirls.PIRLS.laplace_static` keeps it): the header's integers
-    (the number of parameters and the predictor's capacity left to fill in), the data and
-    plan as the header's first arrays, and the buffers of μ, o + Xβ and the mode.
-
-    The buffers are shared by the stage's objectives as the workspaces are: an evaluation
-    overwrites them, and one objective's results are read before the next evaluates."""
+    """What a :class:`LaplaceObjective` of one stage binds from its PIRLS: the header's
+    integers (the number of parameters and the predictor's capacity left to fill in), the
+    data and plan as the header's first arrays, and its own buffers of μ, o + Xβ and the
+    mode."""
     plan = inp["plan"]
     G, work, iwork, Sd = inp["workspace"]
     fam, link = inp["codes"]
@@ -163,10 +160,7 @@ class LaplaceObjective:
         plan = inp["plan"]
         G, work, iwork, Sd = inp["workspace"]
         n, q = pirls.n, pirls.q
-        static = pirls.laplace_static.get(joint)
-        if static is None:
-            static = pirls.laplace_static[joint] = _static_inputs(pirls, joint, inp)
-        ints0, first, bufs = static
+        ints0, first, bufs = _static_inputs(pirls, joint, inp)
         X = first[3]
         p = X.shape[1]
         nm = q + p if joint else q

@@ -131,9 +131,6 @@ class PIRLS:
         self._last_L11: np.ndarray | None = None  # of the last compiled joint PIRLS
         self._ws: dict[int, tuple[np.ndarray, ...]] = {}
         self._zs: list[tuple[int, int, np.ndarray, np.ndarray]] | bool | None = None
-        self.laplace_static: dict[bool, Any] = {}
-        """For :class:`mixedfx.glm.laplace_objective.LaplaceObjective`: what its objectives
-        bind the same way, per stage (``joint``), made by the first."""
 
     # ------------------------------------------------------------------ pieces
     @cached_property

@@ -1923,8 +1923,10 @@ def _bfgs_direction(H, s, yv, grad, step):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _value_gradient(hdr, gfam, x, grad):  # pragma: no cover - compiled
-    """Stage 2's criterion at x (:func:`laplace_eval`) and, where finite, its gradient."""
+def laplace_gradient(hdr, gfam, x, grad):  # pragma: no cover - compiled
+    """Stage 2's criterion at x (:func:`laplace_eval`) and its gradient into ``grad`` (one
+    scalar term, canonical link ``gfam``: :func:`_scalar_term_gradient`); +inf where either
+    is not computable."""
     n, p = hdr[3], hdr[4]
     nu = hdr[9]
     f64, i64 = np.float64, np.int64
@@ -1951,13 +1953,6 @@ def _value_gradient(hdr, gfam, x, grad):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def laplace_gradient(hdr, gfam, x, grad):  # pragma: no cover - compiled
-    """Stage 2's criterion at x and its gradient (into ``grad``): one scalar term, canonical
-    link (``gfam``, see :func:`_scalar_term_gradient`); +inf where not computable."""
-    return _value_gradient(hdr, gfam, x, grad)
-
-
-@njit(cache=True)
 def laplace_quasi_newton(hdr, gfam, x, lower, ntheta, xtol, max_iter, h, grad):  # pragma: no cover
     """Minimize stage 2's criterion from x (overwritten with the answer) by BFGS with its
     gradient: the initial Hessian 2 I with the θ rows and columns from forward differences
@@ -1971,7 +1966,7 @@ def laplace_quasi_newton(hdr, gfam, x, lower, ntheta, xtol, max_iter, h, grad): 
     above θ's bound: a minimum near the bound is left to a bounded optimizer).
     """
     n = x.size
-    fx = _value_gradient(hdr, gfam, x, grad)
+    fx = laplace_gradient(hdr, gfam, x, grad)
     if not math.isfinite(fx):
         return fx, False
     H = np.zeros((n, n))
@@ -1982,7 +1977,7 @@ def laplace_quasi_newton(hdr, gfam, x, lower, ntheta, xtol, max_iter, h, grad): 
     for j in range(ntheta):
         xj[:] = x
         xj[j] += h
-        if not math.isfinite(_value_gradient(hdr, gfam, xj, gj)):
+        if not math.isfinite(laplace_gradient(hdr, gfam, xj, gj)):
             return fx, False
         for i in range(n):
             c = (gj[i] - grad[i]) / h
@@ -2013,7 +2008,7 @@ def laplace_quasi_newton(hdr, gfam, x, lower, ntheta, xtol, max_iter, h, grad): 
         for _ in range(6):
             for i in range(n):
                 cand[i] = x[i] + alpha * step[i]
-            fc = _value_gradient(hdr, gfam, cand, gnew)
+            fc = laplace_gradient(hdr, gfam, cand, gnew)
             if fc <= fx + noise:
                 moved = True
                 break
